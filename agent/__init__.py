@@ -1,0 +1,1 @@
+"""The curation agent: LangGraph planning over the tools, LLM backends, the CLI."""

@@ -1,0 +1,212 @@
+"""``curate``: the command line over the tool registry, the artifacts and (later) the agent.
+
+Exit codes: 0 ok, 2 bad input, 3 policy denied or approval needed, 4 tool failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agent.console import emit, error, say
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Curation assistant command line.")
+artifacts_app = typer.Typer(no_args_is_help=True, help="List, show and export artifacts.")
+app.add_typer(artifacts_app, name="artifacts")
+
+
+def _fail(exc: BaseException) -> None:
+    from tools.errors import CurateError
+
+    if isinstance(exc, CurateError):
+        error(exc.render())
+        raise typer.Exit(exc.exit_code)
+    raise exc
+
+
+def _ctx(quiet: bool = False):  # noqa: ANN202
+    from tools.contract import ToolContext
+
+    return ToolContext(show_progress=not quiet and sys.stderr.isatty())
+
+
+def _parse_args(args: str) -> dict[str, Any]:
+    from tools.errors import BadInput
+
+    text = args
+    if args.startswith("@"):
+        p = Path(args[1:])
+        if not p.exists():
+            raise BadInput("no such file", where=str(p))
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"--args is not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(value, dict):
+        raise BadInput("--args must be a JSON object")
+    return value
+
+
+def result_payload(result: Any, ws: Any) -> dict[str, Any]:
+    """DESIGN's output shape: tool, summary, artifacts (name -> path), plus metrics."""
+    payload = result.model_dump(mode="json")
+    arts = payload.pop("artifacts")
+    payload = {
+        "tool": payload.pop("tool"),
+        "summary": payload.pop("summary"),
+        "artifacts": {name: str(ws.get(art_id).path) for name, art_id in arts.items()},
+        "artifact_ids": arts,
+        **payload,
+    }
+    return payload
+
+
+@app.command("tools")
+def tools_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the tools with their descriptions and JSON schemas."""
+    from tools.registry import describe, list_specs
+
+    specs = [describe(s) for s in list_specs()]
+    if as_json:
+        emit(specs, as_json=True)
+        return
+    for s in specs:
+        say(f"[bold]{s['name']}[/bold] ({s['family']}, {s['cost']}): {s['description']}")
+
+
+@app.command("tool")
+def tool_cmd(
+    name: str,
+    args: Annotated[str, typer.Option("--args", help="JSON object, or @file.json / @file.yaml")] = "{}",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute even if cached")] = False,
+) -> None:
+    """Run one registered tool and print its result."""
+    from tools.contract import ToolContext
+    from tools.registry import invoke
+
+    try:
+        ctx = ToolContext(show_progress=sys.stderr.isatty(), use_cache=not no_cache)
+        result = invoke(name, _parse_args(args), ctx)
+        payload = result_payload(result, ctx.workspace)
+    except Exception as e:  # noqa: BLE001 - typed errors become exit codes, others re-raise
+        _fail(e)
+        return
+    if as_json:
+        emit(payload, as_json=True)
+    else:
+        say(payload["summary"])
+        for k, v in payload["artifacts"].items():
+            say(f"  {k}: {v}")
+
+
+@artifacts_app.command("list")
+def artifacts_list(
+    kind: Annotated[str | None, typer.Option("--kind")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List artifacts in the workspace, newest first."""
+    from tools.artifacts import Workspace
+
+    ws = Workspace()
+    rows = [
+        {"id": a.id, "kind": a.kind, "tool": a.manifest.get("tool"), "created_at": a.manifest.get("created_at"),
+         "rows_out": a.manifest.get("rows", {}).get("rows_out"), "path": str(a.path)}
+        for a in ws.list(kind)
+    ]
+    if as_json:
+        emit(rows, as_json=True)
+        return
+    if not rows:
+        say(f"no artifacts in {ws.artifacts_dir}")
+    for r in rows:
+        say(f"{r['id']:<24} {r['tool'] or '':<14} {r['created_at']}  rows={r['rows_out']}")
+
+
+@artifacts_app.command("show")
+def artifacts_show(art_id: str) -> None:
+    """Print an artifact's manifest."""
+    from tools.artifacts import Workspace
+
+    try:
+        emit(Workspace().get(art_id).manifest, as_json=True)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+
+
+@artifacts_app.command("export")
+def artifacts_export(
+    art_id: str,
+    to: Annotated[Path, typer.Option("--to")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
+    with_text: Annotated[bool, typer.Option("--with-text/--no-text", help="selections: join the documents")] = True,
+) -> None:
+    """Export an artifact's table (a selection with its documents' text) as JSONL or Parquet."""
+    import pyarrow.parquet as pq
+
+    from tools.errors import BadInput
+    from tools.selection import export_selection
+
+    try:
+        if fmt not in ("jsonl", "parquet"):
+            raise BadInput(f"must be jsonl or parquet; got {fmt!r}", where="--format")
+        ctx = _ctx()
+        art = ctx.workspace.get(art_id)
+        if art.kind == "selection" and with_text:
+            info = export_selection(ctx, art.id, to, fmt=fmt)  # type: ignore[arg-type]
+        else:
+            table = art.table()
+            to.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "parquet":
+                pq.write_table(table, to)
+            else:
+                with open(to, "w", encoding="utf-8") as fh:
+                    for rec in table.to_pylist():
+                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            info = {"exported": table.num_rows, "path": str(to), "format": fmt}
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+        return
+    emit(info, as_json=True)
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option("--out")] = Path("demo"),
+    docs: Annotated[int, typer.Option("--docs")] = 24_000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    source: Annotated[str, typer.Option("--source", help="'synthetic' or 'hf' (needs a hub)")] = "synthetic",
+) -> None:
+    """Write a seeded multi-domain demo pool and a small target set."""
+    if source == "hf":
+        from tools.demo_hf import generate_hf
+
+        try:
+            paths = generate_hf(out, seed=seed)
+        except Exception as e:  # noqa: BLE001
+            _fail(e)
+            return
+    else:
+        from tools.demo_data import generate
+
+        paths = generate(out, n_docs=docs, seed=seed)
+    emit(paths, as_json=True)
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,32 @@
+"""What the agent streams to its front ends (chat, CLI): one event model, JSON-serialisable.
+
+The UI renders these without knowing LangGraph: a plan message, a collapsible box per tool call
+(pending -> done/error with duration and a log line), live progress, proposals awaiting review,
+the final answer, and error banners (e.g. the LLM endpoint went away).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tools.contract import ProgressEvent
+
+EventKind = Literal["plan", "tool_start", "tool_progress", "tool_end", "message", "proposal", "error", "done"]
+
+
+class AgentEvent(BaseModel):
+    kind: EventKind
+    thread_id: str
+    text: str = Field("", description="plan text, answer text or error text (plain text, never HTML)")
+    planner: str | None = Field(None, description="which planner planned: 'llm:<model>', 'json:<model>', 'offline'")
+    tool: str | None = None
+    call_id: str | None = None
+    args: dict[str, Any] | None = None
+    status: Literal["pending", "done", "error"] | None = None
+    duration_s: float | None = None
+    summary: str | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    progress: ProgressEvent | None = None
+    proposal: dict[str, Any] | None = Field(None, description="a proposal record awaiting review")

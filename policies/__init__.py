@@ -1,0 +1,1 @@
+"""Curation policies: what tools may read, write, spend and export."""

@@ -1,0 +1,561 @@
+"""Corpus specs and the one way to read documents: streamed Arrow record batches.
+
+Every tool reads through :func:`read_batches`, which maps source columns onto the canonical ``id``,
+``text`` and ``domain`` columns, gives every row a stable id (the id column, else a content hash),
+and keeps memory bounded by the batch size whatever the file size. Bad input is reported with the
+file and line; with ``on_error="skip"`` bad rows are skipped and counted by reason instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob as globlib
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from tools.errors import BadInput, PolicyDenied
+
+Format = Literal["auto", "jsonl", "json", "parquet", "csv", "tsv", "hf"]
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".arrow": "hf",
+}
+CANONICAL = ("id", "text", "domain")
+DEFAULT_BATCH_ROWS = 8192
+_JSONL_BLOCK_BYTES = 8 << 20
+
+
+class CorpusSpec(BaseModel):
+    """A pool of documents on disk plus how its columns map onto ``id``/``text``/``domain``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="file, directory or glob (JSONL, JSON, Parquet, CSV/TSV, HF dataset on disk)")
+    format: Format = Field("auto", description="file format; 'auto' detects it from the suffix")
+    text_field: str | list[str] = Field(
+        "text", description="column holding the text; a list of columns is joined with blank lines"
+    )
+    id_field: str | None = Field("id", description="column holding a stable id; a content hash when absent")
+    domain_field: str | None = Field("domain", description="column holding a domain label, if any")
+    domain_from_path: bool = Field(False, description="use each file's name (without suffix) as the domain")
+    extra_fields: list[str] = Field(default_factory=list, description="other columns to carry along")
+    split: str | None = Field(None, description="split of a saved Hugging Face DatasetDict")
+    delimiter: str | None = Field(None, description="CSV delimiter; sniffed when None")
+    has_header: bool = Field(True, description="CSV files start with a header row")
+    column_names: list[str] | None = Field(None, description="CSV column names when there is no header")
+    on_error: Literal["raise", "skip"] = Field("raise", description="malformed rows: raise, or skip and count")
+
+    def label(self) -> str:
+        return self.path
+
+
+def _coerce_corpus(value: Any) -> Any:
+    if isinstance(value, (str, os.PathLike)):
+        return {"path": os.fspath(value)}
+    return value
+
+
+_CORPUS_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "description": "path, directory or glob of the documents"},
+        {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "text_field": {"type": "string"},
+                "id_field": {"type": "string"},
+                "domain_field": {"type": "string"},
+            },
+            "required": ["path"],
+        },
+    ]
+}
+
+CorpusArg = Annotated[CorpusSpec, BeforeValidator(_coerce_corpus), WithJsonSchema(_CORPUS_SCHEMA)]
+"""A request field holding a corpus: a path string or ``{path, text_field, id_field, domain_field}``."""
+
+
+def as_corpus(value: CorpusSpec | str | os.PathLike | dict) -> CorpusSpec:
+    if isinstance(value, CorpusSpec):
+        return value
+    return CorpusSpec.model_validate(_coerce_corpus(value))
+
+
+@dataclass
+class ReadStats:
+    """What a read saw: rows yielded, rows skipped by reason, repaired text, duplicate ids."""
+
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    invalid_utf8_rows: int = 0
+    duplicate_ids: int = 0
+    duplicate_examples: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "skipped": dict(self.skipped),
+            "invalid_utf8_rows": self.invalid_utf8_rows,
+            "duplicate_ids": self.duplicate_ids,
+            "duplicate_examples": self.duplicate_examples[:5],
+            "files": len(self.files),
+        }
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def _is_hf_dir(p: Path) -> bool:
+    return p.is_dir() and (
+        (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists()
+    )
+
+
+def _hf_arrow_files(p: Path, split: str | None) -> list[Path]:
+    if (p / "dataset_dict.json").exists():
+        splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+        if split is not None:
+            if split not in splits:
+                raise BadInput(f"split {split!r} not found; splits are {splits}", where=str(p))
+            splits = [split]
+        files: list[Path] = []
+        for s in splits:
+            files += _hf_arrow_files(p / s, None)
+        return files
+    state = p / "state.json"
+    if state.exists():
+        names = [d["filename"] for d in json.loads(state.read_text()).get("_data_files", [])]
+        if names:
+            return [p / n for n in names]
+    return sorted(p.glob("*.arrow"))
+
+
+def resolve_files(spec: CorpusSpec, allowed_roots: Sequence[Path] | None = None) -> list[tuple[Path, str]]:
+    """The files a spec names, with their formats, in a stable order."""
+    raw = os.path.expanduser(spec.path)
+    if any(ch in raw for ch in "*?["):
+        candidates = [Path(p) for p in sorted(globlib.glob(raw, recursive=True))]
+        if not candidates:
+            raise BadInput("no file matches this glob", where=raw)
+    else:
+        candidates = [Path(raw)]
+    out: list[tuple[Path, str]] = []
+    for c in candidates:
+        if not c.exists():
+            raise BadInput("no such file or directory", where=str(c))
+        if allowed_roots is not None:
+            check_allowed(c, allowed_roots)
+        if _is_hf_dir(c) or spec.format == "hf" and c.is_dir():
+            out += [(f, "hf") for f in _hf_arrow_files(c, spec.split)]
+        elif c.is_dir():
+            for f in sorted(c.rglob("*")):
+                if f.is_file() and f.suffix.lower() in SUFFIX_FORMATS and not f.name.startswith("."):
+                    fmt = spec.format if spec.format != "auto" else SUFFIX_FORMATS[f.suffix.lower()]
+                    out.append((f, fmt))
+        else:
+            fmt = spec.format
+            if fmt == "auto":
+                fmt = SUFFIX_FORMATS.get(c.suffix.lower(), "")
+                if not fmt:
+                    raise BadInput(
+                        "cannot tell the format from the suffix; pass format= "
+                        "(jsonl, json, parquet, csv, tsv, hf)",
+                        where=str(c),
+                    )
+            out.append((c, fmt))
+    if not out:
+        raise BadInput("no data files found (looked for .jsonl .json .parquet .csv .tsv .arrow)", where=raw)
+    return out
+
+
+def check_allowed(path: Path, allowed_roots: Sequence[Path]) -> None:
+    """Refuse a path outside the policy's data roots (symlinks resolved first)."""
+    real = Path(os.path.realpath(path))
+    for root in allowed_roots:
+        r = Path(os.path.realpath(root))
+        if real == r or r in real.parents:
+            return
+    roots = ", ".join(str(r) for r in allowed_roots) or "(none)"
+    raise PolicyDenied(f"reading {path} is outside the allowed data roots: {roots}")
+
+
+def fingerprint(spec: CorpusSpec) -> str:
+    """Identity of the input: resolved files (path, size, mtime) plus the column mapping."""
+    h = hashlib.sha256(spec.model_dump_json().encode())
+    for f, fmt in resolve_files(spec):
+        st = f.stat()
+        h.update(f"{os.path.realpath(f)}|{st.st_size}|{st.st_mtime_ns}|{fmt}".encode())
+    return h.hexdigest()[:16]
+
+
+def content_id(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+# ---------------------------------------------------------------------------------- record level
+
+
+class _Rows:
+    """Turns source records (dicts or Arrow tables) into canonical Arrow batches."""
+
+    def __init__(self, spec: CorpusSpec, columns: Sequence[str], stats: ReadStats, batch_rows: int):
+        self.spec = spec
+        self.columns = list(columns)
+        self.stats = stats
+        self.batch_rows = batch_rows
+        self.text_fields = [spec.text_field] if isinstance(spec.text_field, str) else list(spec.text_field)
+        self.seen_ids: set[str] | None = set()
+        self._buf: dict[str, list] = {c: [] for c in self.columns}
+
+    def _fail(self, msg: str, where: str, reason: str) -> None:
+        if self.spec.on_error == "skip":
+            self.stats.skipped[reason] += 1
+            return
+        raise BadInput(msg, where=where)
+
+    def _missing_text(self, keys: Sequence[str], where: str) -> None:
+        missing = [f for f in self.text_fields if f not in keys]
+        hint = f"pass text_field= one of: {', '.join(map(str, keys))}" if keys else None
+        raise BadInput(
+            f"text field {missing[0]!r} not found; the fields that exist are {sorted(map(str, keys))}",
+            where=where,
+            hint=hint,
+        )
+
+    def add_record(self, rec: Any, where: str, domain_hint: str | None) -> Iterator[pa.RecordBatch]:
+        if not isinstance(rec, dict):
+            self._fail(f"expected a JSON object, got {type(rec).__name__}", where, "not_an_object")
+            return
+        parts = []
+        for f in self.text_fields:
+            if f not in rec:
+                if self.spec.on_error == "skip" and self.stats.rows > 0:
+                    self.stats.skipped["missing_text_field"] += 1
+                    return
+                self._missing_text(list(rec.keys()), where)
+            v = rec[f]
+            parts.append("" if v is None else (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)))
+        text = parts[0] if len(parts) == 1 else "\n\n".join(p for p in parts if p)
+        yield from self._push(text, rec.get(self.spec.id_field) if self.spec.id_field else None,
+                              self._domain(rec.get(self.spec.domain_field) if self.spec.domain_field else None,
+                                           domain_hint), rec)
+
+    def _domain(self, value: Any, hint: str | None) -> str | None:
+        if self.spec.domain_from_path:
+            return hint
+        return None if value is None else str(value)
+
+    def _push(self, text: str, raw_id: Any, domain: str | None, rec: dict) -> Iterator[pa.RecordBatch]:
+        doc_id = content_id(text) if raw_id is None or raw_id == "" else str(raw_id)
+        if self.seen_ids is not None:
+            if doc_id in self.seen_ids:
+                self.stats.duplicate_ids += 1
+                if len(self.stats.duplicate_examples) < 5:
+                    self.stats.duplicate_examples.append(doc_id)
+            else:
+                self.seen_ids.add(doc_id)
+                if len(self.seen_ids) > 20_000_000:  # bound memory on huge corpora
+                    self.seen_ids = None
+        b = self._buf
+        for c in self.columns:
+            if c == "id":
+                b[c].append(doc_id)
+            elif c == "text":
+                b[c].append(text)
+            elif c == "domain":
+                b[c].append(domain)
+            else:
+                v = rec.get(c)
+                b[c].append(v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v))
+        self.stats.rows += 1
+        if len(b["id"] if "id" in b else next(iter(b.values()))) >= self.batch_rows:
+            yield self.flush()
+
+    def flush(self) -> pa.RecordBatch:
+        arrays = []
+        for c in self.columns:
+            vals = self._buf[c]
+            if c in CANONICAL:
+                arrays.append(pa.array(vals, type=pa.string()))
+            else:
+                try:
+                    arrays.append(pa.array(vals))
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    arrays.append(pa.array([None if v is None else str(v) for v in vals], type=pa.string()))
+        self._buf = {c: [] for c in self.columns}
+        return pa.RecordBatch.from_arrays(arrays, names=self.columns)
+
+    def pending(self) -> int:
+        return len(next(iter(self._buf.values()))) if self._buf else 0
+
+
+def _decode(raw: bytes, stats: ReadStats) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        stats.invalid_utf8_rows += 1
+        return raw.decode("utf-8", errors="replace")
+
+
+def _iter_jsonl(path: Path, rows: _Rows, stats: ReadStats, hint: str) -> Iterator[pa.RecordBatch]:
+    loads = json.loads
+    line_no = 0
+    with open(path, "rb") as fh:
+        carry = b""
+        while True:
+            block = fh.read(_JSONL_BLOCK_BYTES)
+            if not block:
+                lines = [carry] if carry else []
+                carry = b""
+            else:
+                block = carry + block
+                cut = block.rfind(b"\n")
+                if cut < 0:
+                    carry = block
+                    continue
+                lines = block[: cut + 1].split(b"\n")[:-1]
+                carry = block[cut + 1 :]
+            for raw in lines:
+                line_no += 1
+                if not raw.strip():
+                    continue
+                text = _decode(raw, stats)
+                try:
+                    rec = loads(text)
+                except json.JSONDecodeError as e:
+                    rows._fail(f"malformed JSON ({e.msg} at column {e.colno})", f"{path}:{line_no}", "malformed_json")
+                    continue
+                yield from rows.add_record(rec, f"{path}:{line_no}", hint)
+            if not block:
+                break
+
+
+def _iter_json(path: Path, rows: _Rows, stats: ReadStats, hint: str) -> Iterator[pa.RecordBatch]:
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith(b"{") and b"\n{" in open(path, "rb").read(1 << 20):
+        yield from _iter_jsonl(path, rows, stats, hint)  # JSON Lines saved as .json
+        return
+    text = _decode(path.read_bytes(), stats)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON ({e.msg})", where=f"{path}:{e.lineno}") from None
+    if isinstance(data, dict):
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        if "data" in data and isinstance(data["data"], list):
+            data = data["data"]
+        elif len(lists) == 1:
+            data = data[lists[0]]
+        elif all(isinstance(v, dict) for v in data.values()):
+            data = [{"id": k, **v} if "id" not in v else v for k, v in data.items()]
+        else:
+            raise BadInput("expected a list of records (or {'data': [...]})", where=str(path))
+    if not isinstance(data, list):
+        raise BadInput("expected a list of records", where=str(path))
+    for i, rec in enumerate(data):
+        yield from rows.add_record(rec, f"{path}:record {i}", hint)
+
+
+def _sniff_delimiter(sample: str, default: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return default
+
+
+def _iter_csv(path: Path, rows: _Rows, stats: ReadStats, hint: str, tsv: bool) -> Iterator[pa.RecordBatch]:
+    spec = rows.spec
+    with open(path, "rb") as fh:
+        sample_bytes = fh.read(65536)
+    sample = sample_bytes.decode("utf-8", errors="replace")
+    delim = spec.delimiter or ("\t" if tsv else _sniff_delimiter(sample.split("\n", 1)[0] + "\n", ","))
+    csv.field_size_limit(1 << 30)
+
+    with open(path, "rb") as fh:
+        def lines() -> Iterator[str]:
+            for raw in fh:
+                yield _decode(raw, stats)
+
+        reader = csv.reader(lines(), delimiter=delim)
+        header = None
+        if spec.column_names:
+            header = list(spec.column_names)
+            if spec.has_header:
+                next(reader, None)
+        elif spec.has_header:
+            header = next(reader, None)
+            if header is None:
+                return
+            header = [h.strip().lstrip("\ufeff").lstrip("#") or f"col{i}" for i, h in enumerate(header)]
+        line_no = 1 if spec.has_header else 0
+        for rec in reader:
+            line_no = reader.line_num
+            if not rec or all(not c for c in rec):
+                continue
+            names = header or [f"col{i}" for i in range(len(rec))]
+            if len(rec) != len(names):
+                rows._fail(
+                    f"expected {len(names)} fields (delimiter {delim!r}), found {len(rec)}",
+                    f"{path}:{line_no}",
+                    "wrong_field_count",
+                )
+                continue
+            yield from rows.add_record(dict(zip(names, rec, strict=True)), f"{path}:{line_no}", hint)
+
+
+def _iter_arrow_table_batches(
+    batches: Iterator[pa.RecordBatch], path: Path, rows: _Rows, hint: str
+) -> Iterator[pa.RecordBatch]:
+    """Parquet / Arrow sources: vectorised column mapping, no per-row dicts."""
+    for rb in batches:
+        names = rb.schema.names
+        missing = [f for f in rows.text_fields if f not in names]
+        if missing:
+            rows._missing_text(names, str(path))
+        recs = rb.to_pydict()
+        n = rb.num_rows
+        for i in range(n):
+            rec = {k: recs[k][i] for k in names}
+            yield from rows.add_record(rec, f"{path}:row {i}", hint)
+
+
+def _iter_file(path: Path, fmt: str, rows: _Rows, stats: ReadStats) -> Iterator[pa.RecordBatch]:
+    hint = path.stem if fmt != "hf" else path.parent.name
+    if fmt == "jsonl":
+        yield from _iter_jsonl(path, rows, stats, hint)
+    elif fmt == "json":
+        yield from _iter_json(path, rows, stats, hint)
+    elif fmt in ("csv", "tsv"):
+        yield from _iter_csv(path, rows, stats, hint, tsv=fmt == "tsv")
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        wanted = [c for c in _source_columns(rows.spec, rows.columns) if c in names]
+        missing = [f for f in rows.text_fields if f not in names]
+        if missing:
+            rows._missing_text(names, str(path))
+        yield from _iter_arrow_table_batches(pf.iter_batches(batch_size=rows.batch_rows, columns=wanted), path, rows, hint)
+    elif fmt == "hf":
+        with pa.memory_map(str(path)) as src:
+            try:
+                reader = pa.ipc.open_stream(src)
+            except pa.ArrowInvalid:
+                reader = pa.ipc.open_file(src)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            else:
+                batches = iter(reader)
+            yield from _iter_arrow_table_batches(batches, path, rows, hint)
+    else:  # pragma: no cover - resolve_files only yields known formats
+        raise BadInput(f"unknown format {fmt!r}", where=str(path))
+
+
+def _source_columns(spec: CorpusSpec, columns: Sequence[str]) -> list[str]:
+    cols = [spec.text_field] if isinstance(spec.text_field, str) else list(spec.text_field)
+    if spec.id_field:
+        cols.append(spec.id_field)
+    if spec.domain_field:
+        cols.append(spec.domain_field)
+    cols += [c for c in columns if c not in CANONICAL]
+    return list(dict.fromkeys(cols))
+
+
+# -------------------------------------------------------------------------------------- public
+
+
+def read_batches(
+    corpus: CorpusSpec | str | dict,
+    columns: Sequence[str] = CANONICAL,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    stats: ReadStats | None = None,
+    allowed_roots: Sequence[Path] | None = None,
+    check_ids: bool = True,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the corpus as Arrow batches with canonical columns (``id``, ``text``, ``domain``, extras).
+
+    Memory is bounded by ``batch_rows`` (plus one 8 MiB read block), not by the file size.
+    Raises :class:`BadInput` for an empty corpus, a missing text field or a malformed row.
+    """
+    spec = as_corpus(corpus)
+    stats = stats if stats is not None else ReadStats()
+    cols = list(dict.fromkeys(list(columns) + list(spec.extra_fields)))
+    rows = _Rows(spec, cols, stats, batch_rows)
+    if not check_ids:
+        rows.seen_ids = None
+    files = resolve_files(spec, allowed_roots)
+    for path, fmt in files:
+        stats.files.append(str(path))
+        yield from _iter_file(path, fmt, rows, stats)
+    if rows.pending():
+        yield rows.flush()
+    if stats.rows == 0:
+        skipped = f" ({dict(stats.skipped)} skipped)" if stats.skipped else ""
+        raise BadInput(f"the corpus has no documents{skipped}", where=spec.path)
+
+
+def read_table(corpus: CorpusSpec | str | dict, columns: Sequence[str] = CANONICAL, **kw: Any) -> pa.Table:
+    """Read a whole corpus into one table: for small inputs such as target sets."""
+    batches = list(read_batches(corpus, columns, **kw))
+    return pa.Table.from_batches(batches)
+
+
+def count_rows(corpus: CorpusSpec | str | dict) -> int:
+    """Count rows without materialising them (metadata for Parquet/Arrow, a line scan for JSONL)."""
+    spec = as_corpus(corpus)
+    total = 0
+    for path, fmt in resolve_files(spec):
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(path).metadata.num_rows
+        elif fmt == "jsonl":
+            with open(path, "rb") as fh:
+                n = 0
+                last = b"\n"
+                while chunk := fh.read(_JSONL_BLOCK_BYTES):
+                    n += chunk.count(b"\n") - chunk.count(b"\n\n")
+                    last = chunk[-1:]
+                total += n + (0 if last == b"\n" else 1)
+        else:
+            one = spec.model_copy(update={"path": str(path), "format": fmt})
+            total += sum(b.num_rows for b in read_batches(one, ("id",), check_ids=False))
+    return total
+
+
+def peek_fields(corpus: CorpusSpec | str | dict) -> list[str]:
+    """The field names of the first record: for error messages and the UI's column picker."""
+    spec = as_corpus(corpus)
+    path, fmt = resolve_files(spec)[0]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).schema_arrow.names
+    if fmt == "jsonl":
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if raw.strip():
+                    try:
+                        rec = json.loads(raw.decode("utf-8", "replace"))
+                        return list(rec) if isinstance(rec, dict) else []
+                    except json.JSONDecodeError:
+                        return []
+    return []

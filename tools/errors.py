@@ -1,0 +1,77 @@
+"""Typed errors every tool raises, so front ends can tell bad input from a failed tool.
+
+Each error carries a message a person can act on: what is wrong, where (file, line, field), what is
+allowed and what was received. The CLI maps them to exit codes, the agent to tool messages.
+"""
+
+from __future__ import annotations
+
+
+class CurateError(Exception):
+    """Base of the project's errors; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+class BadInput(CurateError):
+    """The request or the data is wrong; fixing the input fixes the run."""
+
+    exit_code = 2
+    kind = "bad_input"
+
+
+class PolicyDenied(CurateError):
+    """The active policy forbids this call (data root, budget, tool)."""
+
+    exit_code = 3
+    kind = "policy_denied"
+
+
+class ApprovalRequired(CurateError):
+    """The policy wants a person to approve this call before it runs."""
+
+    exit_code = 3
+    kind = "approval_required"
+
+
+class ResourceUnavailable(CurateError):
+    """A model, package, server or device the tool needs is missing."""
+
+    exit_code = 4
+    kind = "resource_unavailable"
+
+
+class ToolFailed(CurateError):
+    """The tool could not finish for a reason that is not the caller's input."""
+
+    exit_code = 4
+    kind = "tool_failed"
+
+
+def field_error(tool: str, field: str, must: str, got: object) -> BadInput:
+    """The one message shape for a bad argument: ``<tool>.<field>: must be …; got …``."""
+    shown = repr(got)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    return BadInput(f"must be {must}; got {shown}", where=f"{tool}.{field}")
+
+
+def missing_extra(package: str, extra: str, purpose: str) -> ResourceUnavailable:
+    """A missing optional dependency, with the install command that fixes it."""
+    return ResourceUnavailable(
+        f"{purpose} needs the '{package}' package",
+        hint=f"install it with: pip install 'curation-assistant[{extra}]'",
+    )
