@@ -1,0 +1,490 @@
+"""DSIR core: hashed n-gram features, bag-of-n-grams models, log importance weights, resampling.
+
+Pure NumPy (plus the standard library); no pydantic, no tool context, so benchmarks and other tools
+can call it directly. The steps follow the ``data-selection`` package (p-lambda/dsir, v1.0.3):
+
+1. lower-case, tokenize with the word-punct regex ``\\w+|[^\\w\\s]+`` (NLTK's WordPunctTokenizer);
+2. every unigram and every m-gram for 2 <= m <= ``ngrams`` goes to one of ``num_buckets`` buckets;
+3. raw and target models are normalised bucket counts; ``log_diff = log p_target - log q_raw``;
+4. a document's log importance weight is ``sum_b count_b * log_diff_b``;
+5. documents shorter than ``min_example_length`` words are not eligible; Gumbel top-k picks k
+   without replacement with probability proportional to the importance weights (Plackett-Luce).
+
+Two hashes. ``"sha256"`` (parity): the bucket of an n-gram is ``int(sha256(' '.join(tokens)), 16) %
+num_buckets`` and tokenization uses the ``regex`` engine as NLTK >= 3.9 does, so bucket ids, counts
+and log weights equal the reference package's. ``"fast"`` (default): each distinct token is hashed
+once (blake2b, cached) to 64 bits, n-gram hashes are combined from token hashes with vectorised
+splitmix64 arithmetic, and tokenization uses the stdlib ``re`` engine (it differs from ``regex`` only
+on a few Unicode number/mark characters such as '½' or '³'). Same model, different bucket ids.
+
+Parallelism: the caller reads the corpus in batches; each batch is featurized in a worker process
+and its bucket ids are written to a scratch file (2 bytes per n-gram when ``num_buckets <= 65536``).
+Counts are integers and per-document sums are taken in a fixed order inside one document, so every
+number is the same whatever the number of workers or the batch boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+HashName = Literal["fast", "sha256"]
+WORDPUNCT = r"\w+|[^\w\s]+"
+REFERENCE_FLOOR = 1e-8  # the reference's log(p + 1e-8) floor
+_FLAGS = re.UNICODE | re.MULTILINE | re.DOTALL
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_CACHE_LIMIT = 2_000_000  # distinct tokens (or n-grams, parity mode) cached per process
+
+# ------------------------------------------------------------------------------- tokenization
+
+
+def _compile(hash_name: HashName) -> Any:
+    if hash_name == "sha256":
+        try:  # NLTK >= 3.9 compiles its tokenizer regexes with the `regex` engine
+            import regex
+
+            return regex.compile(WORDPUNCT, _FLAGS)
+        except ImportError:  # pragma: no cover - regex ships with nltk
+            pass
+    return re.compile(WORDPUNCT, _FLAGS)
+
+
+def tokenize(text: str, hash_name: HashName = "fast") -> list[str]:
+    """Lower-case and split into word and punctuation runs (the reference's 'wordpunct')."""
+    return _pattern(hash_name).findall(text.lower())
+
+
+_PATTERNS: dict[str, Any] = {}
+
+
+def _pattern(hash_name: HashName) -> Any:
+    p = _PATTERNS.get(hash_name)
+    if p is None:
+        p = _PATTERNS[hash_name] = _compile(hash_name)
+    return p
+
+
+def sha256_bucket(text: str, num_buckets: int = 10_000) -> int:
+    """The reference's ``hash_buckets``: ``int(sha256(text).hexdigest(), 16) % num_buckets``."""
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) % num_buckets
+
+
+# ------------------------------------------------------------------------------------ hashing
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+class _TokenHashes(dict):
+    """token -> stable 64-bit hash (blake2b), computed once per distinct token."""
+
+    def __missing__(self, token: str) -> int:
+        if len(self) > _CACHE_LIMIT:
+            self.clear()
+        v = int.from_bytes(hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+        self[token] = v
+        return v
+
+
+class _Sha256Buckets(dict):
+    """n-gram string -> sha256 bucket (parity mode), cached."""
+
+    def __init__(self, num_buckets: int):
+        super().__init__()
+        self.num_buckets = num_buckets
+
+    def __missing__(self, text: str) -> int:
+        if len(self) > _CACHE_LIMIT:
+            self.clear()
+        v = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) % self.num_buckets
+        self[text] = v
+        return v
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    ngrams: int = 2
+    num_buckets: int = 10_000
+    hash: HashName = "fast"
+
+    def __post_init__(self) -> None:
+        if self.ngrams < 1:
+            raise ValueError("ngrams must be >= 1")
+        if self.num_buckets < 2:
+            raise ValueError("num_buckets must be >= 2")
+
+    @property
+    def bucket_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16) if self.num_buckets <= 65536 else np.dtype(np.uint32)
+
+
+@dataclass
+class BatchFeatures:
+    """Hashed n-grams of a batch of documents.
+
+    ``buckets[m-1]`` holds the bucket of every m-gram, documents in order and positions in order
+    within a document; document i has ``max(ntok[i] - m + 1, 0)`` of them.
+    """
+
+    ntok: np.ndarray  # (n,) int64 tokens per document
+    buckets: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.ntok.size)
+
+    def per_doc(self, m: int) -> np.ndarray:
+        return np.maximum(self.ntok - m + 1, 0)
+
+    def doc_index(self, m: int) -> np.ndarray:
+        return np.repeat(np.arange(self.n_docs), self.per_doc(m))
+
+    def ngram_totals(self) -> np.ndarray:
+        """Feature-count sum per document (the reference's ``features.sum()``)."""
+        return sum(self.per_doc(m) for m in range(1, len(self.buckets) + 1))
+
+    def counts(self, num_buckets: int, docs: np.ndarray | None = None) -> np.ndarray:
+        """Bucket counts summed over the batch, or over the documents where the mask ``docs`` is true."""
+        out = np.zeros(num_buckets, dtype=np.int64)
+        for m, b in enumerate(self.buckets, start=1):
+            if docs is not None:
+                b = b[np.repeat(docs, self.per_doc(m))]
+            out += np.bincount(b, minlength=num_buckets)
+        return out
+
+    def doc_dot(self, log_diff: np.ndarray) -> np.ndarray:
+        """Per-document ``<log_diff, counts>`` for a (B,) or (T, B) ``log_diff`` -> (n,) or (n, T)."""
+        ld = np.atleast_2d(log_diff)
+        out = np.zeros((self.n_docs, ld.shape[0]), dtype=np.float64)
+        for m, b in enumerate(self.buckets, start=1):
+            idx = self.doc_index(m)
+            bi = b.astype(np.intp)
+            for t in range(ld.shape[0]):
+                out[:, t] += np.bincount(idx, weights=ld[t][bi], minlength=self.n_docs)
+        return out if log_diff.ndim == 2 else out[:, 0]
+
+
+class Featurizer:
+    """Texts -> :class:`BatchFeatures` under one :class:`FeatureConfig`; keeps per-process caches."""
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+        self._pattern = _pattern(config.hash)
+        self._tok = _TokenHashes()
+        self._sha = _Sha256Buckets(config.num_buckets)
+
+    def __call__(self, texts: Sequence[str | None]) -> BatchFeatures:
+        findall = self._pattern.findall
+        toks = [findall(t.lower()) if t else [] for t in texts]
+        ntok = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        if self.config.hash == "sha256":
+            buckets = self._sha256(toks)
+        else:
+            buckets = self._fast(toks, ntok)
+        dt = self.config.bucket_dtype
+        return BatchFeatures(ntok=ntok, buckets=[b.astype(dt, copy=False) for b in buckets])
+
+    def _fast(self, toks: list[list[str]], ntok: np.ndarray) -> list[np.ndarray]:
+        n, B = self.config.ngrams, np.uint64(self.config.num_buckets)
+        total = int(ntok.sum())
+        flat = itertools.chain.from_iterable(toks)
+        h = np.fromiter(map(self._tok.__getitem__, flat), dtype=np.uint64, count=total)
+        out = [_mix(h ^ np.uint64(1)) % B]
+        if n >= 2 and total:
+            # tokens left in the document from each position (inclusive)
+            starts = np.cumsum(ntok) - ntok
+            left = np.repeat(starts + ntok, ntok) - np.arange(total)
+            g = h
+            for m in range(2, n + 1):
+                g = _mix(g[:-1] * _GOLDEN + h[m - 1 :])
+                valid = left[: g.size] >= m
+                out.append(_mix(g[valid] ^ np.uint64(m)) % B)
+        else:
+            out += [np.zeros(0, dtype=np.uint64) for _ in range(2, n + 1)]
+        return out
+
+    def _sha256(self, toks: list[list[str]]) -> list[np.ndarray]:
+        n, sha = self.config.ngrams, self._sha
+        out = []
+        for m in range(1, n + 1):
+            if m == 1:
+                grams = itertools.chain.from_iterable(toks)
+            else:
+                grams = itertools.chain.from_iterable(
+                    (" ".join(w[i : i + m]) for i in range(len(w) - m + 1)) for w in toks
+                )
+            out.append(np.fromiter(map(sha.__getitem__, grams), dtype=np.int64))
+        return out
+
+
+def ngram_counts(text: str, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Bucket counts of one text (the reference's ``get_ngram_counts`` in parity mode)."""
+    return Featurizer(config)([text]).counts(config.num_buckets)
+
+
+def example_lengths(ngram_totals: np.ndarray, ngrams: int) -> np.ndarray:
+    """The reference's word-count estimate ``(sum(z) + n(n-1)/2) // n`` (= tokens for long texts)."""
+    return ((np.asarray(ngram_totals, dtype=np.int64) + ngrams * (ngrams - 1) // 2) // ngrams).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class DSIRModel:
+    raw_counts: np.ndarray  # (B,) int64
+    target_counts: np.ndarray  # (T, B) int64, one row per target model
+    log_diff: np.ndarray  # (T, B) float64
+    target_probs: np.ndarray  # (T, B)
+    raw_probs: np.ndarray  # (B,)
+    prior: list[float | None]  # Dirichlet prior strength per target (None = reference floor only)
+
+
+def dirichlet_evidence(counts: np.ndarray, base: np.ndarray, alpha: float) -> float:
+    """log P(counts | alpha) under a Dirichlet(alpha * base)-multinomial (Polya) model, up to a constant."""
+    from scipy.special import gammaln
+
+    a = alpha * base
+    nz = counts > 0
+    return float(
+        gammaln(alpha) - gammaln(alpha + counts.sum()) + np.sum(gammaln(counts[nz] + a[nz]) - gammaln(a[nz]))
+    )
+
+
+def fit_prior_strength(counts: np.ndarray, base: np.ndarray, lo: float = 1.0, hi: float = 1e9) -> float:
+    """Empirical-Bayes prior strength: the alpha maximising the Polya evidence of the target counts.
+
+    A golden-section search on log(alpha); the evidence is unimodal in alpha for a fixed base.
+    """
+    base = np.maximum(base, 1e-12)
+    base = base / base.sum()
+
+    def f(x: float) -> float:
+        return dirichlet_evidence(counts, base, math.exp(x))
+
+    a, b = math.log(lo), math.log(hi)
+    gr = (math.sqrt(5) - 1) / 2
+    c, d = b - gr * (b - a), a + gr * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(80):
+        if fc < fd:
+            a, c, fc = c, d, fd
+            d = a + gr * (b - a)
+            fd = f(d)
+        else:
+            b, d, fd = d, c, fc
+            c = b - gr * (b - a)
+            fc = f(c)
+        if b - a < 1e-4:
+            break
+    return math.exp((a + b) / 2)
+
+
+def fit_model(
+    raw_counts: np.ndarray,
+    target_counts: np.ndarray,
+    *,
+    prior: float | Literal["auto", "none"] = "auto",
+    laplace: float = 0.0,
+) -> DSIRModel:
+    """Target and raw models and ``log_diff``.
+
+    ``prior="none"`` is the reference: ``p = (c + laplace) / sum``, ``log_diff = log(p + 1e-8) -
+    log(q + 1e-8)``. Otherwise the target model is the posterior mean under a Dirichlet prior centred
+    on the raw model, ``p = (c + alpha * q) / (N + alpha)`` (``alpha`` fitted by empirical Bayes when
+    ``"auto"``): buckets a small target never saw fall back towards the raw frequency instead of to
+    1e-8, so one unseen n-gram costs ``log(alpha / (N + alpha))`` rather than about -9 nats.
+    """
+    raw_counts = np.asarray(raw_counts, dtype=np.int64)
+    tc = np.atleast_2d(np.asarray(target_counts, dtype=np.int64))
+    q = raw_counts / max(raw_counts.sum(), 1)
+    rows, alphas = [], []
+    for c in tc:
+        cl = c + laplace
+        if prior == "none":
+            p = cl / max(cl.sum(), 1e-300)
+            rows.append((p, np.log(p + REFERENCE_FLOOR) - np.log(q + REFERENCE_FLOOR)))
+            alphas.append(None)
+            continue
+        # q with the reference floor, so buckets the raw fit never saw stay finite
+        qf = (q + REFERENCE_FLOOR) / (1 + REFERENCE_FLOOR * q.size)
+        alpha = fit_prior_strength(c, qf) if prior == "auto" else float(prior)
+        p = (cl + alpha * qf) / (cl.sum() + alpha)
+        rows.append((p, np.log(p) - np.log(qf)))
+        alphas.append(alpha)
+    return DSIRModel(
+        raw_counts=raw_counts,
+        target_counts=tc,
+        log_diff=np.stack([r[1] for r in rows]),
+        target_probs=np.stack([r[0] for r in rows]),
+        raw_probs=q,
+        prior=alphas,
+    )
+
+
+# ---------------------------------------------------------------------------------- resampling
+
+
+def gumbel_topk(
+    log_w: np.ndarray,
+    k: int,
+    *,
+    eligible: np.ndarray | None = None,
+    top_k: bool = False,
+    proportions: Sequence[float] | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick k rows without replacement, P(order) = Plackett-Luce with weights exp(log_w).
+
+    ``log_w`` is (N,) or (N, T) for T targets; target t gets ``int(k * pi_t)`` picks (the remainder
+    to the last), each from the rows still eligible, as the reference does. The noise comes from
+    ``np.random.RandomState(seed)``, the same stream as the reference's ``np.random.seed(seed)``.
+    Returns (indices in pick order per target, the target of each pick).
+    """
+    lw = np.asarray(log_w)
+    if lw.ndim == 1:
+        lw = lw[:, None]
+    n, T = lw.shape
+    mask = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool).copy()
+    if T == 1:
+        quotas = [k]
+    else:
+        pi = np.full(T, 1.0 / T) if proportions is None else np.asarray(proportions, dtype=np.float64)
+        pi = pi / pi.sum()
+        quotas = [int(k * p) for p in pi]
+        quotas[-1] += k - sum(quotas)
+    rs = np.random.RandomState(seed)
+    picks, owner = [], []
+    for t, kt in enumerate(quotas):
+        if kt == 0:
+            continue
+        rows = np.flatnonzero(mask)
+        if kt > rows.size:
+            raise ValueError(f"cannot pick {kt} of {rows.size} eligible rows")
+        key = lw[rows, t].astype(np.float64)
+        if not top_k:
+            key = key + rs.gumbel(size=key.shape)
+        part = np.argpartition(-key, kt - 1)[:kt] if kt < rows.size else np.arange(rows.size)
+        part = part[np.argsort(-key[part], kind="stable")]
+        chosen = rows[part]
+        mask[chosen] = False
+        picks.append(chosen)
+        owner.append(np.full(kt, t, dtype=np.int32))
+    if not picks:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    return np.concatenate(picks).astype(np.int64), np.concatenate(owner)
+
+
+# ------------------------------------------------------------------------------ batch pipeline
+
+
+def _worker_featurize(config: FeatureConfig, texts: Any, out_path: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """In a worker: featurize a batch, save its bucket ids to ``out_path`` (if given).
+
+    Returns (tokens per document, the batch's bucket counts).
+    """
+    feats = _featurizer(config)(texts)
+    if out_path is not None:
+        save_features(out_path, feats)
+    return feats.ntok, feats.counts(config.num_buckets)
+
+
+_FEATURIZERS: dict[FeatureConfig, Featurizer] = {}
+
+
+def _featurizer(config: FeatureConfig) -> Featurizer:
+    f = _FEATURIZERS.get(config)
+    if f is None:
+        f = _FEATURIZERS[config] = Featurizer(config)
+    return f
+
+
+def save_features(path: str | os.PathLike, feats: BatchFeatures) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, feats.ntok)
+        for b in feats.buckets:
+            np.save(fh, b)
+
+
+def load_features(path: str | os.PathLike, ngrams: int) -> BatchFeatures:
+    with open(path, "rb") as fh:
+        ntok = np.load(fh)
+        buckets = [np.load(fh) for _ in range(ngrams)]
+    return BatchFeatures(ntok=ntok, buckets=buckets)
+
+
+def _worker_dot(path: str, ngrams: int, log_diff: np.ndarray) -> np.ndarray:
+    return load_features(path, ngrams).doc_dot(log_diff)
+
+
+def _worker_counts(path: str, ngrams: int, num_buckets: int, docs: np.ndarray | None) -> np.ndarray:
+    return load_features(path, ngrams).counts(num_buckets, docs)
+
+
+class Runner:
+    """Runs per-batch functions in order, in-process (1 worker) or in a process pool.
+
+    At most ``2 * workers`` batches are in flight, so memory stays bounded by the batch size and
+    results come back in submission order whatever the number of workers.
+    """
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool = None
+
+    def __enter__(self) -> Runner:
+        if self.workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: starts in milliseconds and needs no `if __name__ == "__main__"` guard in scripts; the
+            # workers use only numpy, re and hashlib (texts arrive as plain lists of str).
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map(self, fn: Callable[..., Any], arg_iter: Iterable[tuple]) -> Iterator[Any]:
+        if self._pool is None:
+            for args in arg_iter:
+                yield fn(*args)
+            return
+        pending: deque = deque()
+        for args in arg_iter:
+            pending.append(self._pool.submit(fn, *args))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def featurize_texts(texts: Sequence[str], config: FeatureConfig = FeatureConfig()) -> BatchFeatures:
+    """Featurize in this process (small inputs, tests, metrics)."""
+    return _featurizer(config)(list(texts))
+
+
+def scratch_files(directory: Path) -> Iterator[str]:
+    for i in itertools.count():
+        yield str(directory / f"{i:07d}.npf")
