@@ -37,6 +37,7 @@ from tools.selection import format_domain_counts, selection_table, write_selecti
 __all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core"]
 
 _BATCH_ROWS = 8192
+_PRIOR_DOCS = 5000  # target documents used to fit the prior strength
 
 
 def _budget(request: DSIRRequest) -> int | None:
@@ -82,6 +83,19 @@ def _count_target(
     if counts.sum() == 0:
         raise BadInput(f"the target has {docs} documents but no words to count ({spec.path})", where=where)
     return counts, docs
+
+
+def _target_sample(specs: list[CorpusSpec], cfg: FeatureConfig, ctx: ToolContext,
+                   max_docs: int = _PRIOR_DOCS) -> core.BatchFeatures:
+    """Features of the first ``max_docs`` target documents (for fitting the prior strength)."""
+    texts: list[str] = []
+    for spec in specs:
+        for b in read_batches(spec, ("text",), allowed_roots=ctx.data_roots, batch_rows=_BATCH_ROWS,
+                              check_ids=False):
+            texts += b.column("text").to_pylist()[: max_docs - len(texts)]
+            if len(texts) >= max_docs:
+                return core.featurize_texts(texts, cfg)
+    return core.featurize_texts(texts, cfg)
 
 
 class _Partial(Exception):
@@ -196,8 +210,12 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
             n_pool = sum(t.size for t in ntoks)
 
             # -- 3. models and log weights ----------------------------------------------------------
+            sample = None
+            if request.target_prior == "auto":
+                groups = [[t] for t in targets] if request.separate_targets else [targets]
+                sample = [_target_sample(g, cfg, ctx) for g in groups]
             model: DSIRModel = fit_model(raw_fit, model_counts, prior=request.target_prior,
-                                         laplace=request.target_laplace_smoothing)
+                                         laplace=request.target_laplace_smoothing, target_docs=sample)
             totals_all = np.concatenate(
                 [sum(np.maximum(t - m + 1, 0) for m in range(1, cfg.ngrams + 1)) for t in ntoks])
             lengths = core.example_lengths(totals_all, cfg.ngrams)

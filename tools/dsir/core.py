@@ -258,33 +258,12 @@ class DSIRModel:
     prior: list[float | None]  # Dirichlet prior strength per target (None = reference floor only)
 
 
-def dirichlet_evidence(counts: np.ndarray, base: np.ndarray, alpha: float) -> float:
-    """log P(counts | alpha) under a Dirichlet(alpha * base)-multinomial (Polya) model, up to a constant."""
-    from scipy.special import gammaln
-
-    a = alpha * base
-    nz = counts > 0
-    return float(
-        gammaln(alpha) - gammaln(alpha + counts.sum()) + np.sum(gammaln(counts[nz] + a[nz]) - gammaln(a[nz]))
-    )
-
-
-def fit_prior_strength(counts: np.ndarray, base: np.ndarray, lo: float = 1.0, hi: float = 1e9) -> float:
-    """Empirical-Bayes prior strength: the alpha maximising the Polya evidence of the target counts.
-
-    A golden-section search on log(alpha); the evidence is unimodal in alpha for a fixed base.
-    """
-    base = np.maximum(base, 1e-12)
-    base = base / base.sum()
-
-    def f(x: float) -> float:
-        return dirichlet_evidence(counts, base, math.exp(x))
-
-    a, b = math.log(lo), math.log(hi)
+def _golden_max(f: Callable[[float], float], a: float, b: float, tol: float = 1e-3) -> float:
+    """Maximiser of a unimodal f on [a, b] (golden-section search)."""
     gr = (math.sqrt(5) - 1) / 2
     c, d = b - gr * (b - a), a + gr * (b - a)
     fc, fd = f(c), f(d)
-    for _ in range(80):
+    while b - a > tol:
         if fc < fd:
             a, c, fc = c, d, fd
             d = a + gr * (b - a)
@@ -293,9 +272,48 @@ def fit_prior_strength(counts: np.ndarray, base: np.ndarray, lo: float = 1.0, hi
             b, d, fd = d, c, fc
             c = b - gr * (b - a)
             fc = f(c)
-        if b - a < 1e-4:
-            break
-    return math.exp((a + b) / 2)
+    return (a + b) / 2
+
+
+def loo_log_likelihood(feats: BatchFeatures, base: np.ndarray, alpha: float) -> float:
+    """Leave-one-document-out log likelihood per n-gram of target documents under the posterior mean.
+
+    Document d is scored by ``p_-d = (c - c_d + alpha * base) / (N - N_d + alpha)``, the target model
+    fitted without it: how well the smoothed model predicts an unseen target-like document.
+    """
+    return _LOO(feats, base.size)(base, alpha)
+
+
+class _LOO:
+    def __init__(self, feats: BatchFeatures, num_buckets: int):
+        key = np.concatenate(
+            [feats.doc_index(m).astype(np.int64) * num_buckets + b.astype(np.int64)
+             for m, b in enumerate(feats.buckets, start=1)]
+        )
+        uk, cnt = np.unique(key, return_counts=True)
+        self.doc, self.bucket, self.cnt = uk // num_buckets, uk % num_buckets, cnt.astype(np.float64)
+        self.c = np.bincount(self.bucket, weights=self.cnt, minlength=num_buckets)
+        self.Nd = np.bincount(self.doc, weights=self.cnt)
+        self.N = float(self.c.sum())
+
+    def __call__(self, base: np.ndarray, alpha: float) -> float:
+        num = self.c[self.bucket] - self.cnt + alpha * base[self.bucket]
+        den = self.N - self.Nd[self.doc] + alpha
+        return float(np.sum(self.cnt * (np.log(num) - np.log(den)))) / max(self.N, 1.0)
+
+
+def fit_prior_strength(feats: BatchFeatures, base: np.ndarray, lo: float = 1.0, hi: float = 1e9) -> float:
+    """Prior strength alpha maximising the leave-one-document-out likelihood of the target documents.
+
+    Cross-validation across documents, not the Polya evidence of the pooled counts: n-grams repeat
+    within a document (numbers, names), so pooled counts look more certain than they are and the
+    evidence picks too weak a prior (about 2-3x smaller on GSM8K questions).
+    """
+    if feats.n_docs < 2:
+        return float(np.clip(sum(b.size for b in feats.buckets), lo, hi))
+    loo = _LOO(feats, base.size)
+    x = _golden_max(lambda t: loo(base, math.exp(t)), math.log(lo), math.log(hi))
+    return math.exp(x)
 
 
 def fit_model(
@@ -304,20 +322,21 @@ def fit_model(
     *,
     prior: float | Literal["auto", "none"] = "auto",
     laplace: float = 0.0,
+    target_docs: Sequence[BatchFeatures] | None = None,
 ) -> DSIRModel:
     """Target and raw models and ``log_diff``.
 
     ``prior="none"`` is the reference: ``p = (c + laplace) / sum``, ``log_diff = log(p + 1e-8) -
     log(q + 1e-8)``. Otherwise the target model is the posterior mean under a Dirichlet prior centred
     on the raw model, ``p = (c + alpha * q) / (N + alpha)`` (``alpha`` fitted by empirical Bayes when
-    ``"auto"``): buckets a small target never saw fall back towards the raw frequency instead of to
+    ``"auto"``, from the documents in ``target_docs``, one entry per target): buckets a small target never saw fall back towards the raw frequency instead of to
     1e-8, so one unseen n-gram costs ``log(alpha / (N + alpha))`` rather than about -9 nats.
     """
     raw_counts = np.asarray(raw_counts, dtype=np.int64)
     tc = np.atleast_2d(np.asarray(target_counts, dtype=np.int64))
     q = raw_counts / max(raw_counts.sum(), 1)
     rows, alphas = [], []
-    for c in tc:
+    for i, c in enumerate(tc):
         cl = c + laplace
         if prior == "none":
             p = cl / max(cl.sum(), 1e-300)
@@ -326,7 +345,12 @@ def fit_model(
             continue
         # q with the reference floor, so buckets the raw fit never saw stay finite
         qf = (q + REFERENCE_FLOOR) / (1 + REFERENCE_FLOOR * q.size)
-        alpha = fit_prior_strength(c, qf) if prior == "auto" else float(prior)
+        if prior == "auto":
+            if target_docs is None:
+                raise ValueError("prior='auto' needs the target documents' features (target_docs)")
+            alpha = fit_prior_strength(target_docs[i], qf)
+        else:
+            alpha = float(prior)
         p = (cl + alpha * qf) / (cl.sum() + alpha)
         rows.append((p, np.log(p) - np.log(qf)))
         alphas.append(alpha)
