@@ -30,3 +30,6 @@ class AgentEvent(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)
     progress: ProgressEvent | None = None
     proposal: dict[str, Any] | None = Field(None, description="a proposal record awaiting review")
+    role: Literal["user", "assistant"] | None = Field(
+        None, description="history replays: who wrote a 'message' event (None = the assistant, live)"
+    )

@@ -1,0 +1,152 @@
+"""Plans as JSON for mid-size local models: one forced function call, validated, one repair round.
+
+The model is asked to call ``submit_plan({"steps": [{"tool": ..., "args": {...}}]})`` with a forced
+``tool_choice`` (llama.cpp's server rejects ``response_format`` of type ``json_schema``; function
+calling works everywhere). Each step is validated by the tool's pydantic request model; on errors
+the model gets them back once. Missing corpus/target arguments are completed from the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agent import prompts
+from tools.contract import ToolSpec
+
+
+class PlanStep(BaseModel):
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class JsonPlan(BaseModel):
+    steps: list[PlanStep] = Field(default_factory=list)
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation)
+    if "CorpusSpec" in text:
+        return "path"
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "|".join(repr(v) for v in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return text.replace("typing.", "")
+
+
+def signature(spec: ToolSpec) -> str:
+    parts = []
+    for name, f in spec.request_model.model_fields.items():
+        t = _type_name(f.annotation)
+        parts.append(f"{name}: {t}" if f.is_required() else f"{name}: {t} = {f.default!r}")
+    return f"{spec.name}({', '.join(parts)}) - {spec.description}"
+
+
+def submit_plan_tool(specs: list[ToolSpec]) -> dict[str, Any]:
+    names = [s.name for s in specs]
+    return {
+        "type": "function",
+        "function": {
+            "name": "submit_plan",
+            "description": "Submit the ordered list of tool calls that answers the request.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "steps": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 4,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "tool": {"type": "string", "enum": names},
+                                "args": {"type": "object"},
+                            },
+                            "required": ["tool", "args"],
+                        },
+                    }
+                },
+                "required": ["steps"],
+            },
+        },
+    }
+
+
+def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fill corpus/target the model left out (or left empty) from what the thread names."""
+    out = dict(args)
+    for name in ("corpus", "target"):
+        if name in spec.request_model.model_fields and not out.get(name) and inputs.get(name):
+            out[name] = inputs[name]
+    return out
+
+
+def validate_steps(raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any]) -> tuple[list[PlanStep], list[str]]:
+    """Parse and validate a submitted plan; returns (steps, errors)."""
+    errors: list[str] = []
+    try:
+        plan = JsonPlan.model_validate(raw if not isinstance(raw, str) else json.loads(raw))
+    except (ValidationError, json.JSONDecodeError) as e:
+        return [], [f"the plan is not of the form {{'steps': [{{'tool', 'args'}}]}}: {str(e)[:200]}"]
+    if not plan.steps:
+        return [], ["the plan has no steps"]
+    steps: list[PlanStep] = []
+    for i, step in enumerate(plan.steps, 1):
+        spec = specs.get(step.tool)
+        if spec is None:
+            errors.append(f"step {i}: unknown tool {step.tool!r}; tools are {', '.join(specs)}")
+            continue
+        args = complete_args(spec, step.args, inputs)
+        try:
+            spec.request_model.model_validate(args)
+        except ValidationError as e:
+            for err in e.errors()[:4]:
+                loc = ".".join(str(x) for x in err["loc"])
+                errors.append(f"step {i} ({step.tool}): {loc}: {err['msg']}")
+            continue
+        steps.append(PlanStep(tool=step.tool, args=args))
+    return steps, errors
+
+
+def plan_with_llm(
+    model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True
+) -> tuple[list[PlanStep], list[str], int]:
+    """Ask ``model`` (a chat model) for a JSON plan; returns (steps, errors left, LLM calls made)."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    by_name = {s.name: s for s in specs}
+    bound = model.bind_tools([submit_plan_tool(specs)], tool_choice="submit_plan")
+    messages: list[Any] = [
+        SystemMessage(
+            prompts.JSON_PLAN_PROMPT.format(
+                tools="\n".join(f"- {signature(s)}" for s in specs),
+                corpus=inputs.get("corpus") or "(not given)",
+                target=inputs.get("target") or "(not given)",
+                request=request,
+            )
+        ),
+        HumanMessage(request),
+    ]
+    calls = 0
+    steps: list[PlanStep] = []
+    errors: list[str] = []
+    for attempt in range(2 if repair else 1):
+        reply: AIMessage = bound.invoke(messages)
+        calls += 1
+        tc = reply.tool_calls[0] if reply.tool_calls else None
+        if tc is None:
+            steps, errors = [], ["no submit_plan call in the reply"]
+        else:
+            steps, errors = validate_steps(tc["args"], by_name, inputs)
+        if not errors or attempt == 1:
+            break
+        messages.append(reply)
+        if tc is not None:
+            messages.append(ToolMessage(content="invalid plan", tool_call_id=tc["id"], status="error"))
+        messages.append(HumanMessage(prompts.JSON_REPAIR_PROMPT.format(errors="\n".join(errors))))
+    return steps, errors, calls

@@ -1,0 +1,1 @@
+"""Graph nodes: plan, guard, review (the tools node is LangGraph's prebuilt ToolNode)."""

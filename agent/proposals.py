@@ -1,0 +1,317 @@
+"""Proposals: a selection or mixture waiting for a person, stored as JSON in the workspace.
+
+A record is created (upserted, idempotently by id) when a plan finishes with a selection or a
+mixture; the review node interrupts on it; approval exports the selected documents (JSONL or
+Parquet) and a manifest with the plan, the tools and their parameters, seeds and metrics, so the
+export can be reproduced. Exporting is idempotent by proposal id: a second approval (e.g. the review
+node re-running after a resume) finds the finished export and returns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from policies.enforce import proposal_problems, weight_problems
+from policies.schema import Policy
+from tools.contract import ToolContext
+from tools.errors import BadInput, PolicyDenied
+
+Status = Literal["pending", "approved", "rejected", "exported"]
+STATUSES = ("pending", "approved", "rejected", "exported")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def proposal_id(thread_id: str, artifact_id: str) -> str:
+    return "prop-" + hashlib.sha256(f"{thread_id}\x1f{artifact_id}".encode()).hexdigest()[:10]
+
+
+class ProposalStore:
+    """``<workspace>/proposals/<id>.json``, written atomically."""
+
+    def __init__(self, workspace: str | os.PathLike):
+        self.dir = Path(workspace) / "proposals"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, pid: str) -> Path:
+        if not pid.replace("-", "").isalnum():
+            raise BadInput(f"not a proposal id: {pid!r}")
+        return self.dir / f"{pid}.json"
+
+    def get(self, pid: str) -> dict[str, Any]:
+        p = self.path(pid)
+        if not p.exists():
+            known = ", ".join(r["id"] for r in self.list(None)[:5])
+            raise BadInput(f"no proposal {pid!r}", hint=f"known: {known}" if known else "no proposals yet")
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def exists(self, pid: str) -> bool:
+        return self.path(pid).exists()
+
+    def save(self, rec: dict[str, Any]) -> dict[str, Any]:
+        rec = {**rec, "updated_at": _now()}
+        p = self.path(rec["id"])
+        tmp = p.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rec, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, p)
+        return rec
+
+    def upsert(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Create, or return the stored record unchanged if it exists (its review state wins)."""
+        if self.exists(rec["id"]):
+            return self.get(rec["id"])
+        return self.save(rec)
+
+    def list(self, status: str | None = "pending") -> list[dict[str, Any]]:
+        out = []
+        for p in self.dir.glob("prop-*.json"):
+            try:
+                rec = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if status is None or rec.get("status") == status:
+                out.append(rec)
+        return sorted(out, key=lambda r: r.get("created_at", ""), reverse=True)
+
+
+# --------------------------------------------------------------------------------- building
+
+
+def selection_counts(tctx: ToolContext, selection_id: str) -> dict[str, int]:
+    table = tctx.workspace.get(selection_id).table()
+    if "domain" in table.column_names:
+        doms = ["(none)" if d is None else d for d in table.column("domain").to_pylist()]
+    else:
+        doms = ["(none)"] * table.num_rows
+    return dict(Counter(doms).most_common())
+
+
+def build_proposal(
+    *,
+    thread_id: str,
+    plan: dict[str, Any],
+    tctx: ToolContext,
+    policy: Policy,
+) -> dict[str, Any] | None:
+    """A proposal record from a finished plan, or None when no step produced a selection/mixture."""
+    steps = [s for s in plan.get("steps", []) if s.get("status") == "done"]
+    last = None
+    for s in steps:
+        arts = s.get("artifacts") or {}
+        if "selection" in arts or "mixture" in arts or s.get("result", {}).get("weights"):
+            last = s
+    if last is None:
+        return None
+    arts = last.get("artifacts") or {}
+    result = last.get("result") or {}
+    if "selection" in arts:
+        kind = "selection"
+        art_id = arts["selection"]
+        counts = selection_counts(tctx, art_id)
+        total = sum(counts.values()) or 1
+        weights = {d: n / total for d, n in counts.items()}
+    else:
+        kind = "mixture"
+        art_id = arts.get("mixture") or f"{last['tool']}-{last.get('call_id', '')}"
+        weights = {d: float(w) for d, w in (result.get("weights") or {}).items()}
+        counts = {}
+    evidence = []
+    plots: list[str] = []
+    for s in steps:
+        r = s.get("result") or {}
+        metrics = {k: v for k, v in r.items() if k not in ("summary", "artifacts", "tool", "cached")}
+        evidence.append({"tool": s["tool"], "summary": s.get("summary", ""), "metrics": metrics,
+                         "artifacts": s.get("artifacts") or {}})
+        plots += [v for k, v in (s.get("artifacts") or {}).items() if k == "plot" or v.startswith("plot-")]
+    plan_calls = [{"tool": s["tool"], "args": s.get("args", {})} for s in plan.get("steps", []) if s.get("status") == "done"]
+    sources = sorted({str(c["args"].get("corpus")) for c in plan_calls if c["args"].get("corpus")})
+    rec = {
+        "id": proposal_id(thread_id, art_id),
+        "thread_id": thread_id,
+        "kind": kind,
+        "selection": art_id if kind == "selection" else None,
+        "mixture": art_id if kind == "mixture" else None,
+        "request": plan.get("request", ""),
+        "planner": plan.get("planner", ""),
+        "counts": counts,
+        "n_docs": sum(counts.values()),
+        "weights": weights,
+        "evidence": evidence,
+        "plots": plots,
+        "plan": plan_calls,
+        "sources": sources,
+        "policy": policy.name,
+        "problems": proposal_problems(weights=weights, plan_tools=[c["tool"] for c in plan_calls],
+                                      sources=sources, policy=policy),
+        "status": "pending",
+        "note": "",
+        "export": None,
+        "created_at": _now(),
+    }
+    return rec
+
+
+# --------------------------------------------------------------------------------- deciding
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_proposal(
+    rec: dict[str, Any], tctx: ToolContext, policy: Policy, *, fmt: str = "jsonl", out_dir: Path | None = None
+) -> dict[str, Any]:
+    """Export the proposal's documents + manifest; idempotent (a finished export is returned as is)."""
+    out = Path(out_dir) if out_dir else tctx.workspace.root / "exports" / rec["id"]
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
+    problems = proposal_problems(
+        weights=rec.get("weights") or {}, plan_tools=[c["tool"] for c in rec.get("plan", [])],
+        sources=rec.get("sources", []), policy=policy, fmt=fmt,
+    )
+    if problems:
+        raise PolicyDenied("; ".join(problems), where=f"policy {policy.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {}
+    data_path = None
+    if rec.get("selection"):
+        from tools.selection import export_selection
+
+        data_path = out / f"data.{fmt}"
+        info = export_selection(tctx, rec["selection"], data_path, fmt=fmt)  # type: ignore[arg-type]
+    elif rec.get("weights"):
+        data_path = out / "mixture.json"
+        data_path.write_text(json.dumps(rec["weights"], indent=2), encoding="utf-8")
+        info = {"exported": 0, "path": str(data_path), "format": "json"}
+    tools = []
+    for ev in rec.get("evidence", []):
+        for art_id in (ev.get("artifacts") or {}).values():
+            if tctx.workspace.exists(art_id):
+                m = tctx.workspace.get(art_id).manifest
+                tools.append({"artifact": art_id, "tool": m.get("tool"), "version": m.get("version"),
+                              "request": m.get("request"), "seed": m.get("seed"), "inputs": m.get("inputs"),
+                              "metrics": m.get("metrics")})
+    manifest = {
+        "proposal": rec["id"],
+        "thread_id": rec.get("thread_id"),
+        "kind": rec.get("kind"),
+        "request": rec.get("request"),
+        "planner": rec.get("planner"),
+        "policy": policy.name,
+        "selection": rec.get("selection"),
+        "counts": rec.get("counts"),
+        "weights": rec.get("weights"),
+        "plan": rec.get("plan"),
+        "tools": tools,
+        "seeds": sorted({t["seed"] for t in tools if t.get("seed") is not None}),
+        "metrics": {ev["tool"]: ev.get("metrics") for ev in rec.get("evidence", [])},
+        "data": str(data_path) if data_path else None,
+        "rows": info.get("exported", 0),
+        "missing": info.get("missing", 0),
+        "format": info.get("format"),
+        "sha256": _sha256(data_path) if data_path and data_path.exists() else None,
+        "reproduce": [f"curate tool {c['tool']} --args '{json.dumps(c['args'])}'" for c in rec.get("plan", [])],
+        "note": rec.get("note", ""),
+        "exported_at": _now(),
+    }
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    return manifest
+
+
+def edit_selection(rec: dict[str, Any], weights: dict[str, float], tctx: ToolContext) -> tuple[str, dict[str, int]]:
+    """A new selection with per-domain counts set by ``weights`` (best-scored documents kept)."""
+    import numpy as np
+
+    from tools.selection import write_selection
+    from tools.corpus import CorpusSpec
+
+    art = tctx.workspace.get(rec["selection"])
+    table = art.table()
+    n = table.num_rows
+    doms = ["(none)" if d is None else d for d in table.column("domain").to_pylist()] if "domain" in table.column_names else ["(none)"] * n
+    score = np.asarray(table.column("score").to_pylist(), dtype=float) if "score" in table.column_names else np.zeros(n)
+    avail = Counter(doms)
+    total = sum(weights.values()) or 1.0
+    want = {d: min(avail.get(d, 0), int(round(n * w / total))) for d, w in weights.items()}
+    keep: list[int] = []
+    for d, q in want.items():
+        idx = [i for i, x in enumerate(doms) if x == d]
+        idx.sort(key=lambda i: -score[i])
+        keep += idx[:q]
+    keep.sort()
+    import pyarrow as pa
+
+    sub = table.take(pa.array(keep, type=pa.int64()))
+    corpus = CorpusSpec.model_validate(art.manifest["corpus"])
+    counts = {d: q for d, q in want.items() if q}
+    new_id = write_selection(
+        tctx, sub, corpus, metrics={"edited_from": rec["selection"], "weights": weights, "domain_counts": counts},
+        name=f"edit-{rec['id']}",
+    )
+    return new_id, counts
+
+
+def decide(
+    store: ProposalStore,
+    pid: str,
+    decision: Literal["approve", "reject", "edit"],
+    *,
+    tctx: ToolContext,
+    policy: Policy,
+    weights: dict[str, float] | None = None,
+    note: str = "",
+    fmt: str = "jsonl",
+) -> dict[str, Any]:
+    """Apply a reviewer's decision; returns the updated record (``outcome`` says what happened)."""
+    rec = store.get(pid)
+    if decision == "approve":
+        if rec["status"] in ("exported", "approved") and rec.get("export"):
+            return {**rec, "outcome": "exported"}
+        if rec["status"] == "rejected":
+            raise BadInput(f"proposal {pid} was rejected; it cannot be approved")
+        try:
+            manifest = export_proposal(rec, tctx, policy, fmt=fmt)
+        except PolicyDenied as e:
+            rec = store.save({**rec, "problems": [e.message], "note": note or rec.get("note", "")})
+            return {**rec, "outcome": "blocked", "reason": e.render()}
+        rec = store.save({**rec, "status": "exported", "note": note or rec.get("note", ""), "problems": [],
+                          "export": {"path": manifest["data"], "manifest": str(tctx.workspace.root / "exports" / pid / "manifest.json"),
+                                     "rows": manifest["rows"], "format": manifest["format"]},
+                          "approved_at": _now()})
+        return {**rec, "outcome": "exported"}
+    if decision == "reject":
+        if rec["status"] == "exported":
+            raise BadInput(f"proposal {pid} is already exported")
+        rec = store.save({**rec, "status": "rejected", "note": note})
+        return {**rec, "outcome": "rejected"}
+    if decision == "edit":
+        if not weights:
+            raise BadInput("an edit needs per-domain weights", where="weights")
+        problems = weight_problems(weights, policy)
+        if problems:
+            raise BadInput("; ".join(problems), where="weights")
+        if rec.get("kind") == "selection" and rec.get("selection"):
+            new_id, counts = edit_selection(rec, weights, tctx)
+            total = sum(counts.values()) or 1
+            rec = store.save({**rec, "selection": new_id, "counts": counts, "n_docs": sum(counts.values()),
+                              "weights": {d: c / total for d, c in counts.items()}, "edited": True,
+                              "note": note, "status": "pending"})
+        else:
+            rec = store.save({**rec, "weights": dict(weights), "edited": True, "note": note, "status": "pending"})
+        return {**rec, "outcome": "edited"}
+    raise BadInput(f"must be approve, reject or edit; got {decision!r}", where="decision")
