@@ -274,6 +274,8 @@ def build_index(
         index._curate_res = res  # keep the resources alive with the index
         on = f"cuda:{dev_no}"
     index.add(xb)
+    if lists:
+        _set_nprobe(index, min(nprobe, lists))
     return KnnIndex(
         metric=metric,
         kind=kind,

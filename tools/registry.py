@@ -16,6 +16,7 @@ from tools.errors import BadInput, ResourceUnavailable
 TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.profile:SPEC",
     "tools.sample:SPEC",
+    "tools.tsds:SPEC",
     "tools.dsir:SPEC",
 )
 

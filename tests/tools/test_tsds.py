@@ -1,0 +1,345 @@
+"""tsds: the closed form against the LP solved by scipy, properties, the tool end to end, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix
+
+from tools import knn, tsds
+from tools.corpus import read_table
+from tools.errors import BadInput
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def instance(seed: int, m: int = 5, n: int = 60, d: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return unit(rng.standard_normal((m, d))), unit(rng.standard_normal((n, d)))
+
+
+def lp_probabilities(dist: np.ndarray, rho: np.ndarray, alpha: float, C: float) -> np.ndarray:
+    """The LP of research notes 2(b), solved by HiGHS: variables gamma (M*N) and t = max rho_i gamma_ji."""
+    m, n = dist.shape
+    nv = m * n + 1
+    cost = np.concatenate([alpha / C * dist.ravel(), [(1 - alpha) * m]])
+    r = np.arange(m * n)
+    a_ub = coo_matrix(
+        (np.concatenate([np.tile(rho, m), -np.ones(m * n)]), (np.concatenate([r, r]), np.concatenate([r, np.full(m * n, nv - 1)]))),
+        shape=(m * n, nv),
+    )
+    a_eq = coo_matrix((np.ones(m * n), (np.repeat(np.arange(m), n), r)), shape=(m, nv))
+    res = linprog(
+        cost, A_ub=a_ub.tocsr(), b_ub=np.zeros(m * n), A_eq=a_eq.tocsr(), b_eq=np.full(m, 1 / m),
+        bounds=(0, None), method="highs",
+    )
+    assert res.status == 0, res.message
+    return res.x[:-1].reshape(m, n).sum(axis=0)
+
+
+def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sqrt(((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(-1))
+
+
+def full_kde(x: np.ndarray, sigma: float) -> np.ndarray:
+    return np.maximum(1 - pairwise(x, x) ** 2 / sigma**2, 0).sum(axis=1)
+
+
+def heap_reference(dist, ids, rho, n, alpha, C, last_init):
+    """The heap procedure as described in research notes 2(c) step 5-6, written out with heapq.
+
+    ``last_init=0`` reproduces the reference's initialisation (the bug); ``-1`` the fix.
+    """
+    m, k = dist.shape
+    last = [last_init] * m
+    heap = [(1.0 / rho[j, 0], 0, j) for j in range(m)]
+    heapq.heapify(heap)
+    wsum = [dist[j, 0] / rho[j, 0] for j in range(m)]
+    cost = np.zeros(m)
+    total = 0.0
+    s = 0.0
+    while heap:
+        count, kk, j = heapq.heappop(heap)
+        s = count
+        total -= cost[j]
+        cost[j] = dist[j, kk + 1] * count - wsum[j]
+        total += cost[j]
+        if alpha / C * total >= (1 - alpha) * m:
+            break
+        last[j] = kk
+        if kk < k - 2:
+            heapq.heappush(heap, (count + 1.0 / rho[j, kk + 1], kk + 1, j))
+            wsum[j] += dist[j, kk + 1] / rho[j, kk + 1]
+    p = np.zeros(n)
+    for j in range(m):
+        given = 0.0
+        for i in range(last[j] + 1):
+            p[ids[j, i]] += 1 / m / s / rho[j, i]
+            given += 1 / m / s / rho[j, i]
+        p[ids[j, last[j] + 1]] += max(1 / m - given, 0.0)
+    return p, s
+
+
+# ------------------------------------------------------------------------- exactness vs the LP
+
+CASES = [(a, 5.0) for a in (0.5, 0.9, 0.99)] + [(0.99, 1.0)]
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.75])
+@pytest.mark.parametrize(("alpha", "C"), CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_probabilities_equal_the_lp_solution(seed, alpha, C, sigma):
+    xq, xb = instance(seed)
+    out = tsds.tsds_probabilities(
+        xq, xb, alpha=alpha, C=C, sigma=sigma, max_K=len(xb), kde_K=len(xb), cap_by_pool=False, index="flat"
+    )
+    rho = full_kde(xb, sigma) if sigma > 0 else np.ones(len(xb))
+    p_lp = lp_probabilities(pairwise(xq, xb), rho, alpha, C)
+    assert np.abs(out.probs - p_lp).sum() < 1e-6
+    assert np.all(out.probs >= 0) and abs(out.probs.sum() - 1) < 1e-12
+    assert out.truncated == 0
+    # objective of our solution equals the LP optimum (a second, plan-level check)
+    if sigma > 0:
+        np.testing.assert_allclose(out.density, rho[_exact_ids(xq, xb)], rtol=1e-5)
+
+
+def _exact_ids(xq, xb):
+    return knn.exact_search(xb, xq, len(xb), "l2")[1]
+
+
+def test_regression_reference_lastk_bug():
+    """alpha=0.99, C=1, sigma=0.75: the reference's lastK=0 start lets sum p exceed 1; ours stays at 1."""
+    bug_seen = False
+    for seed in range(6):
+        xq, xb = instance(seed, m=8, n=80)
+        out = tsds.tsds_probabilities(
+            xq, xb, alpha=0.99, C=1.0, sigma=0.75, max_K=len(xb), kde_K=len(xb), cap_by_pool=False, index="flat"
+        )
+        assert np.all(out.probs >= 0) and abs(out.probs.sum() - 1) < 1e-12
+        d2, ids = knn.exact_search(xb, xq, len(xb), "l2")
+        dist = np.sqrt(d2.astype(np.float64))
+        rho = full_kde(xb, 0.75)[ids]
+        p_fixed, s_fixed = heap_reference(dist, ids, rho, len(xb), 0.99, 1.0, last_init=-1)
+        p_bug, _ = heap_reference(dist, ids, rho, len(xb), 0.99, 1.0, last_init=0)
+        assert np.abs(out.probs - p_fixed).sum() < 1e-6
+        assert out.level == pytest.approx(s_fixed, rel=1e-6)
+        bug_seen |= p_bug.sum() > 1 + 1e-6
+    assert bug_seen, "no instance triggered the reference bug; the regression test would prove nothing"
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.75])
+def test_matches_heap_procedure_with_truncated_k(sigma):
+    """With K < N (the reference's regime, rows can run out) the vectorised form equals the heap loop."""
+    xq, xb = instance(3, m=6, n=200, d=6)
+    out = tsds.tsds_probabilities(xq, xb, alpha=0.3, C=5.0, sigma=sigma, max_K=12, kde_K=200, cap_by_pool=False, index="flat")
+    d2, ids = knn.exact_search(xb, xq, 12, "l2")
+    # like the reference, the density is estimated within U, the union of prefetched neighbours
+    union, inverse = np.unique(ids, return_inverse=True)
+    rho = full_kde(xb[union], sigma)[inverse.reshape(ids.shape)] if sigma > 0 else np.ones(ids.shape)
+    if sigma > 0:
+        np.testing.assert_allclose(out.density, rho, rtol=1e-5)
+    p_ref, s_ref = heap_reference(np.sqrt(d2.astype(np.float64)), ids, rho, len(xb), 0.3, 5.0, last_init=-1)
+    assert out.truncated > 0
+    assert np.abs(out.probs - p_ref).sum() < 1e-6  # float32 densities
+    assert out.level == pytest.approx(s_ref)
+
+
+def test_transport_probabilities_handles_missing_neighbours():
+    dist = np.array([[0.1, 0.2, 0.3, 0.0], [0.1, 0.5, 0.0, 0.0]])
+    ids = np.array([[0, 1, 2, -1], [3, 4, -1, -1]])
+    p, s, used, truncated = tsds.transport_probabilities(dist, ids, 6, alpha=0.01, C=5.0)
+    assert p.sum() == pytest.approx(1) and p[5] == 0
+    assert p[[0, 1, 2]].sum() == pytest.approx(0.5) and p[[3, 4]].sum() == pytest.approx(0.5)
+    # tiny alpha exhausts the heap: the last key is s = 2, so each row's last neighbour gets only the
+    # remainder (zero for row 0), exactly as the reference's heap does
+    assert s == 2.0 and truncated == 2 and list(used) == [2, 2]
+    np.testing.assert_allclose(p, [0.25, 0.25, 0, 0.25, 0.25, 0])
+
+
+# ------------------------------------------------------------------------------- properties
+
+
+def test_near_duplicates_get_less_mass_with_kde():
+    rng = np.random.default_rng(5)
+    xq, xb = instance(5, m=5, n=80)
+    nn = int(knn.exact_search(xb, xq[:1], 1, "l2")[1][0, 0])
+    dups = unit(xb[nn] + 0.02 * rng.standard_normal((12, xb.shape[1])))
+    pool = np.vstack([xb, dups])
+    cluster = np.r_[nn, np.arange(len(xb), len(pool))]
+    kw = dict(alpha=0.5, C=5.0, max_K=len(pool), kde_K=len(pool), cap_by_pool=False, index="flat")
+    plain = tsds.tsds_probabilities(xq, pool, sigma=0.0, **kw).probs[cluster].sum()
+    kde = tsds.tsds_probabilities(xq, pool, sigma=0.75, **kw).probs[cluster].sum()
+    assert kde < 0.8 * plain
+
+
+def test_support_shrinks_to_nearest_neighbours_as_alpha_goes_to_one():
+    xq, xb = instance(7, m=6, n=100)
+    nn = set(knn.exact_search(xb, xq, 1, "l2")[1][:, 0])
+    sizes = []
+    for sigma in (0.0, 0.75):
+        sizes = []
+        for alpha in (0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0):
+            p = tsds.tsds_probabilities(
+                xq, xb, alpha=alpha, C=5.0, sigma=sigma, max_K=100, kde_K=100, cap_by_pool=False, index="flat"
+            ).probs
+            assert np.all(p >= 0) and abs(p.sum() - 1) < 1e-12
+            sizes.append(int(np.count_nonzero(p)))
+        assert all(a >= b for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+        assert set(np.flatnonzero(p)) == nn
+    assert sizes[0] > len(nn)
+
+
+def test_ann_and_exact_probabilities_agree_at_defaults():
+    rng = np.random.default_rng(11)
+    # clustered data, as embeddings of text are (IVF on near-uniform points on a sphere recalls poorly)
+    centers = unit(rng.standard_normal((40, 32)))
+    xb = unit(centers[rng.integers(0, 40, 20_000)] + 0.15 * rng.standard_normal((20_000, 32)))
+    xq = unit(centers[rng.integers(0, 40, 40)] + 0.15 * rng.standard_normal((40, 32)))
+    exact = tsds.tsds_probabilities(xq, xb, index="flat")
+    ann = tsds.tsds_probabilities(xq, xb, index="ivf", seed=0)
+    assert exact.K == 2000 and exact.kde_K == 1000 and ann.index_kind == "ivf" and exact.index_kind == "flat"
+    assert exact.truncated == 0 and exact.neighbours_used.mean() > 50  # a real spread, not just 1-NNs
+    assert np.abs(exact.probs - ann.probs).sum() < 0.05
+
+
+def test_draw_with_and_without_replacement():
+    p = np.array([0.5, 0.25, 0.25, 0.0])
+    idx, counts = tsds.draw(p, 1000, replace=True, seed=1)
+    assert counts.sum() == 1000 and 3 not in idx
+    assert abs(counts[list(idx).index(0)] / 1000 - 0.5) < 0.06
+    idx, counts = tsds.draw(p, 3, replace=False, seed=1)
+    assert sorted(idx) == [0, 1, 2] and list(counts) == [1, 1, 1]
+    with pytest.raises(ValueError, match="support"):
+        tsds.draw(p, 4, replace=False)
+    a = tsds.draw(np.full(50, 0.02), 10, replace=False, seed=3)[0]
+    assert len(set(a)) == 10 and np.array_equal(a, tsds.draw(np.full(50, 0.02), 10, replace=False, seed=3)[0])
+
+
+def test_ot_distance_against_hand_computed_values():
+    a = np.array([[0.0, 0.0], [1.0, 0.0]])
+    b = np.array([[0.0, 1.0], [1.0, 1.0]])
+    assert tsds.ot_distance(a, b) == pytest.approx(1.0)
+    assert tsds.ot_distance(a, a) == pytest.approx(0.0)
+    # all mass on one point: each target point travels to it
+    assert tsds.ot_distance(a, b, weights=np.array([1.0, 0.0])) == pytest.approx((1 + np.sqrt(2)) / 2)
+    assert tsds.ot_distance(a, b, method="sinkhorn") == pytest.approx(1.0, rel=0.05)
+
+
+# -------------------------------------------------------------------------------- the tool
+
+
+def hashed_embeddings(texts: list[str], dim: int = 64) -> np.ndarray:
+    """A cheap deterministic text embedding (hashed bag of words), enough to separate domains."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for r, t in enumerate(texts):
+        for w in t.lower().split():
+            h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little")
+            out[r, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+    out[np.linalg.norm(out, axis=1) == 0, 0] = 1.0
+    return unit(out)
+
+
+@pytest.fixture
+def demo_embeddings(demo_dir, tmp_path):
+    pool = read_table(demo_dir / "pool.jsonl")
+    target = read_table(demo_dir / "target_math.jsonl")
+    pe, te = tmp_path / "pool.npy", tmp_path / "target.npy"
+    np.save(pe, hashed_embeddings(pool.column("text").to_pylist()))
+    np.save(te, hashed_embeddings(target.column("text").to_pylist()))
+    return pool, target, str(pe), str(te)
+
+
+def test_tool_selects_target_like_documents(demo_dir, demo_embeddings, ctx):
+    pool, target, pe, te = demo_embeddings
+    args = {"corpus": str(demo_dir / "pool.jsonl"), "target": str(demo_dir / "target_math.jsonl"), "k": 300,
+            "embeddings": pe, "target_embeddings": te}
+    res = tsds.run(args, ctx)
+    assert res.pool_size == pool.num_rows and res.target_size == target.num_rows
+    # hashed bag-of-words vectors are crude; at the defaults every target spreads over all K neighbours
+    assert res.domain_mass["math"] > 3 * res.pool_domain_share["math"]
+    assert res.truncated_queries == target.num_rows and "hit K" in res.summary
+    assert res.K == pool.num_rows // 10 and res.index_kind == "flat"
+    assert 0 < res.distinct <= 300 and res.support >= res.distinct
+    assert 1 <= res.neighbours_mean <= res.neighbours_max <= res.K
+    assert res.ot_distance < res.ot_distance_random
+    assert len(res.summary) <= 600 and "ESS" in res.summary
+    sel = ctx.workspace.get(res.artifacts["selection"]).table()
+    assert sel.column("weight").to_numpy().sum() == 300  # draw counts, with replacement
+    scores = ctx.workspace.get(res.artifacts["scores"]).table()
+    assert scores.num_rows == pool.num_rows and abs(scores.column("tsds_prob").to_numpy().sum() - 1) < 1e-9
+    assert set(sel.column("id").to_pylist()) <= set(scores.column("id").to_pylist())
+    again = tsds.run(args, ctx)
+    assert again.artifacts == res.artifacts
+
+
+def test_tool_without_replacement_and_embedding_artifacts(tiny_corpus, ctx, tmp_path):
+    texts = read_table(tiny_corpus).column("text").to_pylist()
+    ids = read_table(tiny_corpus).column("id").to_pylist()
+    emb = hashed_embeddings(texts, 32)
+    import pyarrow as pa
+
+    def artifact(name, rows, mat, model):
+        with ctx.artifact("embeddings", name, metrics={"model": model}) as w:
+            w.array(mat)
+            w.table(pa.table({"id": rows}))
+        return w.id
+
+    # rows stored in reverse: the tool must align them by id
+    pool_art = artifact("pool", ids[::-1], emb[::-1].copy(), "all-MiniLM-L6-v2")
+    target_art = artifact("target", ids[:3], emb[:3], "sentence-transformers/all-MiniLM-L6-v2")
+    target_path = tmp_path / "t.jsonl"
+    target_path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids[:3], texts[:3], strict=True)))
+    args = {"corpus": str(tiny_corpus), "target": str(target_path), "k": 3, "embeddings": pool_art}
+    res = tsds.run({**args, "target_embeddings": target_art, "replace": False, "alpha": 0.99, "sigma": 0.0}, ctx)
+    assert res.distinct == 3 and res.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    # alpha -> 1 and each target is its own nearest neighbour: the selection is the targets themselves
+    table = ctx.workspace.get(res.artifacts["selection"]).table()
+    assert sorted(table.column("id").to_pylist()) == sorted(ids[:3])
+
+    other = artifact("other", ids[:3], emb[:3], "intfloat/e5-small")
+    with pytest.raises(BadInput, match="model") as e:
+        tsds.run({**args, "target_embeddings": other}, ctx)
+    assert "tsds.target_embeddings" in str(e.value)
+
+
+def test_bad_input(tiny_corpus, ctx, tmp_path):
+    texts = read_table(tiny_corpus).column("text").to_pylist()
+    emb = hashed_embeddings(texts, 16)
+    good = tmp_path / "good.npy"
+    np.save(good, emb)
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(texts[:4])))
+    small_emb = tmp_path / "small.npy"
+    np.save(small_emb, emb[:4])
+    base = {"corpus": str(tiny_corpus), "target": str(small), "k": 5, "embeddings": str(good),
+            "target_embeddings": str(small_emb)}
+
+    def bad(where, **change):
+        with pytest.raises(BadInput) as e:
+            tsds.run({**base, **change}, ctx)
+        assert where in str(e.value), str(e.value)
+
+    bad("tsds.k", k=0)
+    # target larger than the pool
+    bad("tsds.target", corpus=str(small), embeddings=str(small_emb), target=str(tiny_corpus), target_embeddings=str(good))
+    nan = emb.copy()
+    nan[3, 2] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    bad("tsds.embeddings", embeddings=str(tmp_path / "nan.npy"))
+    np.save(tmp_path / "const.npy", np.ones_like(emb))
+    bad("tsds.embeddings", embeddings=str(tmp_path / "const.npy"))
+    np.save(tmp_path / "wide.npy", np.hstack([emb[:4], emb[:4]]))
+    bad("tsds.target_embeddings", target_embeddings=str(tmp_path / "wide.npy"))
+    np.save(tmp_path / "short.npy", emb[:10])
+    bad("tsds.embeddings", embeddings=str(tmp_path / "short.npy"))
+    bad("tsds.alpha", alpha=1.5)
+    bad("tsds.target", target=None, target_embeddings=None)

@@ -1,0 +1,337 @@
+"""TSDS core: NumPy on embedding matrices, no pydantic, no context; callable from notebooks and bench/.
+
+The reference (ZifanL/TSDS ``tsds.py``) computes, with a heap over queries, the solution of
+
+    minimize over gamma >= 0 (M x N):  (alpha/C) * sum_{j,i} gamma_ji * |q_j - x_i|_2
+                                       + (1 - alpha) * M * max_{j,i} rho_i * gamma_ji
+    subject to sum_i gamma_ji = 1/M for every query j;   p_i = sum_j gamma_ji
+
+(``../shared/research/algorithms.md`` section 2(b)). At a level ``s`` every query sends
+``1/(M s rho_i)`` to its neighbours in distance order until its ``1/M`` is used up, the last one taking
+the remainder. The optimal ``s`` is the first heap key (a cumulative ``sum 1/rho`` of one query's
+neighbours) at which ``(alpha/C) * sum_j cost_j >= (1 - alpha) * M``. Because every query's cost only
+grows with its key, the heap's pop order is simply the sorted order of all keys, and the stopping key
+is a ``searchsorted`` on the cumulative cost: :func:`transport_probabilities` does that in NumPy with
+no Python loop over queries or neighbours.
+
+Differences from the reference, on purpose:
+
+- The reference initialises ``lastK`` to 0, so a query never popped before the stop puts
+  ``1/(M s rho_0) > 1/M`` on its first neighbour and ``sum p > 1`` (seen at alpha=0.99, C=1,
+  sigma=0.75). Here the allocation is the water-filling at level ``s`` itself, which is what a
+  ``lastK = -1`` start gives: p is non-negative and sums to 1 always.
+- Queries that get fewer than K valid neighbours from an approximate index (faiss id ``-1``) use only
+  the ones they have; the reference would index with ``-1``.
+- The KDE step finds the neighbours within ``sigma`` by a range search (the kernel is zero beyond it)
+  and keeps at most ``kde_K`` nearest of them, which equals the reference's ``kde_K``-NN search followed
+  by the kernel, without materialising ``|U| x kde_K`` distances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from tools import knn
+
+IndexKind = Literal["auto", "flat", "ivf", "numpy"]
+
+DEFAULTS = {"alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_K": 5000, "kde_K": 1000, "nprobe": 10}
+"""The paper's/reference's defaults (``config.yaml``)."""
+
+KDE_BATCH = 16_384
+
+
+@dataclass
+class TsdsOutput:
+    """Probabilities over the pool and what produced them."""
+
+    probs: np.ndarray  # (N,) float64, sums to 1
+    level: float  # the optimal s
+    neighbours_used: np.ndarray  # (M,) int: candidates receiving mass from each query
+    truncated: int  # queries that used all K prefetched neighbours (K too small to be exact)
+    K: int
+    kde_K: int
+    density: np.ndarray | None = None  # (M, K) rho per prefetched neighbour (None: sigma = 0)
+    union_size: int = 0  # |U|, candidates the KDE was computed for
+    index_kind: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------- closed-form LP
+
+
+def transport_probabilities(
+    dists: np.ndarray,
+    ids: np.ndarray,
+    n: int,
+    *,
+    alpha: float = 0.5,
+    C: float = 5.0,
+    density: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, np.ndarray, int]:
+    """The LP's solution from each query's sorted neighbours.
+
+    ``dists`` (M, K): L2 distances (not squared), ascending per row; ``ids`` (M, K) candidate indices
+    in ``[0, n)``, ``-1`` for missing slots (at the end of a row); ``density`` (M, K): rho of each
+    neighbour (``None`` = 1, the KNN-Uniform variant). Returns ``(p, s, used, truncated)``: p (n,)
+    float64, the level s, the number of candidates each query sends mass to, and how many queries ran
+    out of prefetched neighbours.
+    """
+    d = np.asarray(dists, dtype=np.float64)
+    ids = np.asarray(ids, dtype=np.int64)
+    m, k = d.shape
+    if ids.shape != d.shape:
+        raise ValueError(f"dists and ids must have the same shape; got {d.shape} and {ids.shape}")
+    if m == 0 or k == 0:
+        raise ValueError("need at least one query and one neighbour")
+    valid = ids >= 0
+    length = valid.sum(axis=1)
+    if np.any(length == 0):
+        raise ValueError(f"{int((length == 0).sum())} queries have no neighbour at all")
+    if not np.all(valid == (np.arange(k)[None, :] < length[:, None])):
+        raise ValueError("missing neighbours (-1) must be at the end of each row")
+    inv = np.ones_like(d) if density is None else 1.0 / np.asarray(density, dtype=np.float64)
+    inv = np.where(valid, inv, 0.0)
+    d = np.where(valid, d, 0.0)
+    c = np.cumsum(inv, axis=1)  # heap keys: c[j, k] = sum_{i<=k} 1/rho_{j,i}
+    w = np.cumsum(d * inv, axis=1)
+    # Event (j, k), k = 0..L_j-2: popping it raises query j's cost to
+    # d[j,k+1] * c[j,k] - w[j,k] = sum_{i<=k} (d[j,k+1] - d[j,i]) / rho_{j,i}.
+    if k >= 2:
+        cost = d[:, 1:] * c[:, :-1] - w[:, :-1]
+        delta = np.diff(cost, axis=1, prepend=0.0)
+        has_event = np.arange(k - 1)[None, :] <= (length - 2)[:, None]
+        keys = c[:, :-1][has_event]
+        gains = delta[has_event]
+    else:
+        keys = gains = np.empty(0)
+    if keys.size:
+        order = np.argsort(keys, kind="stable")
+        total = np.cumsum(gains[order])
+        stop = np.flatnonzero(alpha / C * total >= (1.0 - alpha) * m)
+        exhausted = stop.size == 0  # the heap ran dry: every row used all its neighbours
+        s = float(keys[order[stop[0]] if stop.size else order[-1]])
+    else:
+        exhausted = True
+        s = float(c[:, 0].max())
+    # Water-filling at level s: neighbour i gets (min(c_i, s) - min(c_{i-1}, s)) / (M s); the last valid
+    # neighbour takes whatever is left of 1/M (only more than its share when the row is truncated).
+    capped = np.minimum(c, s)
+    share = np.diff(capped, axis=1, prepend=0.0) / (m * s)
+    last = length - 1
+    rows = np.arange(m)
+    share[~valid] = 0.0
+    share[rows, last] = 0.0
+    share[rows, last] = np.maximum(1.0 / m - share.sum(axis=1), 0.0)
+    np.maximum(share, 0.0, out=share)
+    probs = np.bincount(ids[valid], weights=share[valid], minlength=n)
+    probs /= probs.sum()  # only rounding to undo: every row sums to 1/M by construction
+    used = (share > 0).sum(axis=1)
+    last_key = c[rows, np.maximum(length - 2, 0)]
+    truncated = int(np.sum((length >= 2) & ((last_key <= s) if exhausted else (last_key < s))))
+    return probs, s, used, truncated
+
+
+def objective(dist_matrix: np.ndarray, gamma: np.ndarray, rho: np.ndarray, alpha: float, C: float) -> float:
+    """The LP objective of a transport plan ``gamma`` (M, N) (for tests and reports)."""
+    m = gamma.shape[0]
+    return float(alpha / C * np.sum(gamma * dist_matrix) + (1 - alpha) * m * np.max(rho[None, :] * gamma))
+
+
+# ------------------------------------------------------------------------------------- KDE
+
+
+def kde_density(
+    vectors: np.ndarray,
+    *,
+    sigma: float,
+    kde_K: int,
+    index: knn.KnnIndex | None = None,
+    kind: IndexKind = "auto",
+    nprobe: int = 10,
+    seed: int = 0,
+    batch: int = KDE_BATCH,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """rho_u = sum over u's ``kde_K`` nearest points v (u itself included) of max(0, 1 - |u-v|^2 / sigma^2).
+
+    The un-normalised Epanechnikov profile of the reference, over the set ``vectors`` itself. Exact
+    search (flat/numpy) unless ``kind`` or the set's size picks IVF, as in :func:`tools.knn.build_index`.
+    """
+    xs = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(xs)
+    if index is None:
+        index = knn.build_index(xs, metric="l2", kind=kind, nprobe=nprobe, seed=seed)
+    r2 = float(sigma) ** 2
+    kk = max(1, min(kde_K, n))
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, batch):
+        q = xs[lo : lo + batch]
+        lims, dist2, _ = _range_search(index, q, r2, kk)
+        kern = np.maximum(1.0 - dist2.astype(np.float64) / r2, 0.0)
+        out[lo : lo + len(q)] = np.add.reduceat(kern, lims[:-1]) if len(kern) else 0.0
+        empty = lims[1:] == lims[:-1]  # reduceat repeats a value for empty segments
+        out[lo : lo + len(q)][empty] = 0.0
+        if on_batch is not None:
+            on_batch(len(q))
+    return out
+
+
+def _range_search(index: knn.KnnIndex, q: np.ndarray, r2: float, kk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbours with squared distance < r2, at most kk nearest per query: (lims, dist2, ids)."""
+    if index.kind == "numpy" or index.device != "cpu":
+        s, i = index.search(q, kk)
+        ok = (i >= 0) & (s < r2)
+        counts = ok.sum(axis=1)
+        lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return lims, s[ok], i[ok]
+    if index.kind == "ivf":
+        knn._set_nprobe(index._index, index.nprobe or 1)
+    lims, dist2, ids = index._index.range_search(np.ascontiguousarray(q, dtype=np.float32), r2)
+    lims = np.asarray(lims, dtype=np.int64)
+    counts = np.diff(lims)
+    if counts.max(initial=0) > kk:  # keep only the kk nearest in dense regions, like a kk-NN search
+        keep = np.ones(len(dist2), dtype=bool)
+        for j in np.flatnonzero(counts > kk):
+            seg = slice(lims[j], lims[j + 1])
+            drop = np.argpartition(dist2[seg], kk - 1)[kk:]
+            keep[lims[j] + drop] = False
+        dist2, ids = dist2[keep], ids[keep]
+        lims = np.concatenate([[0], np.cumsum(np.minimum(counts, kk))]).astype(np.int64)
+    return lims, dist2, ids
+
+
+# --------------------------------------------------------------------------------- pipeline
+
+
+def effective_k(max_K: int, kde_K: int, n: int, cap_by_pool: bool) -> tuple[int, int]:
+    """Neighbours prefetched per query and KDE neighbours: the reference caps both at N // 10."""
+    cap = n // 10 if cap_by_pool else n
+    return max(2, min(max_K, cap, n)) if n >= 2 else 1, max(1, min(kde_K, max(cap, 1), n))
+
+
+def tsds_probabilities(
+    query: np.ndarray,
+    cand: np.ndarray,
+    *,
+    alpha: float = 0.5,
+    C: float = 5.0,
+    sigma: float = 0.75,
+    max_K: int = 5000,
+    kde_K: int = 1000,
+    index: IndexKind = "auto",
+    nprobe: int = 10,
+    cap_by_pool: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TsdsOutput:
+    """End to end: kNN of each query in the pool, KDE of the neighbours, the LP's probabilities.
+
+    ``query`` (M, d) and ``cand`` (N, d) float embeddings. ``index``: ``"auto"`` (exact below 50k
+    candidates, IVF-Flat above), ``"flat"``, ``"ivf"`` or ``"numpy"``; the KDE index over the union of
+    neighbours follows the same rule. ``cap_by_pool`` caps K and kde_K at N // 10 like the reference.
+    ``progress(stage, done, total)`` is called as the KDE advances.
+    """
+    xq = np.ascontiguousarray(query, dtype=np.float32)
+    xb = np.ascontiguousarray(cand, dtype=np.float32)
+    n = len(xb)
+    K, KK = effective_k(max_K, kde_K, n, cap_by_pool)
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    pool_index = knn.build_index(xb, metric="l2", kind=index, nprobe=nprobe, seed=seed, device=device)
+    t["index_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    d2, ids = pool_index.search(xq, K)
+    del pool_index
+    dists = np.sqrt(np.maximum(d2, 0.0, where=ids >= 0, out=np.zeros_like(d2)))
+    t["search_s"] = time.perf_counter() - t0
+    density = None
+    union = 0
+    if sigma > 0:
+        t0 = time.perf_counter()
+        valid = ids >= 0
+        uniq, inverse = np.unique(ids[valid], return_inverse=True)
+        union = len(uniq)
+        done = [0]
+
+        def tick(b: int) -> None:
+            done[0] += b
+            if progress is not None:
+                progress("kde", done[0], union)
+
+        rho_u = kde_density(xb[uniq], sigma=sigma, kde_K=KK, kind=index, nprobe=nprobe, seed=seed, on_batch=tick)
+        density = np.ones(ids.shape, dtype=np.float64)
+        density[valid] = rho_u[inverse]
+        t["kde_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs, s, used, truncated = transport_probabilities(dists, ids, n, alpha=alpha, C=C, density=density)
+    t["probabilities_s"] = time.perf_counter() - t0
+    return TsdsOutput(
+        probs=probs,
+        level=s,
+        neighbours_used=used,
+        truncated=truncated,
+        K=K,
+        kde_K=KK,
+        density=density,
+        union_size=union,
+        index_kind=index if index != "auto" else ("flat" if n < knn.AUTO_IVF_MIN else "ivf"),
+        timings=t,
+    )
+
+
+def draw(probs: np.ndarray, k: int, *, replace: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sample k candidates from ``probs``: ``(indices, counts)`` of the distinct candidates drawn.
+
+    With replacement (the reference: a multinomial draw) counts can exceed 1; without replacement at
+    most ``nnz(probs)`` candidates can be drawn (successive sampling, Gumbel top-k).
+    """
+    rng = np.random.default_rng(seed)
+    p = np.asarray(probs, dtype=np.float64)
+    if replace:
+        counts = rng.multinomial(k, p / p.sum())
+        idx = np.flatnonzero(counts)
+        return idx, counts[idx]
+    support = np.flatnonzero(p > 0)
+    if k > len(support):
+        raise ValueError(f"cannot draw {k} distinct candidates from a support of {len(support)}")
+    keys = np.log(p[support]) + rng.gumbel(size=len(support))
+    top = support[np.argpartition(-keys, k - 1)[:k]]
+    top.sort()
+    return top, np.ones(len(top), dtype=np.int64)
+
+
+def effective_sample_size(probs: np.ndarray) -> float:
+    """1 / sum p^2: how many equally weighted documents the distribution is worth."""
+    p = np.asarray(probs, dtype=np.float64)
+    return float(1.0 / np.sum(p * p))
+
+
+def ot_distance(
+    target_emb: np.ndarray,
+    selected_emb: np.ndarray,
+    weights: np.ndarray | None = None,
+    method: Literal["emd", "sinkhorn"] = "emd",
+    reg: float | None = None,
+) -> float:
+    """W1 (Euclidean ground cost) between the uniform target measure and the (weighted) selection.
+
+    ``method="emd"``: exact, POT's network simplex; ``"sinkhorn"``: entropic, ``reg`` defaulting to
+    0.05 x the median pairwise distance. Callers subsample large sets (cost is O(n m) memory).
+    """
+    import ot
+
+    a = np.full(len(target_emb), 1.0 / len(target_emb))
+    b = np.full(len(selected_emb), 1.0 / len(selected_emb)) if weights is None else np.asarray(weights, np.float64)
+    b = b / b.sum()
+    cost = ot.dist(np.asarray(target_emb, np.float64), np.asarray(selected_emb, np.float64), metric="euclidean")
+    if method == "emd":
+        return float(ot.emd2(a, b, cost, numItermax=1_000_000))
+    r = reg if reg is not None else 0.05 * float(np.median(cost))
+    return float(ot.sinkhorn2(a, b, cost, r))

@@ -1,0 +1,101 @@
+"""TSDS request, result and spec (pydantic only; nothing heavy is imported here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tools.contract import SelectionResult, ToolRequest, ToolSpec
+from tools.corpus import CorpusArg
+
+
+class TsdsRequest(ToolRequest):
+    corpus: CorpusArg = Field(description="the candidate pool to select from")
+    target: CorpusArg | None = Field(
+        None, description="the target (query) examples the selection should resemble; optional when "
+        "target_embeddings is given"
+    )
+    k: int = Field(description="number of documents to draw from the TSDS probabilities", ge=1)
+    embeddings: str | None = Field(
+        None,
+        description="pool embeddings: an embed artifact id, or a .npy path whose rows follow the corpus "
+        "order; computed with `model` when omitted",
+    )
+    target_embeddings: str | None = Field(
+        None, description="target embeddings (artifact id or .npy path); computed with `model` when omitted"
+    )
+    model: str | None = Field(
+        None, description="sentence-transformers model for embeddings computed on demand (default MiniLM)"
+    )
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="trade-off: 1 = pure alignment (each target's nearest neighbour), "
+        "lower = more diverse; paper default 0.5"
+    )
+    C: float = Field(5.0, gt=0.0, description="distance scale, same order as the embedding norm; paper default 5")
+    sigma: float = Field(
+        0.75, ge=0.0, description="KDE kernel radius in embedding distance; 0 turns the density term off "
+        "(KNN-Uniform); paper default 0.75"
+    )
+    max_K: int = Field(5000, ge=2, description="neighbours prefetched per target example; paper default 5000")
+    kde_K: int = Field(1000, ge=1, description="neighbours used for the density estimate; paper default 1000")
+    cap_by_pool: bool = Field(
+        True, description="cap max_K and kde_K at pool size / 10, as the reference does"
+    )
+    index: Literal["auto", "flat", "ivf"] = Field(
+        "auto", description="kNN index: exact 'flat' below 50k candidates and IVF-Flat above ('auto')"
+    )
+    nprobe: int = Field(10, ge=1, description="IVF lists probed per query; reference default 10")
+    replace: bool = Field(
+        True, description="draw with replacement (the reference's multinomial draw) or k distinct documents"
+    )
+    ot_max_points: int = Field(
+        1000, ge=10, description="subsample target and selection to at most this many points for the "
+        "OT distance in the summary"
+    )
+    seed: int = Field(0, description="random seed for the IVF training, the draw and the OT subsample")
+
+
+class TsdsResult(SelectionResult):
+    target_size: int = 0
+    distinct: int = Field(0, description="distinct documents in the selection")
+    effective_sample_size: float = Field(0.0, description="1 / sum p^2 over the pool probabilities")
+    support: int = Field(0, description="documents with non-zero probability")
+    level: float = Field(0.0, description="the optimal water level s of the LP")
+    neighbours_mean: float = Field(0.0, description="candidates receiving mass per target example, mean")
+    neighbours_max: int = 0
+    truncated_queries: int = Field(0, description="target examples that used all K prefetched neighbours")
+    K: int = 0
+    kde_K: int = 0
+    index_kind: str = ""
+    domain_mass: dict[str, float] = Field(default_factory=dict, description="probability mass per domain")
+    pool_domain_share: dict[str, float] = Field(default_factory=dict)
+    ot_distance: float | None = Field(None, description="W1 between target and selection embeddings")
+    ot_distance_random: float | None = Field(
+        None, description="the same for a uniform random sample of the pool of the same size (baseline)"
+    )
+    ot_points: int = Field(0, description="points per side used for the OT distance (after subsampling)")
+    embedding_model: str | None = None
+
+
+SPEC = ToolSpec(
+    name="tsds",
+    description="Task-specific data selection (TSDS, Liu et al. 2024): pick pool documents whose "
+    "embedding distribution matches a target set by optimal transport, with a kernel-density term "
+    "that spreads mass away from near-duplicates. Needs a target set; returns sampling "
+    "probabilities (scores) and a selection of k documents.",
+    request_model=TsdsRequest,
+    result_model=TsdsResult,
+    family="selection",
+    needs_target=True,
+    gpu="optional",
+    deterministic=True,
+    examples=(
+        "select 1000 documents from the pool that look like my target examples",
+        "find training data similar to these math problems using embeddings",
+        "task-specific selection with optimal transport for target.jsonl",
+        "pick 5000 examples matching my task distribution but avoid near-duplicates",
+        "run TSDS with alpha 0.9 to select data aligned with the target set",
+        "choose documents close to my validation examples in embedding space",
+    ),
+)
