@@ -203,6 +203,11 @@ def demo_data(
     emit(paths, as_json=True)
 
 
+from agent.cli_agent import register as _register_agent_commands  # noqa: E402 - after the app exists
+
+_register_agent_commands(app)
+
+
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

@@ -44,6 +44,8 @@ def planner_label(plan: dict[str, Any]) -> str:
     p = plan.get("planner", "offline")
     if p == "offline":
         return "offline planner"
+    if p == "request-file":
+        return "request file (structured steps)"
     kind, _, model = p.partition(":")
     return f"{'LLM (native tool calls)' if kind == 'llm' else 'LLM (JSON plan)'} {model}".strip()
 

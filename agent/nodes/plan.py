@@ -76,7 +76,7 @@ def offline_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any
     for name, clause, _score in chosen:
         spec = specs[name]
         ex = extract(clause, corpus=whole.corpus, target=whole.target)
-        ex.numbers = ex.numbers or whole.numbers
+        ex.numbers = ex.numbers or whole.numbers or ([int(inputs["k"])] if inputs.get("k") else [])
         ex.domains = ex.domains or whole.domains
         ex.seed = ex.seed if ex.seed is not None else whole.seed
         args = fill_args(spec, clause if len(chosen) > 1 else request, ex, artifacts=artifacts, produced=produced)
@@ -118,13 +118,25 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
                                 "dynamic": kind == "llm", "done": False, "text": ""}
         usage = new_usage()
         base = {"policy_name": policy.name}
-        if kind == "offline":
+        inputs = state.get("inputs") or {}
+        if inputs.get("steps"):  # a structured request file: the steps are the plan
+            from agent.jsonplan import validate_steps
+
+            label = plan["planner"] = "request-file"
+            given, errors = validate_steps({"steps": inputs["steps"]}, specs, inputs)
+            steps = [] if errors else [_step(s.tool, s.args) for s in given]
+            why = ("The request file's steps are not valid: " + "; ".join(errors)) if errors else None
+        elif kind == "offline":
             steps, why = offline_steps(request, specs, state)
         elif kind == "json":
             steps, why, calls = json_steps(request, specs, state, ctx)
             usage["llm_calls"] += calls
         else:
             return {**base, **_llm_round(state, ctx, plan, usage)}
+        if inputs.get("k"):  # an explicit k (request file, UI) wins over what the planner read
+            for st in steps:
+                if specs[st["tool"]].family == "selection" and "k" in specs[st["tool"]].request_model.model_fields:
+                    st["args"]["k"] = int(inputs["k"])
         plan["steps"] = steps
         plan["text"] = plan_text(plan) if steps else why or ""
         if not steps:
