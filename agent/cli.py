@@ -203,6 +203,34 @@ def demo_data(
     emit(paths, as_json=True)
 
 
+@app.command("chat")
+def chat_cmd(
+    host: Annotated[str, typer.Option("--host", help="interface to bind; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 7860,
+    auth: Annotated[str | None, typer.Option("--auth", envvar="CURATE_AUTH", help="user:password")] = None,
+    share: Annotated[bool, typer.Option("--share", help="ask Gradio for a public share link")] = False,
+    planner: Annotated[str, typer.Option("--planner", help="auto, llm, json or offline")] = "auto",
+    policy: Annotated[str | None, typer.Option("--policy", help="bundled policy name or YAML path")] = None,
+) -> None:
+    """Open the chat UI: streamed tool calls, the thread's artifacts, proposal review."""
+    try:
+        from agent.service import AgentService
+        from ui.app import launch, parse_auth
+
+        creds = parse_auth(auth) if auth else None
+        if host not in ("127.0.0.1", "localhost", "::1") and creds is None:
+            say(f"warning: binding {host} without --auth; anyone who can reach this port can use the app")
+        service = AgentService(planner=planner, policy=policy)  # type: ignore[arg-type]
+    except ValueError as e:
+        error(str(e))
+        raise typer.Exit(2) from None
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+        return
+    say(f"chat UI on http://{host}:{port} (planner {service.settings().get('planner')}; Ctrl+C to stop)")
+    launch(host=host, port=port, auth=creds, share=share, service=service)
+
+
 from agent.cli_agent import register as _register_agent_commands  # noqa: E402 - after the app exists
 
 _register_agent_commands(app)

@@ -148,18 +148,28 @@ def _settings(svc: Any) -> dict[str, Any]:
 
 
 def workspace_root(svc: Any) -> Path:
+    """Where uploads go: the service's workspace directory."""
     ws = getattr(svc, "workspace", None)
-    root = getattr(ws, "root", None)
-    if root is None:
-        root = _settings(svc).get("workspace")
-    if root is None:
-        from tools.artifacts import Workspace
+    if isinstance(ws, str | os.PathLike):
+        return Path(ws)
+    if ws is not None and isinstance(getattr(ws, "root", None), str | os.PathLike):
+        return Path(ws.root)
+    root = _settings(svc).get("workspace")
+    if root:
+        return Path(root)
+    from tools.artifacts import Workspace
 
-        root = Workspace().root
-    return Path(root)
+    return Workspace().root
 
 
 def _workspace(svc: Any) -> Any:
+    """The artifact store the tools write to (the policy may put it elsewhere than the service's)."""
+    make = getattr(svc, "tool_context", None)
+    if callable(make):
+        try:
+            return make().workspace
+        except Exception:  # noqa: BLE001
+            pass
     ws = getattr(svc, "workspace", None)
     if ws is not None and hasattr(ws, "get"):
         return ws
@@ -216,27 +226,53 @@ def thread_choices(svc: Any) -> list[tuple[str, str]]:
 
 def _proposals(svc: Any, status: str | None = "pending") -> list[dict[str, Any]]:
     try:
-        return list(svc.proposals(status) if status is not None else svc.proposals())
+        return list(svc.proposals(status))
     except Exception:  # noqa: BLE001
         return []
 
 
-def find_proposal(svc: Any, pid: str) -> dict[str, Any] | None:
-    for status in ("pending", None, "all", "exported", "approved", "rejected"):
+def find_proposal(svc: Any, pid: str, view: ChatView | None = None) -> dict[str, Any] | None:
+    """A proposal record from the service's store, else one this session's chat announced (a call
+    that needs approval is an interrupt, not a stored proposal)."""
+    getter = getattr(svc, "proposal", None)
+    if callable(getter):
+        try:
+            rec = getter(pid)
+            if rec:
+                return dict(rec)
+        except Exception:  # noqa: BLE001 - fall back to listing
+            pass
+    for status in ("pending", None):
         for rec in _proposals(svc, status):
             if str(rec.get("id")) == str(pid):
                 return rec
+    if view is not None and str(pid) in view.proposals:
+        return view.proposals[str(pid)]
     return None
 
 
-def proposal_choices(svc: Any) -> list[tuple[str, str]]:
+def proposal_choices(svc: Any, view: ChatView | None = None) -> list[tuple[str, str]]:
     out = []
-    for rec in _proposals(svc, "pending"):
+    recs = _proposals(svc, "pending")
+    stored = {str(r.get("id")) for r in recs}
+    if view is not None:
+        recs += [r for pid, r in view.proposals.items()
+                 if pid not in stored and (r.get("status") or "pending") == "pending" and r.get("kind") == "approval"]
+    for rec in recs:
         pid = str(rec.get("id"))
         counts = proposal_counts(rec)
         n = f", {sum(counts.values()):,} docs" if counts else ""
         out.append((f"{pid} ({rec.get('kind') or 'proposal'}{n})", pid))
     return out
+
+
+def latest_pending(view: ChatView, choices: list[tuple[str, str]]) -> str | None:
+    """This thread's newest pending proposal, to have the Review tab ready on it."""
+    ids = {v for _, v in choices}
+    for pid in reversed(list(view.proposals)):
+        if pid in ids:
+            return pid
+    return None
 
 
 def weights_frame(rec: dict[str, Any] | None) -> Any:
@@ -349,9 +385,10 @@ class Handlers:
         except Exception as e:  # noqa: BLE001 - any failure becomes a banner; the thread is kept
             view.banner = f"the agent stopped: {type(e).__name__}: {e}"
             view.messages.append({"role": "assistant", "content": f"⚠️ {plain(view.banner)}"})
+        props = proposal_choices(s, view)
         yield (_msgs(view), gr.skip(), banner_update(view.banner), session,
                gr.update(choices=_artifact_choices(view)), gr.update(choices=thread_choices(s), value=tid),
-               gr.update(choices=proposal_choices(s)))
+               gr.update(choices=props, value=latest_pending(view, props)))
 
     def new_thread(self, session: dict[str, Any]):  # noqa: ANN202
         session = new_session()
@@ -371,7 +408,8 @@ class Handlers:
     def refresh_lists(self, session: dict[str, Any]):  # noqa: ANN202
         s = self.svc()
         tid = (session or {}).get("thread_id")
-        return (gr.update(choices=thread_choices(s), value=tid), gr.update(choices=proposal_choices(s)),
+        view = (session or {}).get("view")
+        return (gr.update(choices=thread_choices(s), value=tid), gr.update(choices=proposal_choices(s, view)),
                 gr.update(choices=corpus_choices(s)), gr.update(choices=corpus_choices(s)))
 
     def show_artifact(self, art_id: str | None):  # noqa: ANN202
@@ -411,11 +449,11 @@ class Handlers:
                 gr.update(value=fig, visible=fig is not None),
                 gr.update(value=img, visible=img is not None))
 
-    def show_proposal(self, pid: str | None):  # noqa: ANN202
+    def show_proposal(self, pid: str | None, session: dict[str, Any] | None = None):  # noqa: ANN202
         if not pid:
             return "", None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
         s = self.svc()
-        rec = find_proposal(s, pid)
+        rec = find_proposal(s, pid, (session or {}).get("view"))
         if rec is None:
             return f"proposal {plain(pid)} not found", None, gr.update(visible=False), gr.update(visible=False), ""
         fig = plots.weights_figure(proposal_weights(rec), "proposed weights")
@@ -442,7 +480,7 @@ class Handlers:
             yield result("Choose a pending proposal first.")
             return
         s = self.svc()
-        rec = find_proposal(s, pid)
+        rec = find_proposal(s, pid, view)
         if rec is None:
             yield result(f"Proposal {plain(pid)} is no longer available.")
             return
@@ -481,22 +519,24 @@ class Handlers:
         except Exception as e:  # noqa: BLE001
             view.banner = f"review failed: {type(e).__name__}: {e}"
             yield (f"**Review failed**: {plain(e)}", _msgs(view), session, banner_update(view.banner),
-                   gr.update(choices=proposal_choices(s)), gr.skip())
+                   gr.update(choices=proposal_choices(s, view)), gr.skip())
             return
-        after = view.proposals.get(str(pid)) or find_proposal(s, pid) or {}
-        path = export_path(after)
-        if path is None:
-            fresh = find_proposal(s, pid) or {}
-            path = export_path(fresh)
-            after = fresh or after
-        status = after.get("status") or {"approve": "approved", "reject": "rejected", "edit": "pending"}[decision]
+        outcome = {"approve": "approved", "reject": "rejected", "edit": "pending"}[decision]
+        if rec.get("kind") == "approval" and str(pid) in view.proposals:  # an interrupt, now answered
+            view.proposals[str(pid)] = {**view.proposals[str(pid)], "status": outcome}
+        after = find_proposal(s, pid, view) or view.proposals.get(str(pid)) or {}
+        path = export_path(after) or export_path(view.proposals.get(str(pid)))
+        status = after.get("status") or outcome
         lines = [f"**{plain(pid)}**: {plain(status)}"]
         if path:
             lines.append(f"Exported to: {code(path)}")
+            manifest = (after.get("export") or {}).get("manifest") if isinstance(after.get("export"), dict) else None
+            if manifest:
+                lines.append(f"Manifest: {code(manifest)}")
         if view.banner:
             lines.append(f"⚠️ {plain(view.banner)}")
         yield ("\n\n".join(lines), _msgs(view), session, banner_update(view.banner),
-               gr.update(choices=proposal_choices(s), value=None if decision != "edit" else pid),
+               gr.update(choices=proposal_choices(s, view), value=None if decision != "edit" else pid),
                gr.update(choices=_artifact_choices(view)))
 
     def upload(self, file: Any):  # noqa: ANN202
@@ -667,8 +707,9 @@ def build_app(
         refresh_btn.click(h.refresh_lists, [session], [thread_dd, prop_dd, corpus, target], **hidden)
         art_dd.change(h.show_artifact, [art_dd], [art_info, art_table, art_plot, art_image], api_name="artifact")
         prop_outputs = [prop_info, weights_df, weights_plot, evidence, review_out]
-        prop_dd.change(h.show_proposal, [prop_dd], prop_outputs, api_name="proposal")
-        prop_refresh.click(lambda: gr.update(choices=proposal_choices(h.svc())), None, [prop_dd], **hidden)
+        prop_dd.change(h.show_proposal, [prop_dd, session], prop_outputs, api_name="proposal")
+        prop_refresh.click(lambda sess: gr.update(choices=proposal_choices(h.svc(), (sess or {}).get("view"))),
+                           [session], [prop_dd], **hidden)
         review_outputs = [review_out, chatbot, session, banner, prop_dd, art_dd]
         review_inputs = [prop_dd, weights_df, note, session]
         for btn, decision in ((approve_btn, "approve"), (edit_btn, "edit"), (reject_btn, "reject")):

@@ -209,6 +209,10 @@ class ChatView:
 
     def apply(self, ev: AgentEvent) -> None:
         k = ev.kind
+        if ev.proposal and k != "proposal":  # e.g. the review's outcome message carries the updated record
+            rec = ev.proposal
+            if rec.get("id"):
+                self.proposals[str(rec["id"])] = rec
         if k == "plan":
             self.planner = ev.planner or self.planner
             who = f" (planner: {plain(ev.planner)})" if ev.planner else ""
@@ -261,7 +265,7 @@ class ChatView:
                 lines.append("Open the **Review** tab to approve, edit or reject it.")
             self._say("\n\n".join(lines))
             self._note_artifacts({f"evidence{i}": a for i, a in enumerate(evidence_artifact_ids(rec))}, "proposal")
-        elif k == "message" and ev.tool == "user":  # a user turn (as history replays it)
+        elif k == "message" and (getattr(ev, "role", None) == "user" or ev.tool == "user"):  # a replayed user turn
             last_user = next((m for m in reversed(self.messages) if m["role"] == "user"), None)
             if not (last_user and last_user["content"] == plain(ev.text) and self.messages[-1] is last_user):
                 self.add_user(ev.text)

@@ -35,6 +35,7 @@ class FakeService:
         self._history: dict[str, list[AgentEvent]] = {}
         self._titles: dict[str, str] = {}
         self._proposals: dict[str, dict[str, Any]] = {}
+        self._approvals: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple] = []
         self.stream_threads: list[str] = []  # the OS thread each stream ran on
         self._lock = threading.Lock()
@@ -72,10 +73,18 @@ class FakeService:
         self.stream_threads.append(threading.current_thread().name)
         self._titles.setdefault(thread_id, message[:40])
         tid = thread_id
-        yield self._emit(tid, AgentEvent(kind="message", thread_id=tid, tool="user", text=message))
+        yield self._emit(tid, AgentEvent(kind="message", thread_id=tid, role="user", text=message))
         if "llm down" in message:
             yield self._emit(tid, AgentEvent(kind="error", thread_id=tid,
                                              text="LLM endpoint http://127.0.0.1:9/v1 is unreachable"))
+            yield self._emit(tid, AgentEvent(kind="done", thread_id=tid))
+            return
+        if "gpu job" in message:  # a call the policy wants approved: an interrupt, not a stored proposal
+            rec = {"id": f"approval-{tid}", "kind": "approval", "status": "pending",
+                   "calls": [{"tool": "influence", "reason": "gpu tools need approval"}]}
+            self._approvals[rec["id"]] = rec
+            yield self._emit(tid, AgentEvent(kind="proposal", thread_id=tid, status="pending", proposal=rec,
+                                             text="Approval needed before running influence"))
             yield self._emit(tid, AgentEvent(kind="done", thread_id=tid))
             return
         if "explode" in message:
@@ -112,8 +121,14 @@ class FakeService:
     def review(self, thread_id: str, proposal_id: str, decision: str, *, weights: dict[str, float] | None = None,
                note: str = "") -> Iterator[AgentEvent]:
         self.calls.append(("review", thread_id, proposal_id, decision, weights, note))
-        rec = self._proposals[proposal_id]
         tid = thread_id
+        if proposal_id in self._approvals:
+            yield self._emit(tid, AgentEvent(kind="tool_start", thread_id=tid, tool="influence", call_id="g1"))
+            yield self._emit(tid, AgentEvent(kind="tool_end", thread_id=tid, tool="influence", call_id="g1",
+                                             status="done", summary="scored 30 docs"))
+            yield self._emit(tid, AgentEvent(kind="done", thread_id=tid))
+            return
+        rec = self._proposals[proposal_id]
         if weights:
             rec["weights"] = dict(weights)
         rec["note"] = note

@@ -51,6 +51,7 @@ def test_send_streams_tool_boxes_pending_then_done(h, svc, demo_dir):
     assert any("selection" in label for label, _ in art_choices)
     assert [v for _, v in outs[-1][5]["choices"]] == [session["thread_id"]]
     assert outs[-1][6]["choices"][0][1] == f"prop-{session['thread_id']}"
+    assert outs[-1][6]["value"] == f"prop-{session['thread_id']}", "the Review tab is ready on the new proposal"
 
 
 def test_llm_down_shows_banner_and_keeps_thread(h, svc):
@@ -119,8 +120,8 @@ def _proposal(h):  # noqa: ANN001, ANN202
 
 
 def test_show_proposal_evidence(h):
-    pid, _ = _proposal(h)
-    info, frame, plot, gallery, _ = h.show_proposal(pid)
+    pid, session = _proposal(h)
+    info, frame, plot, gallery, _ = h.show_proposal(pid, session)
     assert plain("fake_select: selected 30 of 3000 docs") in info and plain("0.8123") in info
     assert list(frame["domain"]) == ["math", "code", "web"] and list(frame["weight"]) == [0.6, 0.3, 0.1]
     assert plot["visible"] and gallery["visible"] and len(gallery["value"]) == 1
@@ -128,7 +129,7 @@ def test_show_proposal_evidence(h):
 
 def test_approve_exports_and_shows_path(h, svc):
     pid, session = _proposal(h)
-    _, frame, *_ = h.show_proposal(pid)
+    _, frame, *_ = h.show_proposal(pid, session)
     outs = list(h.review("approve", pid, frame, "looks right", session))
     text = outs[-1][0]
     assert "exported" in text and "data.jsonl" in text
@@ -141,7 +142,7 @@ def test_approve_exports_and_shows_path(h, svc):
 
 def test_edit_rejected_by_policy_is_not_sent(h, svc):
     pid, session = _proposal(h)
-    _, frame, *_ = h.show_proposal(pid)
+    _, frame, *_ = h.show_proposal(pid, session)
     frame.loc[0, "weight"] = 0.9
     n_calls = len(svc.calls)
     outs = list(h.review("approve", pid, frame, "", session))
@@ -155,7 +156,7 @@ def test_edit_rejected_by_policy_is_not_sent(h, svc):
 
 def test_valid_edit_then_approve_passes_weights(h, svc):
     pid, session = _proposal(h)
-    _, frame, *_ = h.show_proposal(pid)
+    _, frame, *_ = h.show_proposal(pid, session)
     frame["weight"] = [0.5, 0.4, 0.1]
     outs = list(h.review("edit", pid, frame, "more code", session))
     assert svc.calls[-1][3] == "edit" and svc.calls[-1][4] == {"math": 0.5, "code": 0.4, "web": 0.1}
@@ -166,7 +167,7 @@ def test_valid_edit_then_approve_passes_weights(h, svc):
 
 def test_reject(h, svc):
     pid, session = _proposal(h)
-    _, frame, *_ = h.show_proposal(pid)
+    _, frame, *_ = h.show_proposal(pid, session)
     outs = list(h.review("reject", pid, frame, "wrong domain", session))
     assert "rejected" in outs[-1][0]
     assert svc.calls[-1][3] == "reject"
@@ -175,7 +176,7 @@ def test_reject(h, svc):
 def test_review_from_another_session_switches_to_the_proposals_thread(h, svc):
     pid, session = _proposal(h)
     other = new_session()
-    _, frame, *_ = h.show_proposal(pid)
+    _, frame, *_ = h.show_proposal(pid, session)
     outs = list(h.review("approve", pid, frame, "", other))
     assert outs[-1][2]["thread_id"] == session["thread_id"]
     assert svc.calls[-1][1] == session["thread_id"]
@@ -234,3 +235,15 @@ def test_parse_auth(monkeypatch):
     assert parse_auth(None) == ("bob", "secret")
     with pytest.raises(ValueError):
         parse_auth("nopassword")
+
+
+def test_call_approval_interrupt_is_reviewable(h, svc):
+    outs, session = run_chat(h, "run the gpu job", new_session())
+    pid = f"approval-{session['thread_id']}"
+    assert outs[-1][6]["value"] == pid, "a call awaiting approval shows in the pending list"
+    info, *_ = h.show_proposal(pid, session)
+    assert "approval" in info
+    outs = list(h.review("approve", pid, None, "", session))
+    assert svc.calls[-1][:4] == ("review", session["thread_id"], pid, "approve")
+    assert "approved" in outs[-1][0]
+    assert pid not in [v for _, v in outs[-1][4]["choices"]], "answered, it leaves the list"

@@ -103,7 +103,7 @@ def test_proposal_helpers_read_real_record_shape():
 
 
 def test_history_replays_user_turns_once():
-    events = [ev("message", tool="user", text="hello"), ev("plan", text="p"), ev("message", text="answer"),
+    events = [ev("message", role="user", text="hello"), ev("plan", text="p"), ev("message", text="answer"),
               ev("error", text="old failure")]
     v = history_view(events)
     assert [m["role"] for m in v.messages] == ["user", "assistant", "assistant", "assistant"]
