@@ -60,67 +60,38 @@ def _cut_counts(totals: np.ndarray, budget: int | None, used: int) -> int:
 
 def _count_target(
     spec: CorpusSpec, where: str, cfg: FeatureConfig, runner: Runner, ctx: ToolContext, budget: int | None
-) -> tuple[np.ndarray, int]:
-    """Bucket counts of a target corpus (read in order, stopping once ``budget`` is passed)."""
+) -> tuple[np.ndarray, int, core.BatchFeatures]:
+    """Bucket counts of a target corpus, read in order until ``budget`` n-gram counts are passed.
+
+    Also returns the features of its first ``_PRIOR_DOCS`` documents (to fit the prior strength).
+    """
     counts = np.zeros(cfg.num_buckets, dtype=np.int64)
-    docs = 0
-    used = 0
+    docs = used = 0
+    kept: list[core.BatchFeatures] = []
     try:
         batches = read_batches(spec, ("text",), allowed_roots=ctx.data_roots, batch_rows=_BATCH_ROWS,
                                check_ids=False)
-        for ntok, c in runner.map(core._worker_featurize, ((cfg, b.column("text").to_pylist(), None) for b in batches)):
-            totals = sum(np.maximum(ntok - m + 1, 0) for m in range(1, cfg.ngrams + 1))
+        jobs = ((cfg, b.column("text").to_pylist(), None, True) for b in batches)
+        for ntok, c, feats in runner.map(core._worker_featurize, jobs):
+            totals = feats.ngram_totals()
             take = _cut_counts(totals, budget, used)
-            if take < ntok.size:  # rare: recount the part of the batch inside the budget
-                raise _Partial(take)
+            if take < ntok.size:
+                mask = np.zeros(ntok.size, dtype=bool)
+                mask[:take] = True
+                c = feats.counts(cfg.num_buckets, mask)
+                feats = feats.head(take)
             counts += c
-            used += int(totals.sum())
-            docs += int(ntok.size)
-    except _Partial as p:  # recount this corpus sequentially with the exact cut
-        return _count_target_exact(spec, cfg, ctx, budget, where, p)
+            used += int(totals[:take].sum())
+            if docs < _PRIOR_DOCS:
+                kept.append(feats.head(_PRIOR_DOCS - docs))
+            docs += take
+            if take < ntok.size:
+                break
     except BadInput as e:
         raise BadInput(f"{e.message} ({e.where})" if e.where else e.message, where=where, hint=e.hint) from None
     if counts.sum() == 0:
         raise BadInput(f"the target has {docs} documents but no words to count ({spec.path})", where=where)
-    return counts, docs
-
-
-def _target_sample(specs: list[CorpusSpec], cfg: FeatureConfig, ctx: ToolContext,
-                   max_docs: int = _PRIOR_DOCS) -> core.BatchFeatures:
-    """Features of the first ``max_docs`` target documents (for fitting the prior strength)."""
-    texts: list[str] = []
-    for spec in specs:
-        for b in read_batches(spec, ("text",), allowed_roots=ctx.data_roots, batch_rows=_BATCH_ROWS,
-                              check_ids=False):
-            texts += b.column("text").to_pylist()[: max_docs - len(texts)]
-            if len(texts) >= max_docs:
-                return core.featurize_texts(texts, cfg)
-    return core.featurize_texts(texts, cfg)
-
-
-class _Partial(Exception):
-    pass
-
-
-def _count_target_exact(
-    spec: CorpusSpec, cfg: FeatureConfig, ctx: ToolContext, budget: int | None, where: str, _: _Partial
-) -> tuple[np.ndarray, int]:
-    counts = np.zeros(cfg.num_buckets, dtype=np.int64)
-    used = docs = 0
-    for b in read_batches(spec, ("text",), allowed_roots=ctx.data_roots, batch_rows=_BATCH_ROWS, check_ids=False):
-        feats = core.featurize_texts(b.column("text").to_pylist(), cfg)
-        totals = feats.ngram_totals()
-        take = _cut_counts(totals, budget, used)
-        mask = np.zeros(feats.n_docs, dtype=bool)
-        mask[:take] = True
-        counts += feats.counts(cfg.num_buckets, mask)
-        used += int(totals[:take].sum())
-        docs += take
-        if take < feats.n_docs:
-            break
-    if counts.sum() == 0:
-        raise BadInput(f"the target has no words to count ({spec.path})", where=where)
-    return counts, docs
+    return counts, docs, core.BatchFeatures.concat(kept)
 
 
 @SPEC.implement
@@ -150,12 +121,13 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
     try:
         with Runner(ctx.workers()) as runner:
             # -- 1. target model(s) -------------------------------------------------------------
-            tcounts, tdocs = [], []
+            tcounts, tdocs, tfeats = [], [], []
             for i, spec in enumerate(targets):
                 where = "dsir.target" + (f"[{i}]" if len(targets) > 1 else "")
-                c, n = _count_target(spec, where, cfg, runner, ctx, budget if request.separate_targets else None)
+                c, n, f = _count_target(spec, where, cfg, runner, ctx, budget if request.separate_targets else None)
                 tcounts.append(c)
                 tdocs.append(n)
+                tfeats.append(f)
             if request.separate_targets:
                 model_counts = np.stack(tcounts)
                 props = (np.asarray(request.target_proportions, dtype=np.float64) if request.target_proportions
@@ -191,7 +163,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                     yield cfg, b.column("text").to_pylist(), path
 
             with ctx.progress("dsir: featurize pool", unit="docs") as bar:
-                for ntok, c in runner.map(core._worker_featurize, jobs()):
+                for ntok, c, _ in runner.map(core._worker_featurize, jobs()):
                     raw_all += c
                     totals = sum(np.maximum(ntok - m + 1, 0) for m in range(1, cfg.ngrams + 1))
                     if budget is None or used <= budget:
@@ -210,10 +182,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
             n_pool = sum(t.size for t in ntoks)
 
             # -- 3. models and log weights ----------------------------------------------------------
-            sample = None
-            if request.target_prior == "auto":
-                groups = [[t] for t in targets] if request.separate_targets else [targets]
-                sample = [_target_sample(g, cfg, ctx) for g in groups]
+            sample = tfeats if request.separate_targets else [core.BatchFeatures.concat(tfeats).head(_PRIOR_DOCS)]
             model: DSIRModel = fit_model(raw_fit, model_counts, prior=request.target_prior,
                                          laplace=request.target_laplace_smoothing, target_docs=sample)
             totals_all = np.concatenate(
@@ -268,13 +237,12 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                 pos = 0
                 pf = pq.ParquetFile(side_path)
                 batch_iter = pf.iter_batches(batch_size=_BATCH_ROWS)
+                buf = pa.table({"id": pa.array([], pa.string()), "domain": pa.array([], pa.string())})
                 for f, ntok in zip(files, ntoks, strict=True):
                     n = ntok.size
-                    parts = []
-                    while sum(p.num_rows for p in parts) < n:
-                        parts.append(next(batch_iter))
-                    side = pa.Table.from_batches(parts)
-                    assert side.num_rows == n
+                    while buf.num_rows < n:
+                        buf = pa.concat_tables([buf, pa.Table.from_batches([next(batch_iter)])])
+                    side, buf = buf.slice(0, n), buf.slice(n)
                     sl = slice(pos, pos + n)
                     data = {"id": side.column("id"), "dsir_log_weight": pa.array(mix[sl])}
                     if T > 1:

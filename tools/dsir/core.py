@@ -151,6 +151,20 @@ class BatchFeatures:
     def n_docs(self) -> int:
         return int(self.ntok.size)
 
+    @staticmethod
+    def concat(parts: Sequence[BatchFeatures]) -> BatchFeatures:
+        parts = list(parts)
+        n = max((len(p.buckets) for p in parts), default=0)
+        return BatchFeatures(
+            ntok=np.concatenate([p.ntok for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+            buckets=[np.concatenate([p.buckets[m] for p in parts]) for m in range(n)],
+        )
+
+    def head(self, n_docs: int) -> BatchFeatures:
+        """The first ``n_docs`` documents."""
+        return BatchFeatures(ntok=self.ntok[:n_docs],
+                             buckets=[b[: int(self.per_doc(m)[:n_docs].sum())] for m, b in enumerate(self.buckets, 1)])
+
     def per_doc(self, m: int) -> np.ndarray:
         return np.maximum(self.ntok - m + 1, 0)
 
@@ -312,7 +326,7 @@ def fit_prior_strength(feats: BatchFeatures, base: np.ndarray, lo: float = 1.0, 
     if feats.n_docs < 2:
         return float(np.clip(sum(b.size for b in feats.buckets), lo, hi))
     loo = _LOO(feats, base.size)
-    x = _golden_max(lambda t: loo(base, math.exp(t)), math.log(lo), math.log(hi))
+    x = _golden_max(lambda t: loo(base, math.exp(t)), math.log(lo), math.log(hi), tol=0.01)
     return math.exp(x)
 
 
@@ -420,15 +434,17 @@ def gumbel_topk(
 # ------------------------------------------------------------------------------ batch pipeline
 
 
-def _worker_featurize(config: FeatureConfig, texts: Any, out_path: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _worker_featurize(
+    config: FeatureConfig, texts: Any, out_path: str | None, keep: bool = False
+) -> tuple[np.ndarray, np.ndarray, BatchFeatures | None]:
     """In a worker: featurize a batch, save its bucket ids to ``out_path`` (if given).
 
-    Returns (tokens per document, the batch's bucket counts).
+    Returns (tokens per document, the batch's bucket counts, the features themselves if ``keep``).
     """
     feats = _featurizer(config)(texts)
     if out_path is not None:
         save_features(out_path, feats)
-    return feats.ntok, feats.counts(config.num_buckets)
+    return feats.ntok, feats.counts(config.num_buckets), feats if keep else None
 
 
 _FEATURIZERS: dict[FeatureConfig, Featurizer] = {}
