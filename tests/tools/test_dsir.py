@@ -275,7 +275,8 @@ def test_several_targets_with_proportions(ctx, ab_data):
     assert r.target_proportions == [0.75, 0.25]
 
 
-def test_parity_with_reference_package(tmp_path, demo_dir):
+@pytest.mark.parametrize("budget", ["auto", 20_000])
+def test_parity_with_reference_package(tmp_path, demo_dir, budget):
     ref = pytest.importorskip("data_selection", reason="data-selection (reference) not installed")
     from tools.contract import ToolContext
 
@@ -284,7 +285,7 @@ def test_parity_with_reference_package(tmp_path, demo_dir):
     target = demo_dir / "target_math.jsonl"
     dsir_ref = ref.HashedNgramDSIR([str(pool)], [str(target)], cache_dir=str(tmp_path / "cache"), num_proc=1,
                                    min_example_length=30)
-    dsir_ref.fit_importance_estimator(num_tokens_to_fit="auto")
+    dsir_ref.fit_importance_estimator(num_tokens_to_fit=budget)
     dsir_ref.compute_importance_weights()
     ref_lw = np.load(tmp_path / "cache" / "log_importance_weights" / "0.npy")
     ref_len = np.load(tmp_path / "cache" / "perexample_metadata" / "0.npy")
@@ -294,7 +295,10 @@ def test_parity_with_reference_package(tmp_path, demo_dir):
 
     c = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False, num_workers=1)
     r = _run(c, corpus=str(pool), target=str(target), k=100, hash="sha256", target_prior="none",
-             min_example_length=30, seed=11)
+             min_example_length=30, seed=11, num_tokens_to_fit=budget)
+    if budget != "auto":  # the raw model saw only the first documents, up to the one passing the budget
+        sel_meta = c.workspace.get(r.artifacts["selection"]).manifest
+        assert 20_000 < sel_meta["metrics"]["raw_fit_ngrams"] < 21_000
     scores = c.workspace.get(r.artifacts["scores"]).table()
     ours = scores.column("dsir_log_weight").to_numpy()
     assert ours.dtype == np.float64 and ours.shape == ref_lw.shape
