@@ -622,6 +622,7 @@ def build_app(
         service = (service_factory or _default_factory)()
     holder = ServiceHolder(service, service_factory or _default_factory)
     h = Handlers(holder)
+    choices0 = corpus_choices(service)  # also what the server accepts from API clients
 
     # ---------------------------------------------------------------------------------- layout
 
@@ -640,13 +641,13 @@ def build_app(
                             placeholder="Try: *select 100 documents like my target set with dsir*",
                         )
                         with gr.Row():
-                            msg = gr.Textbox(placeholder="Ask the assistant…", show_label=False, scale=5,
+                            msg = gr.Textbox(label="Message", placeholder="Ask the assistant…", show_label=False, scale=5,
                                              elem_id="msg", max_lines=6)
                             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send-btn")
                         with gr.Row():
-                            corpus = gr.Dropdown(label="Pool (from the policy's data roots)", choices=[],
+                            corpus = gr.Dropdown(label="Pool (from the policy's data roots)", choices=choices0,
                                                  value=None, elem_id="corpus", allow_custom_value=False)
-                            target = gr.Dropdown(label="Target set (optional)", choices=[], value=None,
+                            target = gr.Dropdown(label="Target set (optional)", choices=choices0, value=None,
                                                  elem_id="target", allow_custom_value=False)
                         with gr.Accordion(f"Upload a small file (≤ {MAX_UPLOAD_MB:g} MB)", open=False):
                             up = gr.File(label="JSONL, JSON, CSV, TSV, Parquet or text", file_types=list(UPLOAD_SUFFIXES),

@@ -40,7 +40,7 @@ def plain(text: Any, limit: int | None = None) -> str:
     s = "" if text is None else str(text)
     if limit is not None and len(s) > limit:
         s = s[: limit - 1] + "…"
-    s = html.escape(s, quote=True)
+    s = html.escape(s, quote=False)
     # html.escape turned < > & into entities; escape markdown syntax (entities' & and ; are fine)
     return _MD_SPECIAL.sub(r"\\\1", s)
 
