@@ -141,7 +141,7 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         plan["text"] = plan_text(plan) if steps else why or ""
         if not steps:
             return {**base, **_finish(state, ctx, plan, usage, answer=why or "")}
-        return {**base, **_hand_out(state, plan, usage, first=True)}
+        return {**base, **_hand_out(state, ctx, plan, usage, first=True)}
 
     def _record(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int]) -> dict[str, str]:
         """Fold the trailing tool messages into the plan's steps; returns new artifact ids by kind."""
@@ -181,12 +181,12 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         failed = [s for s in plan["steps"] if s["status"] in ("error", "denied")]
         if failed:
             return {**out, **_finish(st, ctx, plan, usage)}
-        return {**out, **_hand_out(st, plan, usage, first=False)}
+        return {**out, **_hand_out(st, ctx, plan, usage, first=False)}
 
-    def _hand_out(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int], *, first: bool) -> dict[str, Any]:
+    def _hand_out(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *, first: bool) -> dict[str, Any]:
         nxt = next((s for s in plan["steps"] if s["status"] == "planned"), None)
         if nxt is None:
-            return _finish(state, None, plan, usage)
+            return _finish(state, ctx, plan, usage)
         arts = state.get("artifacts") or {}
         nxt["args"] = {k: (arts.get(v[1:], v) if isinstance(v, str) and v.startswith("$") else v)
                        for k, v in nxt["args"].items()}
@@ -221,9 +221,6 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         return {"messages": [reply], "plan": plan, "usage": usage}
 
     def _finish(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *, answer: str = "") -> dict[str, Any]:
-        from agent.context import CurateContext
-
-        ctx = ctx or CurateContext.from_env()
         policy = active_policy(ctx)
         tctx = tool_context(ctx, policy)
         plan["done"] = True
