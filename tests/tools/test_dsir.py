@@ -324,6 +324,8 @@ def test_bad_input(ctx, tiny_corpus, tmp_path):
         _run(ctx, corpus=str(tiny_corpus), target=str(tgt), k=37, min_example_length=0)
     with pytest.raises(BadInput, match=r"dsir\.k: must be at most the 0 eligible.*min_example_length=100"):
         _run(ctx, corpus=str(tiny_corpus), target=str(tgt), k=5)
+    with pytest.raises(BadInput, match=r"dsir\.corpus: text field 'text' not found"):
+        _run(ctx, corpus=str(notext), target=str(tgt), k=1, min_example_length=0)
     with pytest.raises(BadInput, match=r"dsir\.target_proportions"):
         _run(ctx, corpus=str(tiny_corpus), target=[str(tgt), str(tgt)], k=2, separate_targets=True,
              target_proportions=[1.0], min_example_length=0)

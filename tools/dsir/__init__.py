@@ -22,6 +22,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,15 @@ def _count_target(
     return counts, docs, core.BatchFeatures.concat(kept)
 
 
+@contextmanager
+def _field(where: str) -> Iterator[None]:
+    """Re-raise the reader's BadInput (which names the file) as an error of this request field."""
+    try:
+        yield
+    except BadInput as e:
+        raise BadInput(f"{e.message} ({e.where})" if e.where else e.message, where=where, hint=e.hint) from None
+
+
 @SPEC.implement
 def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
     import pyarrow as pa
@@ -140,7 +151,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
             # -- 2. one read of the pool: features to scratch, ids/domains to a side file ----------
             raw_fit = np.zeros(cfg.num_buckets, dtype=np.int64)
             raw_all = np.zeros(cfg.num_buckets, dtype=np.int64)
-            ntoks: list[np.ndarray] = []
+            totals_per_batch: list[np.ndarray] = []  # n-gram count per document (int32)
             files: list[str] = []
             side_path = scratch / "ids.parquet"
             side_writer = None
@@ -162,7 +173,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                     files.append(path)
                     yield cfg, b.column("text").to_pylist(), path
 
-            with ctx.progress("dsir: featurize pool", unit="docs") as bar:
+            with ctx.progress("dsir: featurize pool", unit="docs") as bar, _field("dsir.corpus"):
                 for ntok, c, _ in runner.map(core._worker_featurize, jobs()):
                     raw_all += c
                     totals = sum(np.maximum(ntok - m + 1, 0) for m in range(1, cfg.ngrams + 1))
@@ -173,20 +184,22 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                         else:
                             mask = np.zeros(ntok.size, dtype=bool)
                             mask[:take] = True
-                            raw_fit += core._worker_counts(files[len(ntoks)], cfg.ngrams, cfg.num_buckets, mask)
+                            raw_fit += core._worker_counts(files[len(totals_per_batch)], cfg.ngrams,
+                                                           cfg.num_buckets, mask)
                         used += int(totals[:take].sum())
-                    ntoks.append(ntok)
+                    totals_per_batch.append(totals.astype(np.int32))
                     bar.update(int(ntok.size))
             if side_writer is not None:
                 side_writer.close()
-            n_pool = sum(t.size for t in ntoks)
+            sizes = [t.size for t in totals_per_batch]
+            n_pool = sum(sizes)
 
             # -- 3. models and log weights ----------------------------------------------------------
             sample = tfeats if request.separate_targets else [core.BatchFeatures.concat(tfeats).head(_PRIOR_DOCS)]
             model: DSIRModel = fit_model(raw_fit, model_counts, prior=request.target_prior,
                                          laplace=request.target_laplace_smoothing, target_docs=sample)
-            totals_all = np.concatenate(
-                [sum(np.maximum(t - m + 1, 0) for m in range(1, cfg.ngrams + 1)) for t in ntoks])
+            totals_all = np.concatenate(totals_per_batch)
+            del totals_per_batch
             lengths = core.example_lengths(totals_all, cfg.ngrams)
             T = model.log_diff.shape[0]
             log_w = np.empty((n_pool, T), dtype=out_dtype)
@@ -212,10 +225,9 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                 )
             picks, owner = gumbel_topk(rank_w, request.k, eligible=eligible, top_k=request.top_k,
                                        proportions=props if T > 1 else None, seed=request.seed)
-            pick_order = np.empty(n_pool, dtype=np.int64)
-            pick_order.fill(-1)
-            pick_order[picks] = np.arange(picks.size)
-            picked = pick_order >= 0
+            del totals_all
+            by_row = np.argsort(picks, kind="stable")  # pick ranks in row order
+            picks_sorted = picks[by_row]
 
             # -- 5. scores artifact, picked ids/domains, picked features ----------------------------
             if T == 1:
@@ -238,8 +250,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                 pf = pq.ParquetFile(side_path)
                 batch_iter = pf.iter_batches(batch_size=_BATCH_ROWS)
                 buf = pa.table({"id": pa.array([], pa.string()), "domain": pa.array([], pa.string())})
-                for f, ntok in zip(files, ntoks, strict=True):
-                    n = ntok.size
+                for f, n in zip(files, sizes, strict=True):
                     while buf.num_rows < n:
                         buf = pa.concat_tables([buf, pa.Table.from_batches([next(batch_iter)])])
                     side, buf = buf.slice(0, n), buf.slice(n)
@@ -254,9 +265,10 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                     if writer is None:
                         writer = pq.ParquetWriter(w.path("data.parquet"), tbl.schema, compression="zstd")
                     writer.write_table(tbl)
-                    local = np.flatnonzero(picked[sl])
+                    lo, hi = np.searchsorted(picks_sorted, [pos, pos + n])
+                    local = picks_sorted[lo:hi] - pos
                     if local.size:
-                        order = pick_order[pos + local]
+                        order = by_row[lo:hi]
                         sel_ids[order] = np.asarray(side.column("id").take(local).to_pylist(), dtype=object)
                         sel_dom[order] = np.asarray(side.column("domain").take(local).to_pylist(), dtype=object)
                         mask = np.zeros(n, dtype=bool)
