@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import run_child, write_result  # noqa: I001
 
 OURS = """
@@ -60,7 +59,7 @@ def _vocab(rng: np.random.Generator, n: int = 30_000) -> np.ndarray:
     syll = np.array("ka lo mi ne ru ta po se di an ex or un in re co de ma li su ve ra to ni".split())
     parts = rng.integers(0, len(syll), size=(n, 3))
     nsyl = rng.integers(1, 4, size=n)
-    words = ["".join(syll[p[:k]]) + str(i % 7 if i % 11 == 0 else "") for i, (p, k) in enumerate(zip(parts, nsyl))]
+    words = ["".join(syll[p[:k]]) + str(i % 7 if i % 11 == 0 else "") for i, (p, k) in enumerate(zip(parts, nsyl, strict=True))]
     return np.array(words)
 
 
