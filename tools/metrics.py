@@ -86,3 +86,34 @@ def kl_reduction_texts(
     rawc = hashed_ngram_counts(raw, **kw)
     tcs = [hashed_ngram_counts(g, **kw) for g in groups]  # type: ignore[arg-type]
     return kl_reduction(sel, rawc, tcs)
+
+
+def ot_distance(
+    target_emb: np.ndarray,
+    selected_emb: np.ndarray,
+    weights: np.ndarray | None = None,
+    method: str = "emd",
+    reg: float | None = None,
+) -> float:
+    """OT distance (TSDS's alignment term, notes 7.5): W1 with Euclidean ground cost between the
+    uniform measure on ``target_emb`` and ``selected_emb`` weighted by ``weights`` (uniform if None).
+
+    ``method="emd"``: exact (POT's network simplex, ``ot.emd2``); ``"sinkhorn"``: entropic
+    (``ot.sinkhorn2``), ``reg`` defaulting to 0.05 x the median pairwise distance. The cost matrix is
+    n x m, so callers subsample large sets (and should say so).
+    """
+    import ot
+
+    if method not in ("emd", "sinkhorn"):
+        raise ValueError(f"method must be 'emd' or 'sinkhorn'; got {method!r}")
+    a = np.full(len(target_emb), 1.0 / len(target_emb))
+    if weights is None:
+        b = np.full(len(selected_emb), 1.0 / len(selected_emb))
+    else:
+        b = np.asarray(weights, dtype=np.float64)
+        b = b / b.sum()
+    cost = ot.dist(np.asarray(target_emb, np.float64), np.asarray(selected_emb, np.float64), metric="euclidean")
+    if method == "emd":
+        return float(ot.emd2(a, b, cost, numItermax=1_000_000))
+    r = reg if reg is not None else 0.05 * float(np.median(cost))
+    return float(ot.sinkhorn2(a, b, cost, r))

@@ -343,3 +343,21 @@ def test_bad_input(tiny_corpus, ctx, tmp_path):
     bad("tsds.embeddings", embeddings=str(tmp_path / "short.npy"))
     bad("tsds.alpha", alpha=1.5)
     bad("tsds.target", target=None, target_embeddings=None)
+
+
+def test_kde_density_against_a_direct_sum():
+    rng = np.random.default_rng(4)
+    x = unit(rng.standard_normal((300, 8)))
+    x[:60] = unit(x[0] + 0.05 * rng.standard_normal((60, 8)))  # a dense spot: more than kde_K within sigma
+    d2 = pairwise(x, x) ** 2
+    kde_k = 20
+    nearest = np.sort(d2, axis=1)[:, :kde_k]
+    oracle = np.maximum(1 - nearest / 0.75**2, 0).sum(axis=1)
+    assert (np.sum(d2 < 0.75**2, axis=1) > kde_k).sum() >= 60  # the kde_K cap really applies
+    exact = tsds.kde_density(x, sigma=0.75, kde_K=kde_k, kind="flat")
+    np.testing.assert_allclose(exact, oracle, rtol=1e-5)
+    all_lists = tsds.kde_density(x, sigma=0.75, kde_K=kde_k, kind="ivf", nlist=4, nprobe=4)
+    np.testing.assert_allclose(all_lists, oracle, rtol=1e-5)  # every list probed: exact again
+    approx = tsds.kde_density(x, sigma=0.75, kde_K=kde_k, kind="ivf", nlist=8, nprobe=3)
+    assert np.all(approx <= oracle + 1e-5) and np.all(approx >= 1 - 1e-5)  # a subset of the pairs, self included
+    assert np.median(approx / oracle) > 0.9

@@ -23,6 +23,7 @@ import numpy as np
 from tools.contract import RowCounts, ToolContext
 from tools.corpus import CorpusSpec, ReadStats, read_batches
 from tools.errors import BadInput, ResourceUnavailable, field_error
+from tools.metrics import ot_distance
 from tools.selection import selection_table, write_selection
 from tools.tsds.core import (
     DEFAULTS,
@@ -31,7 +32,6 @@ from tools.tsds.core import (
     effective_sample_size,
     kde_density,
     objective,
-    ot_distance,
     transport_probabilities,
     tsds_probabilities,
 )

@@ -22,9 +22,10 @@ Differences from the reference, on purpose:
   ``lastK = -1`` start gives: p is non-negative and sums to 1 always.
 - Queries that get fewer than K valid neighbours from an approximate index (faiss id ``-1``) use only
   the ones they have; the reference would index with ``-1``.
-- The KDE step finds the neighbours within ``sigma`` by a range search (the kernel is zero beyond it)
-  and keeps at most ``kde_K`` nearest of them, which equals the reference's ``kde_K``-NN search followed
-  by the kernel, without materialising ``|U| x kde_K`` distances.
+- The KDE step sums the kernel over the points within ``sigma`` (it is zero beyond), keeping at most
+  ``kde_K`` nearest, which equals the reference's ``kde_K``-NN search followed by the kernel, without
+  materialising ``|U| x kde_K`` distances; the approximate variant probes IVF lists per list rather
+  than per point so that it runs as dense matrix products (:func:`kde_density`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ IndexKind = Literal["auto", "flat", "ivf", "numpy"]
 DEFAULTS = {"alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_K": 5000, "kde_K": 1000, "nprobe": 10}
 """The paper's/reference's defaults (``config.yaml``)."""
 
-KDE_BATCH = 16_384
 
 
 @dataclass
@@ -151,59 +151,79 @@ def kde_density(
     *,
     sigma: float,
     kde_K: int,
-    index: knn.KnnIndex | None = None,
     kind: IndexKind = "auto",
+    nlist: int | None = None,
     nprobe: int = 10,
     seed: int = 0,
-    batch: int = KDE_BATCH,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """rho_u = sum over u's ``kde_K`` nearest points v (u itself included) of max(0, 1 - |u-v|^2 / sigma^2).
 
-    The un-normalised Epanechnikov profile of the reference, over the set ``vectors`` itself. Exact
-    search (flat/numpy) unless ``kind`` or the set's size picks IVF, as in :func:`tools.knn.build_index`.
+    The un-normalised Epanechnikov profile of the reference, over the set ``vectors`` itself. Only
+    points within ``sigma`` contribute, so no k-NN lists are kept: squared distances are computed in
+    blocks with one matrix product each and reduced at once (at most ``kde_K`` nearest per point).
+
+    ``kind``: ``"flat"``/``"numpy"`` compare every pair (exact); ``"ivf"`` partitions the set with
+    k-means into ``nlist`` lists (default ``int(sqrt(n)) // 2``, as the reference's IVF index) and
+    compares the points of each list with those of the ``nprobe`` lists whose centroids are nearest
+    to its centroid (the IVF probe, decided per list instead of per point, so it runs as dense
+    matrix products). ``"auto"``: exact below :data:`tools.knn.AUTO_IVF_MIN` points.
     """
     xs = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(xs)
-    if index is None:
-        index = knn.build_index(xs, metric="l2", kind=kind, nprobe=nprobe, seed=seed)
     r2 = float(sigma) ** 2
     kk = max(1, min(kde_K, n))
-    out = np.empty(n, dtype=np.float64)
-    for lo in range(0, n, batch):
-        q = xs[lo : lo + batch]
-        lims, dist2, _ = _range_search(index, q, r2, kk)
-        kern = np.maximum(1.0 - dist2.astype(np.float64) / r2, 0.0)
-        out[lo : lo + len(q)] = np.add.reduceat(kern, lims[:-1]) if len(kern) else 0.0
-        empty = lims[1:] == lims[:-1]  # reduceat repeats a value for empty segments
-        out[lo : lo + len(q)][empty] = 0.0
-        if on_batch is not None:
-            on_batch(len(q))
+    if kind == "auto":
+        kind = "flat" if n < knn.AUTO_IVF_MIN else "ivf"
+    if kind == "ivf" and knn.faiss_available() and n > 1:
+        members, probes = _partition(xs, nlist or knn.default_nlist(n), nprobe, seed)
+    else:
+        members, probes = [np.arange(n)], np.zeros((1, 1), dtype=np.int64)
+    sq = np.einsum("ij,ij->i", xs, xs)
+    out = np.zeros(n, dtype=np.float64)
+    for lst, q_idx in enumerate(members):
+        if len(q_idx) == 0:
+            continue
+        c_idx = np.concatenate([members[p] for p in probes[lst] if p >= 0])
+        xc, sc = xs[c_idx], sq[c_idx]
+        step = max(1, _GEMM_BLOCK_FLOATS // max(len(c_idx), 1))
+        for lo in range(0, len(q_idx), step):
+            rows = q_idx[lo : lo + step]
+            d2 = sq[rows, None] + sc[None, :] - 2.0 * (xs[rows] @ xc.T)
+            np.maximum(d2, 0.0, out=d2)
+            inside = d2 < r2
+            counts = inside.sum(axis=1)
+            kern = np.where(inside, 1.0 - d2 / r2, 0.0)
+            rho = kern.sum(axis=1, dtype=np.float64)
+            for j in np.flatnonzero(counts > kk):  # dense spots: only the kk nearest count
+                rho[j] = np.sort(kern[j][inside[j]])[::-1][:kk].sum(dtype=np.float64)
+            out[rows] = rho
+            if on_batch is not None:
+                on_batch(len(rows))
     return out
 
 
-def _range_search(index: knn.KnnIndex, q: np.ndarray, r2: float, kk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Neighbours with squared distance < r2, at most kk nearest per query: (lims, dist2, ids)."""
-    if index.kind == "numpy" or index.device != "cpu":
-        s, i = index.search(q, kk)
-        ok = (i >= 0) & (s < r2)
-        counts = ok.sum(axis=1)
-        lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return lims, s[ok], i[ok]
-    if index.kind == "ivf":
-        knn._set_nprobe(index._index, index.nprobe or 1)
-    lims, dist2, ids = index._index.range_search(np.ascontiguousarray(q, dtype=np.float32), r2)
-    lims = np.asarray(lims, dtype=np.int64)
-    counts = np.diff(lims)
-    if counts.max(initial=0) > kk:  # keep only the kk nearest in dense regions, like a kk-NN search
-        keep = np.ones(len(dist2), dtype=bool)
-        for j in np.flatnonzero(counts > kk):
-            seg = slice(lims[j], lims[j + 1])
-            drop = np.argpartition(dist2[seg], kk - 1)[kk:]
-            keep[lims[j] + drop] = False
-        dist2, ids = dist2[keep], ids[keep]
-        lims = np.concatenate([[0], np.cumsum(np.minimum(counts, kk))]).astype(np.int64)
-    return lims, dist2, ids
+_GEMM_BLOCK_FLOATS = 8_000_000  # 32 MB of float32 distances per block
+
+
+def _partition(xs: np.ndarray, nlist: int, nprobe: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """k-means lists of ``xs`` (trained on a seeded sample, <= 256 points per list) and, per list, the
+    ``nprobe`` lists with the nearest centroids (itself first)."""
+    import faiss
+
+    n, d = xs.shape
+    nlist = max(1, min(nlist, n))
+    rng = np.random.default_rng(seed)
+    train = xs if n <= 256 * nlist else xs[np.sort(rng.choice(n, 256 * nlist, replace=False))]
+    km = faiss.Kmeans(d, nlist, niter=20, seed=int(seed), max_points_per_centroid=256)
+    km.train(np.ascontiguousarray(train))
+    _, assign = km.index.search(xs, 1)
+    assign = assign[:, 0]
+    order = np.argsort(assign, kind="stable")
+    bounds = np.searchsorted(assign[order], np.arange(nlist + 1))
+    members = [order[bounds[i] : bounds[i + 1]] for i in range(nlist)]
+    _, probes = km.index.search(km.centroids, min(nprobe, nlist))
+    return members, probes
 
 
 # --------------------------------------------------------------------------------- pipeline
@@ -312,26 +332,3 @@ def effective_sample_size(probs: np.ndarray) -> float:
     p = np.asarray(probs, dtype=np.float64)
     return float(1.0 / np.sum(p * p))
 
-
-def ot_distance(
-    target_emb: np.ndarray,
-    selected_emb: np.ndarray,
-    weights: np.ndarray | None = None,
-    method: Literal["emd", "sinkhorn"] = "emd",
-    reg: float | None = None,
-) -> float:
-    """W1 (Euclidean ground cost) between the uniform target measure and the (weighted) selection.
-
-    ``method="emd"``: exact, POT's network simplex; ``"sinkhorn"``: entropic, ``reg`` defaulting to
-    0.05 x the median pairwise distance. Callers subsample large sets (cost is O(n m) memory).
-    """
-    import ot
-
-    a = np.full(len(target_emb), 1.0 / len(target_emb))
-    b = np.full(len(selected_emb), 1.0 / len(selected_emb)) if weights is None else np.asarray(weights, np.float64)
-    b = b / b.sum()
-    cost = ot.dist(np.asarray(target_emb, np.float64), np.asarray(selected_emb, np.float64), metric="euclidean")
-    if method == "emd":
-        return float(ot.emd2(a, b, cost, numItermax=1_000_000))
-    r = reg if reg is not None else 0.05 * float(np.median(cost))
-    return float(ot.sinkhorn2(a, b, cost, r))
