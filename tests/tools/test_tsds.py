@@ -361,3 +361,57 @@ def test_kde_density_against_a_direct_sum():
     approx = tsds.kde_density(x, sigma=0.75, kde_K=kde_k, kind="ivf", nlist=8, nprobe=3)
     assert np.all(approx <= oracle + 1e-5) and np.all(approx >= 1 - 1e-5)  # a subset of the pairs, self included
     assert np.median(approx / oracle) > 0.9
+
+
+# ------------------------------------------------------------- against the reference itself
+
+REF_RUNNER = """
+import runpy, sys
+import numpy as np
+script, out = sys.argv[1], sys.argv[2]
+def keep(n, p, size=None):
+    np.save(out, np.asarray(p, dtype=np.float64))
+    raise SystemExit(0)
+np.random.multinomial = keep
+sys.path.insert(0, __import__("os").path.dirname(script))
+sys.argv = [script]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def reference_probs(tmp_path, xq, xb, **cfg):
+    """Run ZifanL/TSDS's tsds.py (a checkout named by TSDS_REF) unmodified; return the p it samples from."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ref = Path(os.environ["TSDS_REF"]).resolve()
+    script = ref / "tsds.py" if ref.is_dir() else ref
+    np.save(tmp_path / "xq.npy", xq)
+    np.save(tmp_path / "xb.npy", xb)
+    conf = {"query_embedding_path": str(tmp_path / "xq.npy"), "candidate_embedding_path": str(tmp_path / "xb.npy"),
+            "output_folder": str(tmp_path / "out"), "sample_size": 10, **cfg}
+    (tmp_path / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in conf.items()))
+    # -O: its final sanity assert trips on float32 rounding under NumPy 2 (NEP 50 keeps its heap keys float32)
+    subprocess.run([sys.executable, "-O", "-c", REF_RUNNER, str(script), str(tmp_path / "p.npy")],
+                   cwd=tmp_path, check=True, capture_output=True)
+    return np.load(tmp_path / "p.npy")
+
+
+@pytest.mark.skipif("TSDS_REF" not in __import__("os").environ, reason="set TSDS_REF to a ZifanL/TSDS checkout")
+@pytest.mark.parametrize(("alpha", "C", "sigma"), [(0.5, 5.0, 0.75), (0.9, 5.0, 0.0), (0.5, 5.0, 0.0), (0.99, 1.0, 0.75)])
+def test_equals_the_reference_where_its_ivf_is_exact(tmp_path, alpha, C, sigma):
+    """N = 300: the reference's IVF has 8 lists and probes 10, so its search is exact and ours must agree."""
+    rng = np.random.default_rng(21)
+    xb = unit(rng.standard_normal((300, 12)))
+    xb[:40] = unit(xb[0] + 0.1 * rng.standard_normal((40, 12)))
+    xq = unit(xb[rng.integers(0, 300, 6)] + 0.3 * rng.standard_normal((6, 12)))
+    ours = tsds.tsds_probabilities(xq, xb, alpha=alpha, C=C, sigma=sigma, index="flat")
+    theirs = reference_probs(tmp_path, xq, xb, alpha=alpha, C=C, sigma=sigma, max_K=5000, kde_K=1000)
+    assert ours.K == 30 and ours.kde_K == 30  # both capped at N // 10
+    if theirs.sum() > 1 + 1e-4:  # the reference's lastK bug: compare where it is right
+        assert (alpha, sigma) == (0.99, 0.75)
+        assert abs(ours.probs.sum() - 1) < 1e-12
+    else:
+        assert np.abs(ours.probs - theirs).sum() < 1e-4  # float32 vs float64 accumulation
