@@ -355,7 +355,7 @@ def demo_cmd(
             say(f"generating demo data in {out}/ ...")
             generate(out)
         selector = "dsir" if "dsir" in names() else "sample"
-        request = (f"Select {k} documents from the pool that look like the math target set."
+        request = (f"Use DSIR to select {k} documents from the pool that look like the math target set."
                    if selector == "dsir" else f"Take a stratified sample of {k} documents from the pool as a baseline.")
         say(f"request: {request}\ncorpus: {pool}\ntarget: {target}\n")
         svc = _service(None, planner)

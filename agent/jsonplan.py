@@ -78,11 +78,14 @@ def submit_plan_tool(specs: list[ToolSpec]) -> dict[str, Any]:
 
 
 def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Fill corpus/target the model left out (or left empty) from what the thread names."""
+    """Fill corpus/target the model left out (or left empty) from the thread; an explicit ``k`` wins."""
     out = dict(args)
+    fields = spec.request_model.model_fields
     for name in ("corpus", "target"):
-        if name in spec.request_model.model_fields and not out.get(name) and inputs.get(name):
+        if name in fields and not out.get(name) and inputs.get(name):
             out[name] = inputs[name]
+    if inputs.get("k") and "k" in fields and spec.family == "selection":  # an explicit k wins
+        out["k"] = int(inputs["k"])
     return out
 
 

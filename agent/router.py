@@ -24,6 +24,8 @@ ROUTE_THRESHOLD = 0.45
 """Below this cosine a clause is not routed (the request is not about any tool)."""
 CLAUSE_THRESHOLD = 0.5
 """Extra clauses of a multi-step request need at least this much to add a step."""
+NAME_BONUS = 0.1
+"""Added to a tool's score when the request names it ("run TSDS", "profile the pool")."""
 
 _SPLIT = re.compile(
     r"\s*(?:;|,?\s+and then\s+|,?\s+then\s+|,?\s+after that,?\s+|,?\s+afterwards,?\s+|,?\s+followed by\s+|"
@@ -102,8 +104,10 @@ class Router:
         q = encode([text])[0]
         sims = self.matrix @ q
         out: dict[str, float] = {}
+        low = text.lower()
         for name in self.specs:
-            out[name] = float(sims[self.owner == name].max())
+            named = re.search(rf"\b{re.escape(name.replace('_', ' '))}\b|\b{re.escape(name)}\b", low)
+            out[name] = float(sims[self.owner == name].max()) + (NAME_BONUS if named else 0.0)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def route(self, request: str) -> tuple[list[tuple[str, str, float]], tuple[str, float]]:

@@ -79,11 +79,13 @@ class AgentService:
 
     # ------------------------------------------------------------------------------- running
 
-    def stream(self, thread_id: str, message: str, *, corpus: str | None = None, target: str | None = None
-               ) -> Iterator[AgentEvent]:
-        """Run one request; events as they happen, ending with ``done``."""
+    def stream(self, thread_id: str, message: str, *, corpus: str | None = None, target: str | None = None,
+               k: int | None = None) -> Iterator[AgentEvent]:
+        """Run one request; events as they happen, ending with ``done``. ``k`` overrides the planner's k."""
         payload: dict[str, Any] = {"messages": [HumanMessage(content=message)]}
-        inputs = {k: str(v) for k, v in (("corpus", corpus), ("target", target)) if v}
+        inputs: dict[str, Any] = {n: str(v) for n, v in (("corpus", corpus), ("target", target)) if v}
+        if k is not None:
+            inputs["k"] = int(k)
         if inputs:
             payload["inputs"] = inputs
         yield from self._run(thread_id, payload)
@@ -203,7 +205,7 @@ class AgentService:
         return AgentEvent(
             kind="tool_end", thread_id=thread_id, tool=m.name or info.get("tool"), call_id=m.tool_call_id,
             args=info.get("args"), status="done" if ok else "error", duration_s=dur,
-            summary=art.get("summary") if ok else (art.get("reason") or _text(m.content)),
+            summary=art.get("summary") if ok else _text(m.content),
             artifacts=art.get("artifacts", {}) if ok else {},
         )
 
