@@ -415,3 +415,19 @@ def test_equals_the_reference_where_its_ivf_is_exact(tmp_path, alpha, C, sigma):
         assert abs(ours.probs.sum() - 1) < 1e-12
     else:
         assert np.abs(ours.probs - theirs).sum() < 1e-4  # float32 vs float64 accumulation
+
+
+@pytest.mark.slow
+def test_tool_embeds_on_demand_with_the_embed_tool(tiny_corpus, ctx, tmp_path):
+    pytest.importorskip("tools.embed")
+    target = tmp_path / "target.jsonl"
+    target.write_text("".join(
+        json.dumps({"id": f"t{i}", "text": t}) + "\n"
+        for i, t in enumerate(["solve the prime equation for the integer root", "a polynomial with integer roots"])
+    ))
+    args = {"corpus": str(tiny_corpus), "target": str(target), "k": 20, "alpha": 0.9}
+    res = tsds.run(args, ctx)
+    assert res.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert res.domain_mass["math"] > 0.5 > res.pool_domain_share["math"]
+    embeds = [a for a in ctx.workspace.list("embeddings")]
+    assert len(embeds) == 2  # pool and target, reusable by later calls

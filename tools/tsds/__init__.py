@@ -59,18 +59,14 @@ TOOL = "tsds"
 # ------------------------------------------------------------------------------- embeddings
 
 
-def _read_ids(corpus: CorpusSpec, ctx: ToolContext, with_text: bool) -> tuple[list[str], list[str], list[str], ReadStats]:
+def _read_ids(corpus: CorpusSpec, ctx: ToolContext) -> tuple[list[str], list[str], ReadStats]:
     stats = ReadStats()
     ids: list[str] = []
     doms: list[str] = []
-    texts: list[str] = []
-    cols = ("id", "domain", "text") if with_text else ("id", "domain")
-    for batch in read_batches(corpus, cols, allowed_roots=ctx.data_roots, stats=stats):
+    for batch in read_batches(corpus, ("id", "domain"), allowed_roots=ctx.data_roots, stats=stats):
         ids += batch.column("id").to_pylist()
         doms += ["(none)" if d is None else d for d in batch.column("domain").to_pylist()]
-        if with_text:
-            texts += batch.column("text").to_pylist()
-    return ids, doms, texts, stats
+    return ids, doms, stats
 
 
 def _label_of(manifest: dict[str, Any]) -> str | None:
@@ -123,18 +119,23 @@ def _load_matrix(field: str, ref: str, ids: list[str] | None, ctx: ToolContext) 
     return np.ascontiguousarray(mat, dtype=np.float32), label
 
 
-def _encode(field: str, texts: list[str], model: str | None) -> tuple[np.ndarray, str]:
+def _embed_on_demand(
+    field: str, corpus: CorpusSpec, ids: list[str], model: str | None, ctx: ToolContext
+) -> tuple[np.ndarray, str | None]:
+    """Run the embed tool on ``corpus`` (cached by content, so a repeat computes nothing) and load it."""
     try:
         from tools import embed as embed_mod  # type: ignore[attr-defined]
 
-        encode = embed_mod.encode_texts
+        embed_corpus = embed_mod.embed_corpus
     except (ImportError, AttributeError) as e:
         raise ResourceUnavailable(
-            f"{TOOL}.{field}: computing embeddings needs the embed module", hint="pass precomputed embeddings"
+            f"{TOOL}.{field}: computing embeddings needs the embed tool", hint="pass precomputed embeddings"
         ) from e
-    from tools.models import model_label
-
-    return np.ascontiguousarray(encode(texts, model=model), dtype=np.float32), model_label(model)
+    kwargs: dict[str, Any] = {"vector_store": False}
+    if model is not None:
+        kwargs["model"] = model
+    art_id = embed_corpus(corpus.model_dump(mode="json"), ctx, **kwargs)
+    return _load_matrix(field, art_id, ids, ctx)
 
 
 def check_matrix(field: str, x: np.ndarray) -> None:
@@ -155,21 +156,20 @@ def check_matrix(field: str, x: np.ndarray) -> None:
 def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     if request.target is None and request.target_embeddings is None:
         raise field_error(TOOL, "target", "a target corpus or target_embeddings", None)
-    ids, doms, texts, stats = _read_ids(request.corpus, ctx, with_text=request.embeddings is None)
+    ids, doms, stats = _read_ids(request.corpus, ctx)
     n = len(ids)
-    if request.target is not None:
-        t_ids, _, t_texts, _ = _read_ids(request.target, ctx, with_text=request.target_embeddings is None)
-    else:
-        t_ids, t_texts = None, []
+    t_ids = _read_ids(request.target, ctx)[0] if request.target is not None else None
+    if t_ids is not None and len(t_ids) > n:
+        raise field_error(TOOL, "target", f"no larger than the pool ({n} documents)", f"{len(t_ids)} target examples")
     if request.embeddings is not None:
         xb, pool_label = _load_matrix("embeddings", request.embeddings, ids, ctx)
     else:
-        xb, pool_label = _encode("embeddings", texts, request.model)
-    del texts
+        xb, pool_label = _embed_on_demand("embeddings", request.corpus, ids, request.model, ctx)
     if request.target_embeddings is not None:
         xq, q_label = _load_matrix("target_embeddings", request.target_embeddings, t_ids, ctx)
     else:
-        xq, q_label = _encode("target_embeddings", t_texts, request.model)
+        assert request.target is not None and t_ids is not None
+        xq, q_label = _embed_on_demand("target_embeddings", request.target, t_ids, request.model, ctx)
     m = len(xq)
     if xq.ndim != 2 or xq.shape[1] != xb.shape[1]:
         raise field_error(TOOL, "target_embeddings", f"dimension {xb.shape[1]} like the pool's", f"shape {xq.shape}")
