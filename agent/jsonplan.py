@@ -120,7 +120,7 @@ def plan_with_llm(
     model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True
 ) -> tuple[list[PlanStep], list[str], int]:
     """Ask ``model`` (a chat model) for a JSON plan; returns (steps, errors left, LLM calls made)."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
     by_name = {s.name: s for s in specs}
     bound = model.bind_tools([submit_plan_tool(specs)], tool_choice="submit_plan")
@@ -148,8 +148,15 @@ def plan_with_llm(
             steps, errors = validate_steps(tc["args"], by_name, inputs)
         if not errors or attempt == 1:
             break
-        messages.append(reply)
-        if tc is not None:
-            messages.append(ToolMessage(content="invalid plan", tool_call_id=tc["id"], status="error"))
-        messages.append(HumanMessage(prompts.JSON_REPAIR_PROMPT.format(errors="\n".join(errors))))
+        # the repair turn restates the plan as text: some servers reject replayed tool-call turns
+        shown = json.dumps(tc["args"]) if tc is not None else _text(reply.content)[:500]
+        messages.append(HumanMessage(
+            f"Your previous plan: {shown}\n" + prompts.JSON_REPAIR_PROMPT.format(errors="\n".join(errors))
+        ))
     return steps, errors, calls
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return json.dumps(content, default=str)
