@@ -43,6 +43,7 @@ MAX_UPLOAD_MB = float(os.environ.get("CURATE_UPLOAD_MAX_MB", "20"))
 UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".jsonl.gz", ".txt")
 MAX_CORPUS_CHOICES = 300
+PLANNERS = ("auto", "offline", "llm", "json")
 PREVIEW_ROWS = 200
 CELL_CHARS = 300
 
@@ -386,8 +387,9 @@ class Handlers:
             view.banner = f"the agent stopped: {type(e).__name__}: {e}"
             view.messages.append({"role": "assistant", "content": f"⚠️ {plain(view.banner)}"})
         props = proposal_choices(s, view)
+        arts = _artifact_choices(view)
         yield (_msgs(view), gr.skip(), banner_update(view.banner), session,
-               gr.update(choices=_artifact_choices(view)), gr.update(choices=thread_choices(s), value=tid),
+               gr.update(choices=arts, value=arts[-1][1] if arts else None), gr.update(choices=thread_choices(s), value=tid),
                gr.update(choices=props, value=latest_pending(view, props)))
 
     def new_thread(self, session: dict[str, Any]):  # noqa: ANN202
@@ -450,15 +452,22 @@ class Handlers:
                 gr.update(value=img, visible=img is not None))
 
     def show_proposal(self, pid: str | None, session: dict[str, Any] | None = None):  # noqa: ANN202
-        if not pid:
-            return "", None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
+        if not pid:  # cleared (e.g. after a decision): keep the decision's result on screen
+            return "", None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.skip()
         s = self.svc()
         rec = find_proposal(s, pid, (session or {}).get("view"))
         if rec is None:
             return f"proposal {plain(pid)} not found", None, gr.update(visible=False), gr.update(visible=False), ""
-        fig = plots.weights_figure(proposal_weights(rec), "proposed weights")
-        images = []
         ws = _workspace(s)
+        fig = None
+        if rec.get("selection"):
+            try:
+                fig = plots.artifact_figure(ws.get(rec["selection"]))  # selection vs pool vs target
+            except Exception:  # noqa: BLE001
+                fig = None
+        if fig is None:
+            fig = plots.weights_figure(proposal_weights(rec), "proposed weights")
+        images = []
         for art_id in evidence_artifact_ids(rec):
             try:
                 im = plots.artifact_image(ws.get(art_id))
@@ -572,7 +581,8 @@ class Handlers:
         return "\n".join(lines)
 
     def apply_settings(self, planner: str, base_url: str, model: str, api_key: str, policy: str):  # noqa: ANN202
-        kwargs: dict[str, Any] = {"planner": planner or "auto"}
+        # the new service keeps this one's workspace (threads, artifacts, proposals stay reachable)
+        kwargs: dict[str, Any] = {"planner": planner or "auto", "workspace": workspace_root(self.svc())}
         if base_url.strip():
             kwargs["llm_base_url"] = base_url.strip()
         if model.strip():
@@ -595,9 +605,11 @@ class Handlers:
         choices = corpus_choices(s)
         return (gr.update(choices=thread_choices(s)), gr.update(choices=proposal_choices(s)),
                 gr.update(choices=choices), gr.update(choices=choices), self.settings_md(),
-                gr.update(value=str(st.get("planner") or "auto")),
+                gr.update(value=p if (p := str(st.get("planner_setting") or st.get("planner") or "auto")) in PLANNERS
+                          else "auto"),
                 gr.update(value=str(st.get("llm_base_url") or st.get("llm_endpoint") or "")),
-                gr.update(value=str(st.get("llm_model") or "")), gr.update(value=str(st.get("policy") or "")))
+                gr.update(value=str(st.get("llm_model") or "")),
+                gr.update(value=str(st.get("policy_ref") or st.get("policy") or "")))
 
 
 def _bind_review(review: Callable[..., Iterator[Any]], decision: str) -> Callable[..., Iterator[Any]]:
@@ -626,7 +638,7 @@ def build_app(
 
     # ---------------------------------------------------------------------------------- layout
 
-    with gr.Blocks(title="Curation assistant") as demo:
+    with gr.Blocks(title="Curation assistant", fill_width=True) as demo:
         session = gr.State(new_session())
         gr.Markdown("## Curation assistant\nAsk for a selection, a quality score or a mixture; "
                     "watch each tool run; review the proposal before anything is exported.")
@@ -665,7 +677,7 @@ def build_app(
                                 interactive=True, static_columns=[0, 2], label="Weights (edit the weight column)",
                                 elem_id="weights",
                             )
-                            weights_plot = gr.Plot(label="Proposed weights", visible=False)
+                            weights_plot = gr.Plot(label="Domain mix / proposed weights", visible=False)
                         evidence = gr.Gallery(label="Evidence plots", visible=False, columns=2, height=320)
                         note = gr.Textbox(label="Note for the record", lines=2, elem_id="note")
                         with gr.Row():
@@ -675,7 +687,8 @@ def build_app(
                         review_out = gr.Markdown(elem_id="review-result")
                     with gr.Tab("Settings", id="settings-tab", elem_id="settings-tab"):
                         settings_view = gr.Markdown(elem_id="settings-view")
-                        planner = gr.Radio(["auto", "offline", "llm"], value="auto", label="Planner")
+                        planner = gr.Radio(list(PLANNERS), value="auto", label="Planner",
+                                           info="auto: the LLM when an endpoint is set, else offline")
                         base_url = gr.Textbox(label="LLM endpoint (OpenAI-compatible base URL)",
                                               placeholder="http://127.0.0.1:8000/v1")
                         model = gr.Textbox(label="LLM model name")

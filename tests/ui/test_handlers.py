@@ -214,13 +214,13 @@ def test_settings_recreate_the_service(tmp_path):
         if kw.get("policy") == "broken":
             raise ValueError("no policy named broken")
         made.append(kw)
-        return FakeService(workspace=tmp_path / "ws2", **kw)
+        return FakeService(**kw)
 
     demo = build_app(FakeService(workspace=tmp_path / "ws1"), service_factory=factory)
     h = demo.handlers
     view, status, *_ = h.apply_settings("llm", "http://127.0.0.1:8000/v1", "qwen", "sk-secret", "strict")
     assert made == [{"planner": "llm", "llm_base_url": "http://127.0.0.1:8000/v1", "llm_model": "qwen",
-                     "llm_api_key": "sk-secret", "policy": "strict"}]
+                     "llm_api_key": "sk-secret", "policy": "strict", "workspace": tmp_path / "ws1"}]
     assert "applied" in status and "8000" in view and "sk-secret" not in view
     before = demo.holder.get()
     view, status, *_ = h.apply_settings("auto", "", "", "", "broken")
