@@ -206,7 +206,7 @@ def test_ann_and_exact_probabilities_agree_at_defaults():
     xq = unit(centers[rng.integers(0, 40, 40)] + 0.15 * rng.standard_normal((40, 32)))
     exact = tsds.tsds_probabilities(xq, xb, index="flat")
     ann = tsds.tsds_probabilities(xq, xb, index="ivf", seed=0)
-    assert exact.K == 2000 and exact.kde_K == 1000 and ann.index_kind == "ivf" and exact.index_kind == "flat"
+    assert exact.K == 2000 and exact.kde_K == 1000 and ann.index_kind == "ivf+kde-ivf" and exact.index_kind == "flat+kde-flat"
     assert exact.truncated == 0 and exact.neighbours_used.mean() > 50  # a real spread, not just 1-NNs
     assert np.abs(exact.probs - ann.probs).sum() < 0.05
 
@@ -267,7 +267,7 @@ def test_tool_selects_target_like_documents(demo_dir, demo_embeddings, ctx):
     # hashed bag-of-words vectors are crude; at the defaults every target spreads over all K neighbours
     assert res.domain_mass["math"] > 3 * res.pool_domain_share["math"]
     assert res.truncated_queries == target.num_rows and "hit K" in res.summary
-    assert res.K == pool.num_rows // 10 and res.index_kind == "flat"
+    assert res.K == pool.num_rows // 10 and res.index_kind == "flat+kde-flat"
     assert 0 < res.distinct <= 300 and res.support >= res.distinct
     assert 1 <= res.neighbours_mean <= res.neighbours_max <= res.K
     assert res.ot_distance < res.ot_distance_random

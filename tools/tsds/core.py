@@ -228,6 +228,20 @@ def _partition(xs: np.ndarray, nlist: int, nprobe: int, seed: int) -> tuple[list
 
 # --------------------------------------------------------------------------------- pipeline
 
+KDE_EXACT_MAX = 16_384
+"""``index="auto"``: the KDE compares all pairs of the neighbour union up to this size, IVF lists beyond."""
+
+
+def pool_index_kind(m: int, n: int) -> str:
+    """``index="auto"`` for the pool: exact below :data:`tools.knn.AUTO_IVF_MIN` candidates, and also
+    above it while the targets are few enough that one exact pass (m * n * d) costs less than training
+    and filling an IVF index (k-means on 256 * nlist points, 25 rounds, plus assigning n points:
+    about (64 * 25 + nlist) * n * d with nlist = sqrt(n) / 2); IVF otherwise."""
+    if n < knn.AUTO_IVF_MIN:
+        return "flat"
+    return "flat" if m <= 64 * 25 + knn.default_nlist(n) else "ivf"
+
+
 
 def effective_k(max_K: int, kde_K: int, n: int, cap_by_pool: bool) -> tuple[int, int]:
     """Neighbours prefetched per query and KDE neighbours: the reference caps both at N // 10."""
@@ -253,9 +267,11 @@ def tsds_probabilities(
 ) -> TsdsOutput:
     """End to end: kNN of each query in the pool, KDE of the neighbours, the LP's probabilities.
 
-    ``query`` (M, d) and ``cand`` (N, d) float embeddings. ``index``: ``"auto"`` (exact below 50k
-    candidates, IVF-Flat above), ``"flat"``, ``"ivf"`` or ``"numpy"``; the KDE index over the union of
-    neighbours follows the same rule. ``cap_by_pool`` caps K and kde_K at N // 10 like the reference.
+    ``query`` (M, d) and ``cand`` (N, d) float embeddings. ``index``: ``"flat"`` (exact), ``"ivf"``
+    (the reference's IVF-Flat, ``nprobe`` lists) or ``"numpy"`` for both the pool search and the KDE;
+    ``"auto"`` searches the pool exactly whenever that is cheaper than building an IVF index
+    (:func:`pool_index_kind`) and computes the KDE exactly up to :data:`KDE_EXACT_MAX` points.
+    ``cap_by_pool`` caps K and kde_K at N // 10 like the reference.
     ``progress(stage, done, total)`` is called as the KDE advances.
     """
     xq = np.ascontiguousarray(query, dtype=np.float32)
@@ -264,7 +280,8 @@ def tsds_probabilities(
     K, KK = effective_k(max_K, kde_K, n, cap_by_pool)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    pool_index = knn.build_index(xb, metric="l2", kind=index, nprobe=nprobe, seed=seed, device=device)
+    pool_kind = pool_index_kind(len(xq), n) if index == "auto" else index
+    pool_index = knn.build_index(xb, metric="l2", kind=pool_kind, nprobe=nprobe, seed=seed, device=device)
     t["index_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     d2, ids = pool_index.search(xq, K)
@@ -273,6 +290,7 @@ def tsds_probabilities(
     t["search_s"] = time.perf_counter() - t0
     density = None
     union = 0
+    kde_kind = ""
     if sigma > 0:
         t0 = time.perf_counter()
         valid = ids >= 0
@@ -285,7 +303,8 @@ def tsds_probabilities(
             if progress is not None:
                 progress("kde", done[0], union)
 
-        rho_u = kde_density(xb[uniq], sigma=sigma, kde_K=KK, kind=index, nprobe=nprobe, seed=seed, on_batch=tick)
+        kde_kind = ("flat" if union <= KDE_EXACT_MAX else "ivf") if index == "auto" else index
+        rho_u = kde_density(xb[uniq], sigma=sigma, kde_K=KK, kind=kde_kind, nprobe=nprobe, seed=seed, on_batch=tick)
         density = np.ones(ids.shape, dtype=np.float64)
         density[valid] = rho_u[inverse]
         t["kde_s"] = time.perf_counter() - t0
@@ -301,7 +320,7 @@ def tsds_probabilities(
         kde_K=KK,
         density=density,
         union_size=union,
-        index_kind=index if index != "auto" else ("flat" if n < knn.AUTO_IVF_MIN else "ivf"),
+        index_kind=pool_kind + (f"+kde-{kde_kind}" if sigma > 0 else ""),
         timings=t,
     )
 

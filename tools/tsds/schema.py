@@ -43,7 +43,8 @@ class TsdsRequest(ToolRequest):
         True, description="cap max_K and kde_K at pool size / 10, as the reference does"
     )
     index: Literal["auto", "flat", "ivf"] = Field(
-        "auto", description="kNN index: exact 'flat' below 50k candidates and IVF-Flat above ('auto')"
+        "auto", description="kNN index: 'flat' exact, 'ivf' the reference's IVF-Flat; 'auto' searches "
+        "exactly whenever that is cheaper than building an IVF index (few targets or < 50k candidates)"
     )
     nprobe: int = Field(10, ge=1, description="IVF lists probed per query; reference default 10")
     replace: bool = Field(
@@ -67,7 +68,7 @@ class TsdsResult(SelectionResult):
     truncated_queries: int = Field(0, description="target examples that used all K prefetched neighbours")
     K: int = 0
     kde_K: int = 0
-    index_kind: str = ""
+    index_kind: str = Field("", description="pool search and KDE index used, e.g. 'flat+kde-ivf'")
     domain_mass: dict[str, float] = Field(default_factory=dict, description="probability mass per domain")
     pool_domain_share: dict[str, float] = Field(default_factory=dict)
     ot_distance: float | None = Field(None, description="W1 between target and selection embeddings")
