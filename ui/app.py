@@ -415,12 +415,12 @@ class Handlers:
                 gr.update(choices=corpus_choices(s)), gr.update(choices=corpus_choices(s)))
 
     def show_artifact(self, art_id: str | None):  # noqa: ANN202
-        empty = (gr.update(value=None, visible=False), gr.update(value=None, visible=False),
-                 gr.update(value=None, visible=False))
+        empty = tuple(gr.update(value=None, visible=False) for _ in range(4))
         if not art_id:
             return ("", *empty)
         try:
-            art = _workspace(self.svc()).get(art_id)
+            ws = _workspace(self.svc())
+            art = ws.get(art_id)
             m = art.manifest
         except Exception as e:  # noqa: BLE001
             return (f"cannot open {plain(art_id)}: {plain(e)}", *empty)
@@ -442,6 +442,7 @@ class Handlers:
             except Exception:  # noqa: BLE001
                 table = None
         fig = plots.artifact_figure(art)
+        pca = plots.selection_map(art, ws)
         try:
             img = plots.artifact_image(art)
         except Exception:  # noqa: BLE001
@@ -449,6 +450,7 @@ class Handlers:
         return ("\n\n".join(info),
                 gr.update(value=table, visible=table is not None),
                 gr.update(value=fig, visible=fig is not None),
+                gr.update(value=pca, visible=pca is not None),
                 gr.update(value=img, visible=img is not None))
 
     def show_proposal(self, pid: str | None, session: dict[str, Any] | None = None):  # noqa: ANN202
@@ -706,6 +708,7 @@ def build_app(
                 art_table = gr.Dataframe(label="Table (first rows)", visible=False, interactive=False, max_height=320,
                                          elem_id="artifact-table")
                 art_plot = gr.Plot(label="Plot", visible=False, elem_id="artifact-plot")
+                art_map = gr.Plot(label="Map of the documents", visible=False, elem_id="artifact-map")
                 art_image = gr.Image(label="Plot artifact", visible=False, type="pil", interactive=False,
                                      elem_id="artifact-image")
 
@@ -719,7 +722,7 @@ def build_app(
         new_btn.click(h.new_thread, [session], [chatbot, session, banner, art_dd, thread_dd], **hidden)
         thread_dd.input(h.open_thread, [thread_dd, session], [chatbot, session, banner, art_dd], **hidden)
         refresh_btn.click(h.refresh_lists, [session], [thread_dd, prop_dd, corpus, target], **hidden)
-        art_dd.change(h.show_artifact, [art_dd], [art_info, art_table, art_plot, art_image], api_name="artifact")
+        art_dd.change(h.show_artifact, [art_dd], [art_info, art_table, art_plot, art_map, art_image], api_name="artifact")
         prop_outputs = [prop_info, weights_df, weights_plot, evidence, review_out]
         prop_dd.change(h.show_proposal, [prop_dd, session], prop_outputs, api_name="proposal")
         prop_refresh.click(lambda sess: gr.update(choices=proposal_choices(h.svc(), (sess or {}).get("view"))),

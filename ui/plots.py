@@ -206,6 +206,61 @@ def artifact_figure(art: Any) -> Figure | None:
     return None
 
 
+def _corpus_path(ref: Any) -> str | None:
+    if isinstance(ref, dict):
+        ref = ref.get("path")
+    if not ref:
+        return None
+    try:
+        from pathlib import Path
+
+        return str(Path(str(ref)).expanduser().resolve())
+    except OSError:
+        return str(ref)
+
+
+def _embeddings_for(ws: Any, corpus: Any) -> Any:
+    """The newest embeddings artifact of this corpus in the workspace, or None."""
+    want = _corpus_path(corpus)
+    if want is None:
+        return None
+    for art in ws.list("embeddings"):
+        m = art.manifest
+        if _corpus_path(m.get("corpus") or _request_corpus(m, "corpus")) == want and "data.npy" in (m.get("files") or []):
+            return art
+    return None
+
+
+def _embedding_rows(art: Any) -> tuple[list[str], np.ndarray]:
+    import pyarrow.parquet as pq
+
+    ids_path = art.path / "ids.parquet"
+    table = pq.read_table(ids_path, columns=["id"]) if ids_path.exists() else art.table(["id"])
+    return table.column("id").to_pylist(), art.array()
+
+
+def selection_map(sel: Any, ws: Any) -> Figure | None:
+    """Selected vs the rest of the pool vs the target on a PCA map, when the workspace holds
+    embeddings of the selection's pool (and of its target)."""
+    if sel.kind != "selection":
+        return None
+    m = sel.manifest
+    try:
+        pool_art = _embeddings_for(ws, _request_corpus(m, "corpus"))
+        if pool_art is None:
+            return None
+        ids, x = _embedding_rows(pool_art)
+        chosen = set(sel.table(["id"]).column("id").to_pylist())
+        mask = np.fromiter((i in chosen for i in ids), dtype=bool, count=len(ids))
+        groups = {"pool": np.asarray(x[~mask]), "selected": np.asarray(x[mask])}
+        target_art = _embeddings_for(ws, _request_corpus(m, "target"))
+        if target_art is not None:
+            groups["target"] = np.asarray(_embedding_rows(target_art)[1])
+        return map_figure(groups, "selected vs pool vs target (PCA of embeddings)")
+    except Exception:  # noqa: BLE001 - a courtesy figure
+        return None
+
+
 def artifact_image(art: Any) -> Any:
     """The artifact's own PNG as a PIL image (so Gradio serves it from its cache), or None."""
     pngs = [f for f in (art.manifest.get("files") or []) if str(f).lower().endswith(".png")]

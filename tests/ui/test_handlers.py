@@ -102,13 +102,13 @@ def test_show_artifact_table_plot_and_image(h, svc):
     _, session = run_chat(h, "select 30 docs", new_session())
     ids = list(session["view"].artifacts.values())
     sel = next(i for i in ids if i.startswith("selection-"))
-    info, table, plot, image = h.show_artifact(sel)
+    info, table, plot, pca, image = h.show_artifact(sel)
     assert "selection" in info
     assert table["visible"] and isinstance(table["value"], pd.DataFrame) and len(table["value"]) == 30
     assert plot["visible"] and plot["value"] is not None, "a selection gets its domain-mix figure"
     assert image["visible"] is False
     plot_id = next(i for i in ids if i.startswith("plot-"))
-    _, table, plot, image = h.show_artifact(plot_id)
+    _, table, plot, pca, image = h.show_artifact(plot_id)
     assert image["visible"] and image["value"].size[0] > 0
     info, *_ = h.show_artifact("selection-doesnotexist")
     assert "cannot open" in info
