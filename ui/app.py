@@ -186,25 +186,53 @@ def data_roots(svc: Any) -> list[Path]:
     return [Path(r) for r in roots]
 
 
+SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "venv", "artifacts", "tmp"}
+MAX_DEPTH = 4
+
+
+def _data_files(root: Path) -> Iterator[Path]:
+    """Data files under ``root``, shallow first; hidden and tool folders are not entered."""
+    base = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS
+                             and len(here.parts) - base < MAX_DEPTH)
+        for f in sorted(filenames):
+            if f.lower().endswith(CORPUS_SUFFIXES) and not f.startswith("."):
+                yield here / f
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    p = path.resolve()
+    return any(p == r or r in p.parents for r in (x.expanduser().resolve() for x in roots))
+
+
 def corpus_choices(svc: Any) -> list[tuple[str, str]]:
-    """Data files under the policy's data roots (and this workspace's uploads), as (label, path)."""
+    """Data files under the policy's data roots, plus this workspace's uploads when the policy lets
+    the tools read them, as (label, path)."""
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
+    roots = data_roots(svc)
     uploads = workspace_root(svc) / "uploads"
-    for root in [*data_roots(svc), uploads]:
-        root = root.expanduser()
+    sources = [(r.expanduser(), False) for r in roots]
+    if uploads.is_dir() and _inside(uploads, roots):
+        sources.insert(0, (uploads, True))
+    for root, is_uploads in sources:
         if root.is_file():
-            cands = [root]
+            cands: Iterator[Path] = iter([root])
         elif root.is_dir():
-            cands = sorted(p for p in root.rglob("*") if p.is_file() and str(p.name).lower().endswith(CORPUS_SUFFIXES))
+            cands = _data_files(root)
         else:
             continue
         for p in cands:
             key = str(p.resolve())
-            if key in seen or any(part.startswith(".") for part in p.relative_to(root.parent).parts[1:-1]):
+            if key in seen:
                 continue
             seen.add(key)
-            label = f"upload: {p.name}" if root == uploads else str(p.relative_to(root.parent)) if root.is_dir() else p.name
+            if is_uploads:
+                label = f"upload: {p.name}"
+            else:
+                label = str(p.relative_to(root.parent)) if root.is_dir() else p.name
             out.append((label, str(p)))
             if len(out) >= MAX_CORPUS_CHOICES:
                 return out
@@ -568,8 +596,11 @@ class Handlers:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
         choices = corpus_choices(s)
-        return (f"Stored {plain(name)} ({size:,} bytes) in the workspace: {code(dest)}",
-                gr.update(choices=choices, value=str(dest)), gr.update(choices=choices))
+        stored = f"Stored {plain(name)} ({size:,} bytes) in the workspace: {code(dest)}"
+        if str(dest) not in [v for _, v in choices]:
+            return (stored + f"\n\n**Not usable yet**: the policy does not let the tools read {code(dest_dir)}; "
+                    "add it to the policy's data roots.", gr.skip(), gr.skip())
+        return stored, gr.update(choices=choices, value=str(dest)), gr.update(choices=choices)
 
     def settings_md(self) -> str:
         st = _settings(self.svc())

@@ -188,6 +188,14 @@ def test_corpus_picker_is_limited_to_data_roots(svc, demo_dir, tmp_path):
     assert str(demo_dir / "pool.jsonl") in paths and str(demo_dir / "target_math.jsonl") in paths
     assert str(tmp_path / "elsewhere.jsonl") not in paths
     assert all(p.startswith(str(demo_dir)) for p in paths)
+    hidden = demo_dir / ".cache" / "x.jsonl"
+    hidden.parent.mkdir(exist_ok=True)
+    hidden.write_text("{}\n")
+    try:
+        assert str(hidden) not in [p for _, p in corpus_choices(svc)], "hidden folders are not listed"
+    finally:
+        hidden.unlink()
+        hidden.parent.rmdir()
 
 
 def test_upload_is_size_limited_and_stored_in_workspace(h, svc, tmp_path, monkeypatch):
@@ -195,6 +203,9 @@ def test_upload_is_size_limited_and_stored_in_workspace(h, svc, tmp_path, monkey
     small.write_text('{"text": "hello"}\n')
     status, corpus, _ = h.upload(str(small))
     dest = svc.workspace.root / "uploads" / "my_data.jsonl"
+    assert dest.exists() and "Not usable yet" in status, "outside the data roots: stored, not offered"
+    svc.data_roots.append(str(svc.workspace.root / "uploads"))
+    status, corpus, _ = h.upload(str(small))
     assert dest.read_text() == small.read_text() and "Stored" in status
     assert corpus["value"] == str(dest) and str(dest) in [p for _, p in corpus["choices"]]
     monkeypatch.setattr(ui_app, "MAX_UPLOAD_MB", 0.00001)
