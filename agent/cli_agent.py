@@ -337,6 +337,7 @@ def policy_check(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", help="demo data folder (generated if missing)")] = Path("demo"),
     k: Annotated[int, typer.Option("--k", help="documents to select")] = 2000,
+    docs: Annotated[int, typer.Option("--docs", help="pool size when demo data is generated")] = 24_000,
     approve: Annotated[bool, typer.Option("--approve", help="approve the proposal (exports the data)")] = False,
     chat: Annotated[bool, typer.Option("--chat", help="then open the chat UI on the same workspace")] = False,
     planner: PlannerOpt = "offline",
@@ -353,7 +354,7 @@ def demo_cmd(
         pool, target = out / "pool.jsonl", out / "target_math.jsonl"
         if not (pool.exists() and target.exists()):
             say(f"generating demo data in {out}/ ...")
-            generate(out)
+            generate(out, n_docs=docs)
         selector = "dsir" if "dsir" in names() else "sample"
         request = (f"Use DSIR to select {k} documents from the pool that look like the math target set."
                    if selector == "dsir" else f"Take a stratified sample of {k} documents from the pool as a baseline.")

@@ -9,6 +9,17 @@ Where the endpoint comes from:
 - any other OpenAI-compatible endpoint named by ``CURATE_LLM_BASE_URL`` / ``_MODEL`` / ``_API_KEY``.
 
 No node imports ``openai``; they get a chat model from :func:`load_chat_model`.
+
+On a GPU machine (``pip install 'curation-assistant[serve]'``)::
+
+    curate llm serve --engine vllm --model Qwen/Qwen2.5-7B-Instruct            # hermes parser
+    curate llm serve --engine vllm --model meta-llama/Llama-3.1-70B-Instruct --tensor-parallel 4
+    # prints: ready: http://127.0.0.1:8000/v1 and the CURATE_LLM_* exports; then
+    CURATE_LLM_BASE_URL=http://127.0.0.1:8000/v1 CURATE_LLM_MODEL=Qwen/Qwen2.5-7B-Instruct curate chat
+
+``--print-command`` shows the exact ``vllm serve`` command without starting it. On CPU,
+``curate llm serve --engine llamacpp --model smollm2`` serves the bundled 135M model (mechanics
+only: it cannot plan; use ``planner=json`` with a 3B+ GGUF for real local planning).
 """
 
 from __future__ import annotations

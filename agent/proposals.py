@@ -237,8 +237,8 @@ def edit_selection(rec: dict[str, Any], weights: dict[str, float], tctx: ToolCon
     """A new selection with per-domain counts set by ``weights`` (best-scored documents kept)."""
     import numpy as np
 
-    from tools.selection import write_selection
     from tools.corpus import CorpusSpec
+    from tools.selection import write_selection
 
     art = tctx.workspace.get(rec["selection"])
     table = art.table()

@@ -102,3 +102,15 @@ def test_strict_policy_blocks_export_without_dedup(tmp_path: Path, demo_dir: Pat
     assert svc.proposal(prop["id"])["status"] == "pending"
     assert not (svc.workspace / "exports" / prop["id"] / "manifest.json").exists()
     svc.close()
+
+
+def test_curate_demo_runs_without_an_llm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)  # the default policy reads the working directory
+    runner = CliRunner()
+    r = runner.invoke(app, ["demo", "--docs", "3000", "--k", "300"])
+    assert r.exit_code == 0, r.output
+    assert "Plan by the offline planner" in r.output and "curate review approve prop-" in r.output
+    assert (tmp_path / "demo" / "pool.jsonl").exists()
+    r = runner.invoke(app, ["demo", "--docs", "3000", "--k", "300", "--approve"])
+    assert r.exit_code == 0, r.output
+    assert "approved and exported: 300 documents" in r.output

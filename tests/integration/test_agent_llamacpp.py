@@ -1,0 +1,108 @@
+"""The whole OpenAI-compatible path against a real llama.cpp server running SmolLM2-135M (CPU).
+
+The server is started by the test on 127.0.0.1. SmolLM2 cannot route (it picks tools at chance), so
+the agent run restricts the tools to ``sample`` and checks the mechanics: a forced function call
+that carries a JSON plan, validation, the graph, a pending proposal, approval and the export.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():  # noqa: ANN201
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install '.[local-llm]')")
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] extras are not installed")
+    from agent.llm import llamacpp_command, smollm2_gguf, start_server
+    from tools.errors import ResourceUnavailable
+
+    try:
+        gguf = smollm2_gguf()
+    except ResourceUnavailable as e:
+        pytest.skip(str(e))
+    cmd = llamacpp_command(gguf, port=_free_port(), n_ctx=4096, n_threads=2, served_name="smollm2")
+    proc = start_server(cmd, wait_s=180)
+    yield cmd
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_chat_stream_and_forced_tool_call(server):  # noqa: ANN001
+    from pydantic import BaseModel
+
+    from agent.context import CurateContext
+    from agent.llm import endpoint_healthy, load_chat_model
+
+    assert endpoint_healthy(server.base_url)
+    model = load_chat_model(CurateContext(base_url=server.base_url, model=server.model))
+    reply = model.invoke("Say hello in one word.")
+    assert isinstance(reply.content, str) and reply.content.strip()
+    chunks = list(model.stream("Count to three."))
+    assert len(chunks) > 1
+    tool = {"type": "function", "function": {"name": "route", "description": "choose a tool",
+                                             "parameters": {"type": "object",
+                                                            "properties": {"tool": {"type": "string",
+                                                                                    "enum": ["profile", "sample"]}},
+                                                            "required": ["tool"]}}}
+    forced = model.bind_tools([tool], tool_choice="route").invoke("Profile my dataset.")
+    assert forced.tool_calls and forced.tool_calls[0]["name"] == "route"
+    assert forced.tool_calls[0]["args"]["tool"] in ("profile", "sample")
+
+    class Pick(BaseModel):
+        tool: str
+        k: int
+
+    structured = model.with_structured_output(Pick, method="function_calling").invoke("Sample 10 documents.")
+    assert isinstance(structured, Pick)
+
+
+def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir):  # noqa: ANN001
+    from agent.service import AgentService
+    from tools.registry import get
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text(f"data_roots: [{demo_dir}]\n")
+    svc = AgentService(workspace=tmp_path / ".curate", policy=str(pol), planner="json",
+                       llm_base_url=server.base_url, llm_model=server.model, specs=[get("sample")])
+    events = list(svc.stream("t", "Take a random sample of 80 documents from the pool.",
+                             corpus=str(demo_dir / "pool.jsonl"), k=80))
+    kinds = [e.kind for e in events if e.kind != "tool_progress"]
+    assert "error" not in kinds, [e.text for e in events if e.kind == "error"]
+    plan = next(e for e in events if e.kind == "plan")
+    assert plan.planner == "json:smollm2" and "sample(" in plan.text
+    prop = next(e for e in events if e.kind == "proposal").proposal
+    assert prop["n_docs"] == 80 and prop["status"] == "pending"
+    out = list(svc.review("t", prop["id"], "approve"))
+    assert "exported" in out[0].text
+    rec = svc.proposal(prop["id"])
+    rows = [json.loads(line) for line in open(rec["export"]["path"], encoding="utf-8")]
+    sel = svc.tool_context().workspace.get(rec["selection"]).table().column("id").to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted(sel)
+    svc.close()
+
+
+def test_native_tool_call_planner_runs_against_the_server(server, tmp_path, demo_dir):  # noqa: ANN001
+    from agent.service import AgentService
+    from tools.registry import get
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text(f"data_roots: [{demo_dir}]\n")
+    svc = AgentService(workspace=tmp_path / ".curate", policy=str(pol), planner="llm", max_steps=2,
+                       llm_base_url=server.base_url, llm_model=server.model, specs=[get("profile")])
+    events = list(svc.stream("t", "Profile the pool.", corpus=str(demo_dir / "pool.jsonl")))
+    # a 135M model may or may not call the tool; either way the run ends cleanly with an answer
+    assert events[-1].kind == "done" and events[-1].text == "complete"
+    assert any(e.kind == "message" for e in events)
+    svc.close()
