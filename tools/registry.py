@@ -18,6 +18,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.sample:SPEC",
     "tools.tsds:SPEC",
     "tools.dsir:SPEC",
+    "tools.neighbors:SPEC",
     "tools.embed:SPEC",
 )
 
