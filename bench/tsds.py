@@ -21,15 +21,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import run_child, write_result  # noqa: I001
+from _common import write_result  # noqa: I001
 
 OURS = """
+import sys
 import numpy as np
 from tools.tsds import core
 xq = np.load({xq!r}); xb = np.load({xb!r})
 t = time.perf_counter()
+_last = {{}}
+def log(stage, done, total):  # stage progress on stderr (the bench streams it to a log file)
+    step = _last.get(stage, -1)
+    if done in (0, total) or done * 10 // max(total, 1) != step:
+        _last[stage] = done * 10 // max(total, 1)
+        print(f"{{time.perf_counter() - t:8.1f}}s {{stage}} {{done}}/{{total}}", file=sys.stderr, flush=True)
 res = core.tsds_probabilities(xq, xb, alpha={alpha}, C={C}, sigma={sigma}, max_K={max_K}, kde_K={kde_K},
-                              index={index!r}, seed=0)
+                              index={index!r}, seed=0, progress=log)
 total = time.perf_counter() - t
 np.save({out!r}, res.probs)
 ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -88,6 +95,25 @@ def make_data(n: int, m: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return xq, xb
 
 
+def run_logged(code: str, log: Path) -> dict:
+    """Like _common.run_child, but the child's stderr goes to ``log`` as it runs."""
+    wrapper = (
+        "import json, resource, time\n"
+        "t0 = time.perf_counter()\n"
+        f"{code}\n"
+        "out['wall_s'] = time.perf_counter() - t0\n"
+        "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(out))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    with open(log, "w") as err:
+        proc = subprocess.run([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, stderr=err, text=True,
+                              cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    if proc.returncode != 0:
+        raise RuntimeError(log.read_text()[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_reference(ref: Path, tmp: Path, xq: Path, xb: Path, args: argparse.Namespace) -> dict:
     ref = ref.resolve()
     script = ref / "tsds.py" if ref.is_dir() else ref
@@ -111,11 +137,14 @@ def run_reference(ref: Path, tmp: Path, xq: Path, xb: Path, args: argparse.Names
     )
     probs = tmp / "ref_probs.npy"
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-O", "-c", REF_WRAPPER, str(script), str(probs)], cwd=work, capture_output=True, text=True
-    )
+    print(f"reference: running (log: {work / 'ref.log'})", flush=True)
+    with open(work / "ref.log", "w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-O", "-c", REF_WRAPPER, str(script), str(probs)], cwd=work, stdout=subprocess.PIPE,
+            stderr=err, text=True,
+        )
     if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:], "wall_s": time.perf_counter() - t0}
+        return {"error": (work / "ref.log").read_text()[-2000:], "wall_s": time.perf_counter() - t0}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["probs_path"] = str(probs)
     return out
@@ -143,7 +172,8 @@ def main() -> None:
     np.save(xq_p, xq)
     np.save(xb_p, xb)
     del xq, xb
-    print(f"data: {args.candidates} x {args.dim} pool, {args.queries} targets ({time.perf_counter() - t0:.1f}s to make)")
+    print(f"data: {args.candidates} x {args.dim} pool, {args.queries} targets ({time.perf_counter() - t0:.1f}s to make)",
+          flush=True)
     load = os.getloadavg()[0]
     print(f"load average at start: {load:.1f} on {os.cpu_count()} CPUs (other processes share them)")
 
@@ -154,7 +184,9 @@ def main() -> None:
     if not args.skip_ours:
         code = OURS.format(xq=str(xq_p), xb=str(xb_p), out=str(ours_probs), alpha=args.alpha, C=args.C,
                            sigma=args.sigma, max_K=args.max_K, kde_K=args.kde_K, index=args.index)
-        ours = run_child(code, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        log = tmp / "ours.log"
+        print(f"ours: running (stage log: {log})", flush=True)
+        ours = run_logged(code, log)
         result["ours"] = ours
         tm = ours["timings"]
         print(f"ours:      {ours['wall_s']:7.1f}s end to end (algorithm {ours['algo_s']:.1f}s: index {tm['index_s']:.1f}, "

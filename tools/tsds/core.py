@@ -272,20 +272,29 @@ def tsds_probabilities(
     ``"auto"`` searches the pool exactly whenever that is cheaper than building an IVF index
     (:func:`pool_index_kind`) and computes the KDE exactly up to :data:`KDE_EXACT_MAX` points.
     ``cap_by_pool`` caps K and kde_K at N // 10 like the reference.
-    ``progress(stage, done, total)`` is called as the KDE advances.
+    ``progress(stage, done, total)`` is called as the stages ("index", "search", "kde") advance.
     """
     xq = np.ascontiguousarray(query, dtype=np.float32)
     xb = np.ascontiguousarray(cand, dtype=np.float32)
     n = len(xb)
     K, KK = effective_k(max_K, kde_K, n, cap_by_pool)
     t: dict[str, float] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
     t0 = time.perf_counter()
     pool_kind = pool_index_kind(len(xq), n) if index == "auto" else index
+    report("index", 0, 1)
     pool_index = knn.build_index(xb, metric="l2", kind=pool_kind, nprobe=nprobe, seed=seed, device=device)
+    report("index", 1, 1)
     t["index_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    report("search", 0, len(xq))
     d2, ids = pool_index.search(xq, K)
     del pool_index
+    report("search", len(xq), len(xq))
     dists = np.sqrt(np.maximum(d2, 0.0, where=ids >= 0, out=np.zeros_like(d2)))
     t["search_s"] = time.perf_counter() - t0
     density = None
@@ -300,8 +309,7 @@ def tsds_probabilities(
 
         def tick(b: int) -> None:
             done[0] += b
-            if progress is not None:
-                progress("kde", done[0], union)
+            report("kde", done[0], union)
 
         kde_kind = ("flat" if union <= KDE_EXACT_MAX else "ivf") if index == "auto" else index
         rho_u = kde_density(xb[uniq], sigma=sigma, kde_K=KK, kind=kde_kind, nprobe=nprobe, seed=seed, on_batch=tick)
