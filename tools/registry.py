@@ -19,6 +19,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.tsds:SPEC",
     "tools.dsir:SPEC",
     "tools.neighbors:SPEC",
+    "tools.semantic_dedup:SPEC",
     "tools.embed:SPEC",
 )
 
