@@ -94,8 +94,10 @@ def _send(page, text: str) -> None:  # noqa: ANN001
 def test_request_tool_box_review_approve_export(browser, serve, demo_dir, tmp_path):  # noqa: ANN001
     from agent.service import AgentService
 
+    uploads = tmp_path / ".curate" / "uploads"
+    uploads.mkdir(parents=True)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(f"name: e2e\ndata_roots: [{demo_dir}]\n")
+    policy.write_text(f"name: e2e\ndata_roots: [{demo_dir}, {uploads}]\n")
     service = AgentService(planner="offline", workspace=tmp_path / ".curate", policy=str(policy))
     url = serve(service)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -130,6 +132,18 @@ def test_request_tool_box_review_approve_export(browser, serve, demo_dir, tmp_pa
     assert sum(1 for _ in exported.open()) == 200
     rec = service.proposals("exported")
     assert len(rec) == 1 and rec[0]["note"] == "approved by the browser test"
+
+    # a small upload lands in the workspace and can be picked and used as the pool
+    small = tmp_path / "mine.jsonl"
+    small.write_text("".join(list((demo_dir / "pool.jsonl").open())[:50]))
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_text("Upload a small file").click()
+    page.locator("#upload input[type=file]").set_input_files(str(small))
+    page.get_by_text("Stored mine.jsonl").wait_for()
+    assert (uploads / "mine.jsonl").read_text() == small.read_text()
+    _send(page, "profile this corpus")
+    page.locator("#chat").get_by_text("🛠️ profile").first.wait_for()
+    page.locator("#chat").get_by_text("50 documents in", exact=False).first.wait_for(state="attached")
     page.close()
 
 
