@@ -259,7 +259,11 @@ def propose_cmd(
               "events": [e.model_dump(mode="json", exclude_none=True) for e in events]}, as_json=True)
     else:
         for p in props:
-            say(f"pending: {p['id']} - review with `curate review show {p['id']}` then approve or reject")
+            if p.get("kind") == "approval":
+                say(f"waiting: thread {tid} needs a person to approve a tool call ({p['id']}); "
+                    "continue it in the chat (`curate chat`)")
+            else:
+                say(f"pending: {p['id']} - review with `curate review show {p['id']}` then approve or reject")
     if code:
         raise typer.Exit(code)
     if not props:
