@@ -198,3 +198,24 @@ def test_real_chroma_server(ctx, monkeypatch, chroma_server):
     proc.wait(timeout=20)
     with pytest.raises(ResourceUnavailable):
         vs.query(ctx, name, x[:1], k=1)
+
+
+@pytest.mark.slow
+def test_embed_tool_fills_the_store_and_neighbors_reads_it(ctx, tiny_corpus):
+    """The embed tool upserts through this module (artifact id form); neighbors' chroma backend reuses
+    that collection and agrees with exact k-NN."""
+    embed = pytest.importorskip("tools.embed")
+    from tools import neighbors
+
+    res = embed.run({"corpus": str(tiny_corpus), "vector_store": True}, ctx)
+    name = res.collection
+    assert name and vs.count(ctx, name) == 36
+    ids, mat, _ = embed.load_embeddings(res.artifacts["embeddings"], ctx)
+    got, scores, metas = vs.query(ctx, name, np.asarray(mat[:2], dtype=np.float32), k=4,
+                                  where={"domain": {"$in": ["code"]}})
+    assert all(m["domain"] == "code" for row in metas for m in row)
+    args = {"corpus": str(tiny_corpus), "doc_id": "math-3", "k": 5, "embeddings": res.artifacts["embeddings"]}
+    a = neighbors.run({**args, "backend": "chroma"}, ctx)
+    b = neighbors.run({**args, "backend": "knn"}, ctx)
+    assert a.top and {h.id for h in a.top} == {h.id for h in b.top}
+    assert vs.count(ctx, name) == 36  # reused, not re-upserted under another name
