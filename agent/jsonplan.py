@@ -47,8 +47,43 @@ def signature(spec: ToolSpec) -> str:
     return f"{spec.name}({', '.join(parts)}) - {spec.description}"
 
 
-def submit_plan_tool(specs: list[ToolSpec]) -> dict[str, Any]:
-    names = [s.name for s in specs]
+def _field_schema(annotation: Any) -> dict[str, Any]:
+    """A flat JSON schema for one argument (grammar-friendly: no $refs, no nulls)."""
+    text = str(annotation)
+    if "CorpusSpec" in text:
+        return {"type": "string"}
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {"enum": list(typing.get_args(annotation))}
+    if origin in (list, tuple, set):
+        inner = _field_schema(args[0]) if args else {}
+        return {"type": "array", "items": inner}
+    if origin is not None and args:  # Optional[X], X | None, Union[...]: the first concrete option
+        lits = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+        if lits and len(args) > 1 and all(typing.get_origin(a) is typing.Literal or a in (int, float) for a in args):
+            return {}
+        return _field_schema(args[0])
+    return {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
+            str: {"type": "string"}}.get(annotation, {})
+
+
+def step_schema(spec: ToolSpec) -> dict[str, Any]:
+    props = {n: _field_schema(f.annotation) for n, f in spec.request_model.model_fields.items()}
+    required = [n for n, f in spec.request_model.model_fields.items() if f.is_required()]
+    return {
+        "type": "object",
+        "properties": {
+            "tool": {"type": "string", "enum": [spec.name]},
+            "args": {"type": "object", "properties": props, "required": required, "additionalProperties": False},
+        },
+        "required": ["tool", "args"],
+    }
+
+
+def submit_plan_tool(specs: list[ToolSpec], *, max_steps: int = 3) -> dict[str, Any]:
+    """The forced function: a list of steps, each constrained to one tool's argument names and types."""
+    items = step_schema(specs[0]) if len(specs) == 1 else {"anyOf": [step_schema(s) for s in specs]}
     return {
         "type": "function",
         "function": {
@@ -56,40 +91,33 @@ def submit_plan_tool(specs: list[ToolSpec]) -> dict[str, Any]:
             "description": "Submit the ordered list of tool calls that answers the request.",
             "parameters": {
                 "type": "object",
-                "properties": {
-                    "steps": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": 4,
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "tool": {"type": "string", "enum": names},
-                                "args": {"type": "object"},
-                            },
-                            "required": ["tool", "args"],
-                        },
-                    }
-                },
+                "properties": {"steps": {"type": "array", "minItems": 1, "maxItems": max_steps, "items": items}},
                 "required": ["steps"],
             },
         },
     }
 
 
-def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Fill corpus/target the model left out (or left empty) from the thread; an explicit ``k`` wins."""
+def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], request: str = "") -> dict[str, Any]:
+    """Corpus/target from the thread where the model left them out or named a path that neither the
+    request nor the thread contains (a made-up path); an explicit ``k`` wins."""
     out = dict(args)
     fields = spec.request_model.model_fields
     for name in ("corpus", "target"):
-        if name in fields and not out.get(name) and inputs.get(name):
+        if name not in fields or not inputs.get(name):
+            continue
+        value = out.get(name)
+        made_up = isinstance(value, str) and value != inputs[name] and value not in request
+        if not value or made_up:
             out[name] = inputs[name]
     if inputs.get("k") and "k" in fields and spec.family == "selection":  # an explicit k wins
         out["k"] = int(inputs["k"])
     return out
 
 
-def validate_steps(raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any]) -> tuple[list[PlanStep], list[str]]:
+def validate_steps(
+    raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any], request: str = ""
+) -> tuple[list[PlanStep], list[str]]:
     """Parse and validate a submitted plan; returns (steps, errors)."""
     errors: list[str] = []
     try:
@@ -104,7 +132,7 @@ def validate_steps(raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any])
         if spec is None:
             errors.append(f"step {i}: unknown tool {step.tool!r}; tools are {', '.join(specs)}")
             continue
-        args = complete_args(spec, step.args, inputs)
+        args = complete_args(spec, step.args, inputs, request)
         try:
             spec.request_model.model_validate(args)
         except ValidationError as e:
@@ -117,13 +145,14 @@ def validate_steps(raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any])
 
 
 def plan_with_llm(
-    model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True
+    model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True,
+    max_tokens: int = 400,
 ) -> tuple[list[PlanStep], list[str], int]:
     """Ask ``model`` (a chat model) for a JSON plan; returns (steps, errors left, LLM calls made)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
     by_name = {s.name: s for s in specs}
-    bound = model.bind_tools([submit_plan_tool(specs)], tool_choice="submit_plan")
+    bound = model.bind_tools([submit_plan_tool(specs)], tool_choice="submit_plan", max_tokens=max_tokens)
     messages: list[Any] = [
         SystemMessage(
             prompts.JSON_PLAN_PROMPT.format(
@@ -145,7 +174,7 @@ def plan_with_llm(
         if tc is None:
             steps, errors = [], ["no submit_plan call in the reply"]
         else:
-            steps, errors = validate_steps(tc["args"], by_name, inputs)
+            steps, errors = validate_steps(tc["args"], by_name, inputs, request)
         if not errors or attempt == 1:
             break
         # the repair turn restates the plan as text: some servers reject replayed tool-call turns

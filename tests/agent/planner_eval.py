@@ -44,6 +44,14 @@ def judge_plan(item: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, A
         except Exception as e:  # noqa: BLE001
             valid = False
             problems.append(f"{s['tool']}: {str(e)[:120]}")
+    for s in steps:  # paths must be the ones the request or the thread gave
+        a = s["args"]
+        if "corpus" in a and a["corpus"] != POOL:
+            valid = False
+            problems.append(f"corpus={a['corpus']!r}")
+        if "target" in a and a["target"] is not None and item.get("target") and a["target"] != TARGET:
+            valid = False
+            problems.append(f"target={a['target']!r}")
     want = item.get("args") or {}
     if steps and want:
         last = steps[-1]["args"]
