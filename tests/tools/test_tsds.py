@@ -431,3 +431,20 @@ def test_tool_embeds_on_demand_with_the_embed_tool(tiny_corpus, ctx, tmp_path):
     assert res.domain_mass["math"] > 0.5 > res.pool_domain_share["math"]
     embeds = [a for a in ctx.workspace.list("embeddings")]
     assert len(embeds) == 2  # pool and target, reusable by later calls
+
+
+@pytest.mark.parametrize("sigma", [0.75, 0.3])
+def test_lazy_density_gives_the_same_probabilities(sigma):
+    """Densities computed only for the neighbours the solution reaches = all densities up front."""
+    rng = np.random.default_rng(8)
+    centers = unit(rng.standard_normal((30, 16)))
+    xb = unit(centers[rng.integers(0, 30, 4000)] + 0.2 * rng.standard_normal((4000, 16)))
+    xq = unit(centers[rng.integers(0, 30, 25)] + 0.2 * rng.standard_normal((25, 16)))
+    kw = dict(alpha=0.7, C=5.0, sigma=sigma, max_K=1000, kde_K=200, cap_by_pool=False, index="flat")
+    upfront = tsds.tsds_probabilities(xq, xb, kde_prefix=None, **kw)
+    lazy = tsds.tsds_probabilities(xq, xb, kde_prefix=2, **kw)
+    assert upfront.kde_evaluated == upfront.union_size
+    assert lazy.kde_evaluated < 0.8 * upfront.union_size  # the point of it
+    assert lazy.truncated == upfront.truncated == 0
+    assert lazy.level == pytest.approx(upfront.level, rel=1e-12)
+    assert np.abs(lazy.probs - upfront.probs).sum() < 1e-12

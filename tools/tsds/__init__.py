@@ -252,7 +252,7 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
         f"({'with' if request.replace else 'without'} replacement; alpha {request.alpha:g}, C {request.C:g}, "
         f"sigma {request.sigma:g}, K {out.K}): {len(idx)} distinct, support {support}, ESS {ess:.0f}. "
         f"Neighbours per target mean {used.mean():.1f}, max {int(used.max())}"
-        + (f"; {out.truncated} targets hit K" if out.truncated else "")
+        + (f"; {out.truncated} targets hit K (more neighbours: max_K, cap_by_pool=false)" if out.truncated else "")
         + f".{ot_txt} Mass: {dom_txt}. Selection {sel_id}, scores {scores_id}."
     )
     return TsdsResult(
