@@ -91,6 +91,17 @@ def _send(page, text: str) -> None:  # noqa: ANN001
     box.press("Enter")
 
 
+def _edit_cell(page, row: int, col: int, value: str) -> str:  # noqa: ANN001
+    """Type into a cell of the review panel's weights table; returns the old text."""
+    cell = page.locator(f'#weights [data-testid="cell-{row}-{col}"]')
+    old = cell.inner_text().strip()
+    cell.dblclick()
+    box = cell.locator("input, textarea").first
+    box.fill(value)
+    box.press("Enter")
+    return old
+
+
 def test_request_tool_box_review_approve_export(browser, serve, demo_dir, tmp_path):  # noqa: ANN001
     from agent.service import AgentService
 
@@ -119,6 +130,12 @@ def test_request_tool_box_review_approve_export(browser, serve, demo_dir, tmp_pa
 
     page.get_by_role("tab", name="Review").click()
     page.locator("#proposal-info").get_by_text("prop-").first.wait_for()
+    old = _edit_cell(page, 0, 1, "0.9")  # an edit the policy refuses: the weights no longer sum to 1
+    page.locator("#edit-btn").click()
+    page.locator("#review-result").get_by_text("not accepted").wait_for()
+    assert "sum to" in page.locator("#review-result").inner_text()
+    assert service.proposals("pending")[0]["status"] == "pending"
+    _edit_cell(page, 0, 1, old)
     page.locator("#note textarea").fill("approved by the browser test")
     page.locator("#approve-btn").click()
     result = page.locator("#review-result")
