@@ -83,6 +83,8 @@ def evaluate(service: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
             steps = []
             out = {"text": f"{type(e).__name__}: {e}"}
         verdict = judge_plan(item, steps)
+        if not steps and item["expect"]:
+            verdict["problems"].append(out.get("text", "")[:200])
         rows.append({"request": item["request"], "expect": item["expect"], **verdict, "args": [s["args"] for s in steps],
                      "seconds": round(time.perf_counter() - t0, 2)})
     n = len(rows)
