@@ -374,6 +374,15 @@ def _artifact_choices(view: ChatView) -> list[tuple[str, str]]:
     return [(label, art_id) for label, art_id in view.artifacts.items()]
 
 
+def newest_result(choices: list[tuple[str, str]]) -> str | None:
+    """The artifact to open in the side panel: the newest selection or mixture, else the newest."""
+    ids = [v for _, v in choices]
+    for art_id in reversed(ids):
+        if art_id.startswith(("selection-", "mixture-")):
+            return art_id
+    return ids[-1] if ids else None
+
+
 def preview_frame(table: Any) -> Any:
     df = table.slice(0, PREVIEW_ROWS).to_pandas()
     for c in df.columns:
@@ -417,7 +426,7 @@ class Handlers:
         props = proposal_choices(s, view)
         arts = _artifact_choices(view)
         yield (_msgs(view), gr.skip(), banner_update(view.banner), session,
-               gr.update(choices=arts, value=arts[-1][1] if arts else None), gr.update(choices=thread_choices(s), value=tid),
+               gr.update(choices=arts, value=newest_result(arts)), gr.update(choices=thread_choices(s), value=tid),
                gr.update(choices=props, value=latest_pending(view, props)))
 
     def new_thread(self, session: dict[str, Any]):  # noqa: ANN202

@@ -157,6 +157,8 @@ class ChatView:
         self.planner: str | None = None
         self._tools: dict[str, int] = {}  # call id -> message index
         self._args: dict[int, dict[str, Any] | None] = {}  # message index -> the call's arguments
+        self._phases: dict[int, dict[str, int]] = {}  # tool box index -> phase desc -> child index
+        self._first_phase: dict[int, tuple[str, str]] = {}  # tool box index -> (first desc, its last line)
         self._n_calls = 0
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -197,6 +199,34 @@ class ChatView:
             parts.append("artifacts: " + ", ".join(f"{plain(k)} → {plain(v)}" for k, v in artifacts.items()))
         return "\n\n".join(parts) or "…"
 
+    def _phase(self, idx: int, desc: str, line: str) -> None:
+        """A tool that reports progress under more than one description (embed the pool, embed the
+        target, solve) gets a nested box per phase (``parent_id`` = the tool box); one phase stays
+        on the tool box's log line only."""
+        first = self._first_phase.get(idx)
+        phases = self._phases.setdefault(idx, {})
+        if first is None:
+            self._first_phase[idx] = (desc, line)
+            return
+        if not phases and desc == first[0]:
+            self._first_phase[idx] = (desc, line)
+            return
+        parent = self.messages[idx]["metadata"]["id"]
+        if not phases:  # a second phase began: give the first one its own (finished) box too
+            phases[first[0]] = self._child(parent, first[0], first[1], len(phases))
+        if desc not in phases:
+            for child in phases.values():
+                self.messages[child]["metadata"]["status"] = "done"
+            phases[desc] = self._child(parent, desc, line, len(phases))
+        child = self.messages[phases[desc]]
+        child["metadata"]["log"] = one_line(line)
+        child["content"] = plain(line)
+
+    def _child(self, parent: str, desc: str, line: str, n: int) -> int:
+        self._say(plain(line), {"title": f"⏳ {plain(desc, 80)}", "status": "pending", "id": f"{parent}-{n}",
+                                "parent_id": parent, "log": one_line(line)})
+        return len(self.messages) - 1
+
     def _note_artifacts(self, arts: dict[str, str] | None, tool: str | None = None) -> None:
         for name, art_id in (arts or {}).items():
             if not art_id:
@@ -232,6 +262,8 @@ class ChatView:
             line = progress_line(ev.progress) if ev.progress is not None else one_line(ev.text)
             msg["metadata"]["log"] = one_line(line)
             msg["content"] = self._tool_body(ev.args or self._args.get(idx), line, None)
+            desc = (ev.progress.desc if ev.progress is not None else "") or ""
+            self._phase(idx, desc, line)
         elif k == "tool_end":
             idx = self._tool_idx(ev)
             msg = self.messages[idx]
@@ -242,6 +274,8 @@ class ChatView:
             if ev.duration_s is not None:
                 md["duration"] = round(float(ev.duration_s), 2)
             md["log"] = one_line(summary)
+            for child in self._phases.get(idx, {}).values():
+                self.messages[child]["metadata"]["status"] = "done"
             if failed:
                 md["title"] = f"❌ {safe_name(ev.tool)} failed"
             msg["content"] = self._tool_body(ev.args or self._args.get(idx), None,
@@ -274,9 +308,9 @@ class ChatView:
         elif k == "error":
             self.banner = ev.text or "the agent reported an error"
             self._say(f"⚠️ {plain(self.banner)}")
-        elif k == "done":
-            for idx in self._tools.values():  # a box still spinning at the end did not report back
-                md = self.messages[idx].get("metadata") or {}
+        elif k == "done":  # a box still spinning at the end did not report back
+            for m in self.messages:
+                md = m.get("metadata") or {}
                 if md.get("status") == "pending":
                     md["status"] = "done"
                     md["log"] = md.get("log") or "no result reported"

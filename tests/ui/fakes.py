@@ -93,9 +93,9 @@ class FakeService:
                                          text=f"1. fake_select on {corpus}\n2. broken_tool\n3. propose"))
         yield self._emit(tid, AgentEvent(kind="tool_start", thread_id=tid, tool="fake_select", call_id="c1",
                                          args={"corpus": corpus, "k": 30}, status="pending"))
-        for n in (10, 20):
+        for desc, n in (("scoring", 10), ("scoring", 20), ("ranking", 30)):
             yield self._emit(tid, AgentEvent(kind="tool_progress", thread_id=tid, tool="fake_select", call_id="c1",
-                                             progress=ProgressEvent(tool="fake_select", desc="scoring", n=n,
+                                             progress=ProgressEvent(tool="fake_select", desc=desc, n=n,
                                                                     total=30, unit="docs")))
         arts = self._artifacts(tid)
         yield self._emit(tid, AgentEvent(kind="tool_end", thread_id=tid, tool="fake_select", call_id="c1",

@@ -174,11 +174,10 @@ def test_data_text_never_renders_as_markup_and_errors_show_a_banner(browser, ser
     _send(page, "select 30 docs <b>now</b>")
     chat = page.locator("#chat")
     chat.get_by_text("Done.").first.wait_for()
-    page.locator("#artifact-image").wait_for()  # the newest artifact (a plot) opened in the side panel
-    page.locator("#artifact-dd input").click()
-    page.get_by_role("option", name=re.compile(r"selection")).click()
-    page.locator("#artifact-table").wait_for()
+    page.locator("#artifact-table").wait_for()  # the new selection opened in the side panel
     page.locator("#artifact-table").get_by_text("onerror").first.wait_for(state="attached")  # as text
+    chat.locator(".thought-group .title").first.click()  # open the tool box: its two phases are nested
+    chat.get_by_text("⏳ ranking").first.wait_for()
     assert page.evaluate("window.__pwned") is None
     assert chat.locator("img[src='x']").count() == 0
     assert chat.locator("a[href='http://example.invalid']").count() == 0
@@ -187,6 +186,9 @@ def test_data_text_never_renders_as_markup_and_errors_show_a_banner(browser, ser
         "the markup shows as literal text"
     assert page.locator("#artifact-table img[src='x']").count() == 0
     page.screenshot(path=str(ARTIFACTS / "ui_e2e_escaping.png"), full_page=True)
+    page.locator("#artifact-dd input").click()
+    page.get_by_role("option", name=re.compile(r"plot")).click()
+    page.locator("#artifact-image").wait_for()  # a plot artifact shows as its image
 
     _send(page, "llm down")
     banner = page.locator("#banner")

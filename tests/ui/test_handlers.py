@@ -40,15 +40,19 @@ def test_send_streams_tool_boxes_pending_then_done(h, svc, demo_dir):
     logs = {(m.get("metadata") or {}).get("log") for o in outs for m in o[0]}
     assert "scoring: 20/30 docs (67%)" in logs, "live progress reaches the box"
     final = outs[-1][0]
-    boxes = [m for m in final if m.get("metadata")]
+    boxes = [m for m in final if m.get("metadata") and "parent_id" not in m["metadata"]]
     assert [b["metadata"]["title"] for b in boxes] == ["🛠️ fake_select", "❌ broken_tool failed"]
     assert all(b["metadata"]["status"] == "done" for b in boxes)
+    phases = [m["metadata"] for m in final if (m.get("metadata") or {}).get("parent_id")]
+    assert [(p["title"], p["parent_id"], p["status"]) for p in phases] == [
+        ("⏳ scoring", "tool-c1", "done"), ("⏳ ranking", "tool-c1", "done")], "two phases nest under their tool"
     assert boxes[0]["metadata"]["duration"] == 1.25
     assert final[-1]["content"].startswith("Done")
     assert svc.calls[0][3] == pool
     assert svc.stream_threads == ["agent-stream"], "the service generator runs on the pump thread"
     art_choices = outs[-1][4]["choices"]
     assert any("selection" in label for label, _ in art_choices)
+    assert outs[-1][4]["value"].startswith("selection-"), "the side panel opens the new selection"
     assert [v for _, v in outs[-1][5]["choices"]] == [session["thread_id"]]
     assert outs[-1][6]["choices"][0][1] == f"prop-{session['thread_id']}"
     assert outs[-1][6]["value"] == f"prop-{session['thread_id']}", "the Review tab is ready on the new proposal"

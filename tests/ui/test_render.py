@@ -112,3 +112,25 @@ def test_history_replays_user_turns_once():
     live.add_user("hello")
     live.apply(events[0])  # the service echoing the user turn does not duplicate it
     assert len(live.messages) == 1
+
+
+def test_phases_of_one_tool_nest_under_it():
+    v = ChatView()
+    v.apply(ev("tool_start", tool="tsds", call_id="c1"))
+
+    def prog(desc, n):  # noqa: ANN001, ANN202
+        v.apply(ev("tool_progress", tool="tsds", call_id="c1",
+                   progress=ProgressEvent(desc=desc, n=n, total=10, unit="docs")))
+
+    prog("embed pool", 5)
+    prog("embed pool", 10)
+    assert len(v.messages) == 1, "one phase: the tool box's log line is enough"
+    prog("embed target", 3)
+    kids = [m["metadata"] for m in v.messages[1:]]
+    assert [(k["title"], k["parent_id"], k["status"]) for k in kids] == [
+        ("⏳ embed pool", "tool-c1", "done"), ("⏳ embed target", "tool-c1", "pending")]
+    assert kids[0]["log"] == "embed pool: 10/10 docs (100%)"
+    prog("embed target", 10)
+    assert len(v.messages) == 3 and v.messages[2]["metadata"]["log"] == "embed target: 10/10 docs (100%)"
+    v.apply(ev("tool_end", tool="tsds", call_id="c1", status="done", summary="ok"))
+    assert all(m["metadata"]["status"] == "done" for m in v.messages)
