@@ -3,7 +3,8 @@
 Both do fit + importance weights + resample of k = docs/20 documents with 2 worker processes
 (``num_proc=2`` / ``num_workers=2``), each in its own fresh interpreter (so peak RSS is its own),
 alternating ours, reference over ``--rounds``. Prints both wall times, the ratio (reference / ours)
-and peak RSS, and how many picks land in the target's domain; writes bench/results/dsir.json.
+and peak RSS, and how many picks land in the target's domain; writes bench/results/dsir.json
+(dsir_parity.json with ``--parity``).
 
 Ours is measured as the full tool run (reading, featurization, both models, weights, Gumbel top-k,
 the KL reduction, and the scores + selection artifacts); the reference's includes writing the
@@ -151,7 +152,7 @@ def main() -> None:
           f"(+workers {payload['reference']['workers_peak_rss_mb']:.0f} MB)  math share {share['ref']:.3f}  "
           f"(fit {ref[0]['fit_s']:.1f} s, weights {ref[0]['weights_s']:.1f} s, resample {ref[0]['resample_s']:.1f} s)")
     print(f"speedup (reference / ours): {payload['speedup']:.2f}x")
-    print("wrote", write_result("dsir", payload))
+    print("wrote", write_result("dsir_parity" if args.parity else "dsir", payload))
 
 
 if __name__ == "__main__":
