@@ -23,7 +23,7 @@ from agent.events import AgentEvent
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$=:])")
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
-LOG_CHARS = 160
+LOG_CHARS = 110
 ARG_CHARS = 600
 
 
