@@ -56,6 +56,11 @@ class CurateContext:
         metadata={"description": "workspace directory (artifacts, proposals, the thread database)"},
     )
     max_steps: int = field(default=12, metadata={"description": "plan/tool rounds per request"})
+    plan_schema: Literal["strict", "loose"] = field(
+        default="strict",
+        metadata={"description": "JSON planner: 'strict' constrains each step's argument names and types "
+                  "(fast with vLLM's guided decoding); 'loose' only the tool names (lighter for llama.cpp grammars)"},
+    )
     temperature: float = field(default=0.0, metadata={"description": "sampling temperature for planning"})
     request_timeout_s: float = field(default=120.0, metadata={"description": "LLM request timeout"})
 
@@ -71,6 +76,7 @@ class CurateContext:
             "api_key": env.get("CURATE_LLM_API_KEY") or llm.get("api_key"),
             "planner": env.get("CURATE_PLANNER") or cfg.get("planner") or "auto",
             "policy": env.get("CURATE_POLICY") or cfg.get("policy") or "default",
+            "plan_schema": env.get("CURATE_PLAN_SCHEMA") or cfg.get("plan_schema"),
         }
         ws = env.get("CURATE_HOME") or cfg.get("workspace")
         if ws:

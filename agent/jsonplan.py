@@ -81,9 +81,14 @@ def step_schema(spec: ToolSpec) -> dict[str, Any]:
     }
 
 
-def submit_plan_tool(specs: list[ToolSpec], *, max_steps: int = 3) -> dict[str, Any]:
-    """The forced function: a list of steps, each constrained to one tool's argument names and types."""
-    items = step_schema(specs[0]) if len(specs) == 1 else {"anyOf": [step_schema(s) for s in specs]}
+def submit_plan_tool(specs: list[ToolSpec], *, max_steps: int = 3, strict: bool = True) -> dict[str, Any]:
+    """The forced function: a list of steps, each constrained to one tool's argument names and types
+    (``strict``), or only to the tool names (loose: a much smaller grammar for llama.cpp)."""
+    if strict:
+        items = step_schema(specs[0]) if len(specs) == 1 else {"anyOf": [step_schema(s) for s in specs]}
+    else:
+        items = {"type": "object", "properties": {"tool": {"type": "string", "enum": [s.name for s in specs]},
+                                                  "args": {"type": "object"}}, "required": ["tool", "args"]}
     return {
         "type": "function",
         "function": {
@@ -146,13 +151,13 @@ def validate_steps(
 
 def plan_with_llm(
     model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True,
-    max_tokens: int = 400,
+    max_tokens: int = 300, strict: bool = True,
 ) -> tuple[list[PlanStep], list[str], int]:
     """Ask ``model`` (a chat model) for a JSON plan; returns (steps, errors left, LLM calls made)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
     by_name = {s.name: s for s in specs}
-    bound = model.bind_tools([submit_plan_tool(specs)], tool_choice="submit_plan", max_tokens=max_tokens)
+    bound = model.bind_tools([submit_plan_tool(specs, strict=strict)], tool_choice="submit_plan", max_tokens=max_tokens)
     messages: list[Any] = [
         SystemMessage(
             prompts.JSON_PLAN_PROMPT.format(

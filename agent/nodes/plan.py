@@ -92,7 +92,8 @@ def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], 
     from agent.jsonplan import plan_with_llm
     from agent.llm import load_chat_model
 
-    steps, errors, calls = plan_with_llm(load_chat_model(ctx), request, list(specs.values()), state.get("inputs") or {})
+    steps, errors, calls = plan_with_llm(load_chat_model(ctx), request, list(specs.values()), state.get("inputs") or {},
+                                          strict=getattr(ctx, "plan_schema", "strict") == "strict")
     if errors and not steps:
         return [], "The JSON plan was not valid after one repair round: " + "; ".join(errors[:5]), calls
     return [_step(s.tool, s.args) for s in steps], None, calls
