@@ -72,7 +72,7 @@ def _drive(events: Any, *, as_json: bool) -> tuple[list[Any], int]:
         if not as_json:
             line = _short(ev)
             if line:
-                say(line) if ev.kind != "message" else emit(line, as_json=False)
+                emit(line, as_json=False)  # plain text: no rich markup inside data-derived lines
     return seen, code
 
 
