@@ -157,7 +157,8 @@ def plan_with_llm(
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
     by_name = {s.name: s for s in specs}
-    bound = model.bind_tools([submit_plan_tool(specs, strict=strict)], tool_choice="submit_plan", max_tokens=max_tokens)
+    bound = model.bind_tools([submit_plan_tool(specs, strict=strict)], tool_choice="submit_plan",
+                             extra_body={"max_tokens": max_tokens})  # llama.cpp ignores max_completion_tokens
     messages: list[Any] = [
         SystemMessage(
             prompts.JSON_PLAN_PROMPT.format(
