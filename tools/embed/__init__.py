@@ -67,7 +67,7 @@ class EmbedResult(ToolResult):
     device: str = ""
     embedded: int = Field(0, description="rows in the matrix (= corpus rows)")
     computed: int = Field(0, description="texts run through the model in this call")
-    cached: int = Field(0, description="rows whose vector came from the cache (incl. repeated texts)")
+    reused: int = Field(0, description="rows whose vector came from the cache or a repeated text")
     truncated: int = Field(0, description="texts cut at the model's token limit")
     empty: int = Field(0, description="empty or whitespace-only texts")
     docs_per_s: float = 0.0

@@ -114,7 +114,11 @@ def ensure_onnx_model(enc: Encoder, *, quantized: bool) -> Path:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             q = tmp / "model.int8.onnx"
-            quantize_dynamic(str(opt), str(q), weight_type=QuantType.QInt8, per_channel=True)
+            import onnx
+
+            # fused ops (com.microsoft domain) defeat shape inference: tell the quantizer their type
+            quantize_dynamic(str(opt), str(q), weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             os.replace(q, d / "model.int8.onnx")
         if not (d / "model.opt.onnx").exists():
             os.replace(opt, d / "model.opt.onnx")

@@ -194,7 +194,7 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
     return EmbedResult(
         summary=summary, artifacts={"embeddings": art_id}, rows=rows, model=enc.label, dim=enc.dim,
         backend=enc.backend, precision=enc.precision, device=enc.device, embedded=n, computed=computed,
-        cached=n - computed, truncated=int(truncated.sum()), empty=int(empty.sum()), docs_per_s=rate,
+        reused=n - computed, truncated=int(truncated.sum()), empty=int(empty.sum()), docs_per_s=rate,
         collection=collection,
     )
 
