@@ -29,18 +29,18 @@ import numpy as np
 from tools.tsds import core
 xq = np.load({xq!r}); xb = np.load({xb!r})
 t = time.perf_counter()
-_last = {{}}
-def log(stage, done, total):  # stage progress on stderr (the bench streams it to a log file)
-    step = _last.get(stage, -1)
-    if done in (0, total) or done * 10 // max(total, 1) != step:
-        _last[stage] = done * 10 // max(total, 1)
-        print(f"{{time.perf_counter() - t:8.1f}}s {{stage}} {{done}}/{{total}}", file=sys.stderr, flush=True)
+_last = [0.0]
+def log(stage, done, total):  # stage progress on stderr (the bench streams it to a log file), <= 1 line / 5 s
+    now = time.perf_counter() - t
+    if done in (0, total) or now - _last[0] >= 5:
+        _last[0] = now
+        print(f"{{now:8.1f}}s {{stage}} {{done}}/{{total}}", file=sys.stderr, flush=True)
 res = core.tsds_probabilities(xq, xb, alpha={alpha}, C={C}, sigma={sigma}, max_K={max_K}, kde_K={kde_K},
                               index={index!r}, seed=0, progress=log)
 total = time.perf_counter() - t
 np.save({out!r}, res.probs)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-out = {{"algo_s": total, "cpu_s": ru.ru_utime + ru.ru_stime, "timings": res.timings, "K": res.K, "kde_K": res.kde_K, "union": res.union_size,
+out = {{"algo_s": total, "cpu_s": ru.ru_utime + ru.ru_stime, "timings": res.timings, "K": res.K, "kde_K": res.kde_K, "union": res.union_size, "kde_evaluated": res.kde_evaluated,
         "level": res.level, "neighbours_mean": float(res.neighbours_used.mean()),
         "neighbours_max": int(res.neighbours_used.max()), "truncated": res.truncated,
         "ess": core.effective_sample_size(res.probs), "index": res.index_kind}}
@@ -192,7 +192,7 @@ def main() -> None:
         print(f"ours:      {ours['wall_s']:7.1f}s end to end (algorithm {ours['algo_s']:.1f}s: index {tm['index_s']:.1f}, "
               f"search {tm['search_s']:.1f}, kde {tm.get('kde_s', 0):.1f}, probabilities {tm['probabilities_s']:.2f}); "
               f"CPU {ours['cpu_s']:.0f}s; peak RSS {ours['peak_rss_mb']:.0f} MB")
-        print(f"           K {ours['K']}, |U| {ours['union']}, neighbours/target mean {ours['neighbours_mean']:.1f} "
+        print(f"           K {ours['K']}, |U| {ours['union']} (densities needed: {ours['kde_evaluated']}), neighbours/target mean {ours['neighbours_mean']:.1f} "
               f"max {ours['neighbours_max']}, truncated {ours['truncated']}, ESS {ours['ess']:.0f}, index {ours['index']}")
     if args.ref:
         ref = run_reference(Path(args.ref), tmp, xq_p, xb_p, args)
