@@ -336,7 +336,14 @@ def _fast_jsonl_table(block: bytes, spec: CorpusSpec, columns: Sequence[str]) ->
             fields.append(pa.field(c, t))
         opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
         try:
-            table = pj.read_json(io.BytesIO(block), parse_options=opts, read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(block) + 1)))
+            table = pj.read_json(
+                io.BytesIO(block),
+                parse_options=opts,
+                read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(block) + 1)),
+                # the system allocator hands large blocks back at once; jemalloc's lazy purge lets RSS
+                # grow with the file on a busy machine
+                memory_pool=pa.system_memory_pool(),
+            )
         except (pa.ArrowInvalid, UnicodeDecodeError, pa.ArrowNotImplementedError):
             continue
         if table.column(spec.text_field).null_count:
