@@ -361,6 +361,11 @@ def test_kde_density_against_a_direct_sum():
     approx = tsds.kde_density(x, sigma=0.75, kde_K=kde_k, kind="ivf", nlist=8, nprobe=3)
     assert np.all(approx <= oracle + 1e-5) and np.all(approx >= 1 - 1e-5)  # a subset of the pairs, self included
     assert np.median(approx / oracle) > 0.9
+    # any subset, in any order, in threads or not: the same numbers
+    dens = tsds.Density(x, sigma=0.75, kde_K=kde_k, kind="ivf", nlist=8, nprobe=3)
+    rows = np.random.default_rng(1).permutation(300)[:120]
+    np.testing.assert_allclose(dens(rows, workers=1), approx[rows], rtol=1e-12)
+    np.testing.assert_allclose(dens(rows, workers=3), approx[rows], rtol=1e-12)
 
 
 # ------------------------------------------------------------- against the reference itself

@@ -27,6 +27,7 @@ from tools.metrics import ot_distance
 from tools.selection import selection_table, write_selection
 from tools.tsds.core import (
     DEFAULTS,
+    Density,
     TsdsOutput,
     draw,
     effective_sample_size,
@@ -39,6 +40,7 @@ from tools.tsds.schema import SPEC, TsdsRequest, TsdsResult
 
 __all__ = [
     "DEFAULTS",
+    "Density",
     "SPEC",
     "TsdsOutput",
     "TsdsRequest",
