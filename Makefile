@@ -32,8 +32,10 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 install-llm: $(LLM_STAMP)
 
+# At a terminal the demo ends in the chat (http://127.0.0.1:7860) with the proposal waiting in its
+# Review tab; without one (scripts, CI) it stops at the pending proposal and prints the review commands.
 demo: $(STAMP)
-	$(BIN)/curate demo
+	@if [ -t 0 ] && [ -z "$$CI" ]; then chat=--chat; else chat=; fi; $(BIN)/curate demo $$chat $(DEMO_ARGS)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
