@@ -78,6 +78,9 @@ class CurateContext:
             "policy": env.get("CURATE_POLICY") or cfg.get("policy") or "default",
             "plan_schema": env.get("CURATE_PLAN_SCHEMA") or cfg.get("plan_schema"),
         }
+        timeout = env.get("CURATE_LLM_TIMEOUT") or llm.get("timeout_s")
+        if timeout:
+            values["request_timeout_s"] = float(timeout)
         ws = env.get("CURATE_HOME") or cfg.get("workspace")
         if ws:
             values["workspace"] = Path(ws)

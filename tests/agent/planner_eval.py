@@ -107,13 +107,24 @@ def main() -> None:
     ap.add_argument("--base-url")
     ap.add_argument("--model")
     ap.add_argument("--out", default="bench/results/planner_eval_{planner}.json")
+    ap.add_argument("--no-repair", action="store_true", help="JSON planner: skip the repair round")
+    ap.add_argument("--max-tokens", type=int, default=300, help="JSON planner: generation cap")
     a = ap.parse_args()
+    if a.planner == "json":
+        import functools
+
+        import agent.jsonplan
+
+        agent.jsonplan.plan_with_llm = functools.partial(
+            agent.jsonplan.plan_with_llm, repair=not a.no_repair, max_tokens=a.max_tokens)
     import tempfile
 
     svc = AgentService(workspace=Path(tempfile.mkdtemp()) / ".curate", planner=a.planner, llm_base_url=a.base_url,
                        llm_model=a.model)
     res = evaluate(svc, load_items())
     res["planner"] = a.planner if a.planner == "offline" else f"{a.planner}:{a.model}"
+    if a.planner == "json":
+        res["repair"], res["max_tokens"] = not a.no_repair, a.max_tokens
     out = Path(a.out.format(planner=a.planner))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))

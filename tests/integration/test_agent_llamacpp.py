@@ -68,8 +68,10 @@ def test_chat_stream_and_forced_tool_call(server):  # noqa: ANN001
     assert isinstance(structured, Pick)
 
 
-def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir):  # noqa: ANN001
+def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir, monkeypatch):  # noqa: ANN001
     from agent.service import AgentService
+
+    monkeypatch.setenv("CURATE_LLM_TIMEOUT", "900")  # 2 shared CPU cores can be very slow
     from tools.registry import get
 
     pol = tmp_path / "p.yaml"
@@ -93,8 +95,10 @@ def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir):  # noqa:
     svc.close()
 
 
-def test_native_tool_call_planner_runs_against_the_server(server, tmp_path, demo_dir):  # noqa: ANN001
+def test_native_tool_call_planner_runs_against_the_server(server, tmp_path, demo_dir, monkeypatch):  # noqa: ANN001
     from agent.service import AgentService
+
+    monkeypatch.setenv("CURATE_LLM_TIMEOUT", "900")
     from tools.registry import get
 
     pol = tmp_path / "p.yaml"
