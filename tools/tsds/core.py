@@ -207,11 +207,19 @@ class Density:
         if kind == "auto":
             kind = "flat" if n < knn.AUTO_IVF_MIN else "ivf"
         if kind == "ivf" and knn.faiss_available() and n > 1:
-            self.members, self.probes, self.assign = _partition(self.xs, nlist or knn.default_nlist(n), nprobe, seed)
+            members, self.probes, self.assign = _partition(self.xs, nlist or knn.default_nlist(n), nprobe, seed)
+            # store the points list by list, so a list's candidates are contiguous slices (no gathers)
+            perm = np.concatenate(members)
+            self.xs = self.xs[perm]
+            self.pos = np.empty(n, dtype=np.int64)
+            self.pos[perm] = np.arange(n)
         else:
-            self.members = [np.arange(n)]
+            members = [np.arange(n)]
             self.probes = np.zeros((1, 1), dtype=np.int64)
             self.assign = np.zeros(n, dtype=np.int64)
+            self.pos = np.arange(n)
+        self.sizes = np.array([len(m) for m in members], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
         self.sq = np.einsum("ij,ij->i", self.xs, self.xs)
 
     def __call__(
@@ -227,12 +235,11 @@ class Density:
         out = np.zeros(len(rows), dtype=np.float64)
         lists = self.assign[rows]
         order = np.argsort(lists, kind="stable")
-        bounds = np.searchsorted(lists[order], np.arange(len(self.members) + 1))
-        sizes = np.array([len(m) for m in self.members])
+        bounds = np.searchsorted(lists[order], np.arange(len(self.sizes) + 1))
         todo = []
-        for lst in range(len(self.members)):  # tasks: one list's points, at most one block each
+        for lst in range(len(self.sizes)):  # tasks: one list's points, at most one block each
             where = order[bounds[lst] : bounds[lst + 1]]
-            step = max(1, _GEMM_BLOCK_FLOATS // max(int(sizes[self.probes[lst]].sum()), 1))
+            step = max(1, _GEMM_BLOCK_FLOATS // max(int(self.sizes[self.probes[lst]].sum()), 1))
             todo += [(lst, where[lo : lo + step]) for lo in range(0, len(where), step)]
         if workers is None:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -259,32 +266,38 @@ class Density:
                         on_batch(len(where))
         return out
 
-    def _list_density(self, q_all: np.ndarray, lst: int) -> np.ndarray:
-        """rho of points ``q_all`` (all in list ``lst``) against the points of the list's probes."""
+    def _list_density(self, q_rows: np.ndarray, lst: int) -> np.ndarray:
+        """rho of points ``q_rows`` (all in list ``lst``) against the points of the list's probes."""
         xs, sq, r2, kk = self.xs, self.sq, self.r2, self.kk
-        if len(self.members) == 1:  # exact: every point is a candidate
-            xc, sc = xs, sq
-        else:
-            c_idx = np.concatenate([self.members[p] for p in self.probes[lst] if p >= 0])
-            xc, sc = xs[c_idx], sq[c_idx]
-        out = np.empty(len(q_all), dtype=np.float64)
-        step = max(1, _GEMM_BLOCK_FLOATS // max(len(xc), 1))
-        for lo in range(0, len(q_all), step):
-            q = q_all[lo : lo + step]
-            ip = xs[q] @ xc.T
+        qp = self.pos[q_rows]
+        xq, sq_q = xs[qp], sq[qp]
+        rho = np.zeros(len(qp), dtype=np.float64)
+        counts = np.zeros(len(qp), dtype=np.int64)
+        parts_r, parts_k = [], []
+        for p in self.probes[lst]:
+            if p < 0:
+                continue
+            lo, hi = self.starts[p], self.starts[p + 1]
+            if hi == lo:
+                continue
+            sc = sq[lo:hi]
+            ip = xq @ xs[lo:hi].T
             # |u - v|^2 < r2  <=>  ip > (|u|^2 + |v|^2 - r2) / 2: one scalar bound for the block
             # (tight for normalised embeddings) leaves few pairs to finish exactly
-            sq_q = sq[q]
             r, c = np.nonzero(ip > (sq_q.min() + sc.min() - r2) / 2)
             d2 = np.maximum(sq_q[r] + sc[c] - 2.0 * ip[r, c], 0.0)
             keep = d2 < r2
             r, kern = r[keep], 1.0 - d2[keep] / r2
-            rho = np.bincount(r, weights=kern, minlength=len(q))
-            counts = np.bincount(r, minlength=len(q))
-            for j in np.flatnonzero(counts > kk):  # dense spots: only the kk nearest count
-                rho[j] = np.sort(kern[r == j])[::-1][:kk].sum(dtype=np.float64)
-            out[lo : lo + len(q)] = rho
-        return out
+            rho += np.bincount(r, weights=kern, minlength=len(qp))
+            counts += np.bincount(r, minlength=len(qp))
+            parts_r.append(r)
+            parts_k.append(kern)
+        dense = np.flatnonzero(counts > kk)
+        if dense.size:  # dense spots: only the kk nearest count
+            r_all, k_all = np.concatenate(parts_r), np.concatenate(parts_k)
+            for j in dense:
+                rho[j] = np.sort(k_all[r_all == j])[::-1][:kk].sum(dtype=np.float64)
+        return rho
 
 
 @contextlib.contextmanager
