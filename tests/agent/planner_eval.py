@@ -63,7 +63,7 @@ def judge_plan(item: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, A
             "tools": tools, "problems": problems}
 
 
-def evaluate(service: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate(service: Any, items: list[dict[str, Any]], log: Path | None = None) -> dict[str, Any]:
     from tools.registry import names
 
     registered = set(names())
@@ -87,6 +87,9 @@ def evaluate(service: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
             verdict["problems"].append(out.get("text", "")[:200])
         rows.append({"request": item["request"], "expect": item["expect"], **verdict, "args": [s["args"] for s in steps],
                      "seconds": round(time.perf_counter() - t0, 2)})
+        if log is not None:
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rows[-1]) + "\n")
     n = len(rows)
     return {
         "n": n,
@@ -121,12 +124,12 @@ def main() -> None:
 
     svc = AgentService(workspace=Path(tempfile.mkdtemp()) / ".curate", planner=a.planner, llm_base_url=a.base_url,
                        llm_model=a.model)
-    res = evaluate(svc, load_items())
+    out = Path(a.out.format(planner=a.planner))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = evaluate(svc, load_items(), log=out.with_suffix(".rows.jsonl"))
     res["planner"] = a.planner if a.planner == "offline" else f"{a.planner}:{a.model}"
     if a.planner == "json":
         res["repair"], res["max_tokens"] = not a.no_repair, a.max_tokens
-    out = Path(a.out.format(planner=a.planner))
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     for r in res["rows"]:
         mark = "ok " if r["correct"] else "BAD"
