@@ -50,10 +50,13 @@ class EmbedRequest(ToolRequest):
         description="torch compute precision: auto = fp16/bf16 on a GPU, bf16 on CPUs with native bf16, else fp32",
     )
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; None = the context's device")
+    unpadded: bool = Field(
+        False, description="CUDA only: FlashAttention-2 variable-length attention (needs flash-attn)"
+    )
     dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of the matrix")
     normalize: bool = Field(True, description="L2-normalise the vectors (cosine = inner product)")
     batch_tokens: int | None = Field(
-        None, ge=16, description="padded tokens per batch; None = 4096 on CPU, 65536 on GPU"
+        None, ge=16, description="padded tokens per batch; None = 16384 on CPU, 65536 on GPU"
     )
     cache: bool = Field(True, description="reuse and extend the content-hash cache of vectors")
     vector_store: bool = Field(True, description="also upsert the vectors into the workspace's chroma store")
@@ -105,11 +108,13 @@ def encode_texts(
     progress: Any = None,
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch",
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
+    unpadded: bool = False,
 ) -> np.ndarray:
     """Embeddings of ``texts`` as an (n, dim) array; a pure function (the model is cached in-process).
 
     Matches ``SentenceTransformer(model).encode(texts)`` (cosine >= 0.999 per row at fp32/bf16).
-    ``progress``: a callable ``(n_done_now)`` or an object with ``update(n)``. Raises
+    ``unpadded=True`` (CUDA, needs ``flash-attn``): variable-length FlashAttention-2, so padding costs
+    nothing. ``progress``: a callable ``(n_done_now)`` or an object with ``update(n)``. Raises
     :class:`~tools.errors.BadInput` naming the rows whose vectors are not finite.
     """
     from tools.embed.encoder import encode, get_encoder, l2_normalize
@@ -118,7 +123,7 @@ def encode_texts(
     if isinstance(texts, str):
         raise BadInput("must be a list of strings, not one string", where="encode_texts.texts")
     texts = ["" if t is None else str(t) for t in texts]
-    enc = get_encoder(model, device=device, backend=backend, precision=precision)
+    enc = get_encoder(model, device=device, backend=backend, precision=precision, unpadded=unpadded)
     out = encode(enc, texts, batch_tokens=batch_tokens, progress=progress)
     bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
     if bad.size:

@@ -106,7 +106,8 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
     from tools.embed.encoder import EncodeStats, get_encoder, l2_normalize
 
     device = request.device or ctx.resolve_device()
-    enc = get_encoder(request.model, device=device, backend=request.backend, precision=request.precision)
+    enc = get_encoder(request.model, device=device, backend=request.backend, precision=request.precision,
+                      unpadded=request.unpadded)
     gpu = enc.device.startswith("cuda")
     cache = None
     if request.cache:
