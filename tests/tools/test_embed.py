@@ -56,8 +56,9 @@ def test_encode_texts_matches_stock_encode(stock, texts, precision):
 
 
 def test_encode_texts_is_order_free_and_batch_free(texts):
-    a = embed.encode_texts(texts, device="cpu", precision="fp32", batch_tokens=512)
-    b = embed.encode_texts(texts[::-1], device="cpu", precision="fp32", batch_tokens=8192)[::-1]
+    few = texts[::3]
+    a = embed.encode_texts(few, device="cpu", precision="fp32", batch_tokens=512)
+    b = embed.encode_texts(few[::-1], device="cpu", precision="fp32", batch_tokens=8192)[::-1]
     assert _cos(a, b).min() > 0.99999
 
 
@@ -134,7 +135,7 @@ def test_second_run_computes_nothing_and_overlap_reuses(tmp_path, ctx):
 
 
 def test_kill_9_resumes_with_only_unfinished_chunks(tmp_path):
-    docs = _docs(400, seed=7, mu=3.0, sigma=0.3)
+    docs = _docs(160, seed=7, mu=2.5, sigma=0.3)
     path = _corpus(tmp_path, docs)
     ws = tmp_path / "ws"
     script = (
@@ -157,7 +158,7 @@ def test_kill_9_resumes_with_only_unfinished_chunks(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     shards = list(ws.glob("cache/embed/*/*.keys.npy"))
     done = sum(len(np.load(p)) for p in shards)
-    assert 16 <= done < 400
+    assert 16 <= done < 160
     import tools.embed.store as store
 
     ctx = ToolContext(workspace_dir=ws, show_progress=False)
@@ -167,7 +168,7 @@ def test_kill_9_resumes_with_only_unfinished_chunks(tmp_path):
         res = embed.run({"corpus": str(path), "vector_store": False, "precision": "fp32"}, ctx)
     finally:
         store.CPU_SHARD_DOCS = old
-    assert res.computed == 400 - done and res.reused == done
+    assert res.computed == 160 - done and res.reused == done
     assert not list((ws / "tmp").iterdir())  # the killed run's half artifact was swept
     _, mat, _ = embed.load_embeddings(res.artifacts["embeddings"], ctx)
     ref = embed.encode_texts(docs, device="cpu", precision="fp32")
