@@ -26,6 +26,9 @@ ARGS = {
     "sample": {"k": 10},
     "dsir": {"k": 10, "min_example_length": 1},
     "semantic_dedup": {},
+    "embed": {"vector_store": False},
+    "neighbors": {"query": "integer prime equation", "k": 5},
+    "tsds": {"k": 10, "target": "__target__"},
 }
 
 
@@ -59,9 +62,11 @@ def test_runtime_contract(spec: ToolSpec, tmp_path):
     ctx = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False)
     corpus = _corpus(tmp_path)
     args = {"corpus": str(corpus), **ARGS[spec.name]}
-    extra_target = "target" in spec.request_model.model_fields and spec.request_model.model_fields["target"].is_required()
+    fields = spec.request_model.model_fields
+    extra_target = "target" in fields and (fields["target"].is_required() or args.get("target") == "__target__")
     if extra_target:
-        args["target"] = str(write_jsonl(tmp_path / "t.jsonl", [{"text": "integer prime equation proof " * 5}] * 5))
+        target_rows = [{"text": f"integer prime equation proof number {i} " * (i + 2)} for i in range(5)]
+        args["target"] = str(write_jsonl(tmp_path / "t.jsonl", target_rows))
     req = spec.request_model.model_validate(args)
     before = req.model_dump()
     res = registry.invoke(spec.name, args, ctx)

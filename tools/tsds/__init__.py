@@ -204,7 +204,8 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     support = int(np.count_nonzero(p))
     if not request.replace and request.k > support:
         raise field_error(TOOL, "k", f"at most the {support} documents with non-zero probability when replace=false", request.k)
-    idx, counts = draw(p, request.k, replace=request.replace, seed=request.seed)
+    by_id = np.argsort(np.asarray(ids, dtype=object), kind="stable")  # draw in id order: row order is no input
+    idx, counts = draw(p, request.k, replace=request.replace, seed=request.seed, order=by_id)
 
     # evidence for the summary
     ot_sel, ot_rand, ot_pts = _ot_evidence(xq, xb, idx, counts, request)

@@ -480,12 +480,22 @@ def tsds_probabilities(
     )
 
 
-def draw(probs: np.ndarray, k: int, *, replace: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def draw(
+    probs: np.ndarray, k: int, *, replace: bool = True, seed: int = 0, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample k candidates from ``probs``: ``(indices, counts)`` of the distinct candidates drawn.
 
     With replacement (the reference: a multinomial draw) counts can exceed 1; without replacement at
-    most ``nnz(probs)`` candidates can be drawn (successive sampling, Gumbel top-k).
+    most ``nnz(probs)`` candidates can be drawn (successive sampling, Gumbel top-k). ``order`` (a
+    permutation, e.g. the argsort of the document ids) fixes the order the random stream walks the
+    candidates in, so the draw does not depend on how the pool's rows happen to be ordered.
     """
+    if order is not None:
+        order = np.asarray(order, dtype=np.int64)
+        idx, counts = draw(np.asarray(probs)[order], k, replace=replace, seed=seed)
+        real = order[idx]
+        srt = np.argsort(real, kind="stable")
+        return real[srt], counts[srt]
     rng = np.random.default_rng(seed)
     p = np.asarray(probs, dtype=np.float64)
     if replace:
