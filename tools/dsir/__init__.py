@@ -223,8 +223,16 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                     f"{request.min_example_length} words excludes {n_pool - n_elig}; lower it to admit more)",
                     request.k,
                 )
-            picks, owner = gumbel_topk(rank_w, request.k, eligible=eligible, top_k=request.top_k,
-                                       proportions=props if T > 1 else None, seed=request.seed)
+            if request.hash == "sha256":  # parity mode: the reference's stream over rows in file order
+                picks, owner = gumbel_topk(rank_w, request.k, eligible=eligible, top_k=request.top_k,
+                                           proportions=props if T > 1 else None, seed=request.seed)
+            else:  # draw in id order, so the picks do not depend on how the pool's rows are ordered
+                by_id = np.asarray(pc.sort_indices(pq.read_table(side_path, columns=["id"]).column("id")),
+                                   dtype=np.int64)
+                p_id, owner = gumbel_topk(rank_w[by_id], request.k, eligible=eligible[by_id], top_k=request.top_k,
+                                          proportions=props if T > 1 else None, seed=request.seed)
+                picks = by_id[p_id]
+                del by_id, p_id
             del totals_all
             by_row = np.argsort(picks, kind="stable")  # pick ranks in row order
             picks_sorted = picks[by_row]
