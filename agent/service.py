@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agent.context import CurateContext
 from agent.events import AgentEvent
+from agent.nodes.common import content_text
 from tools.contract import ProgressEvent, ToolSpec
 from tools.errors import BadInput, CurateError
 
@@ -168,7 +169,7 @@ class AgentService:
                                 yield self._tool_end(thread_id, m, calls)
                                 running.pop(m.name or "", None)
                             elif isinstance(m, AIMessage):
-                                yield AgentEvent(kind="message", thread_id=thread_id, text=_text(m.content),
+                                yield AgentEvent(kind="message", thread_id=thread_id, text=content_text(m.content),
                                                  planner=planner)
                         if node == "guard" and not upd.get("messages"):
                             state = self.graph.get_state(config)
@@ -205,7 +206,7 @@ class AgentService:
         return AgentEvent(
             kind="tool_end", thread_id=thread_id, tool=m.name or info.get("tool"), call_id=m.tool_call_id,
             args=info.get("args"), status="done" if ok else "error", duration_s=dur,
-            summary=art.get("summary") if ok else _text(m.content),
+            summary=art.get("summary") if ok else content_text(m.content),
             artifacts=art.get("artifacts", {}) if ok else {},
         )
 
@@ -232,7 +233,7 @@ class AgentService:
         for (tid,) in rows:
             state = self.graph.get_state(self._config(tid))
             first = next((m for m in state.values.get("messages", []) if isinstance(m, HumanMessage)), None)
-            title = _text(first.content)[:80] if first is not None else tid
+            title = content_text(first.content)[:80] if first is not None else tid
             out.append({"id": tid, "title": title, "updated_at": state.created_at})
         return sorted(out, key=lambda r: r["updated_at"] or "", reverse=True)
 
@@ -243,17 +244,17 @@ class AgentService:
         planner = (state.values.get("plan") or {}).get("planner")
         for m in state.values.get("messages", []):
             if isinstance(m, HumanMessage):
-                events.append(AgentEvent(kind="message", thread_id=thread_id, role="user", text=_text(m.content)))
+                events.append(AgentEvent(kind="message", thread_id=thread_id, role="user", text=content_text(m.content)))
             elif isinstance(m, AIMessage) and m.tool_calls:
-                if _text(m.content):
-                    events.append(AgentEvent(kind="plan", thread_id=thread_id, text=_text(m.content)))
+                if content_text(m.content):
+                    events.append(AgentEvent(kind="plan", thread_id=thread_id, text=content_text(m.content)))
                 for tc in m.tool_calls:
                     calls[tc["id"]] = {"tool": tc["name"], "args": tc.get("args") or {}}
             elif isinstance(m, ToolMessage):
                 events.append(self._tool_end(thread_id, m, calls))
             elif isinstance(m, AIMessage):
                 events.append(AgentEvent(kind="message", thread_id=thread_id, role="assistant",
-                                         text=_text(m.content), planner=planner))
+                                         text=content_text(m.content), planner=planner))
         for t in state.tasks:
             for intr in t.interrupts or ():
                 events.append(self._interrupt_event(thread_id, intr.value))
@@ -309,7 +310,7 @@ class AgentService:
             reply = load_chat_model(self.ctx).bind_tools(build_tools(list(specs.values()))).invoke(
                 [HumanMessage(content=f"{message}\n(corpus: {corpus}; target: {target})")])
             steps = [{"tool": tc["name"], "args": tc["args"]} for tc in reply.tool_calls]
-            why = None if steps else _text(reply.content)
+            why = None if steps else content_text(reply.content)
         elif kind == "json":
             steps, why, _ = json_steps(message, specs, state, self.ctx)
         else:
@@ -320,14 +321,6 @@ class AgentService:
                      for i, s in enumerate(steps) if s["tool"] in specs]
         return {"planner": label, "text": plan_text(plan) if steps else (why or ""),
                 "steps": [{"tool": s["tool"], "args": s["args"]} for s in steps], "policy": decisions}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
-    return str(content)
 
 
 def _outcome_text(out: dict[str, Any]) -> str:

@@ -20,7 +20,8 @@ def run_child(code: str, env: dict | None = None) -> dict:
         "t0 = time.perf_counter()\n"
         f"{code}\n"
         "out['wall_s'] = time.perf_counter() - t0\n"
-        "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        # VmHWM resets at exec; ru_maxrss would carry the forking parent's peak
+        "out['peak_rss_mb'] = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
         "print(json.dumps(out))\n"
     )
     proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,

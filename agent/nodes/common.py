@@ -9,6 +9,15 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from agent.context import CurateContext
 
 
+def content_text(content: Any) -> str:
+    """A message's content as plain text (LangChain content is a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
+    return str(content)
+
+
 def context_of(runtime: Any) -> CurateContext:
     ctx = getattr(runtime, "context", None) if runtime is not None else None
     return ctx if isinstance(ctx, CurateContext) else CurateContext.from_env()

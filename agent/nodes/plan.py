@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from agent import prompts
 from agent.adapters import active_policy, tool_context
 from agent.nodes.common import (
+    content_text,
     context_of,
     kind_of,
     new_usage,
@@ -34,14 +35,6 @@ FAMILY_KINDS = {"selection": {"selection"}, "scores": {"scores"}, "mixture": {"m
 
 def _fmt_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in args.items())
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
-    return str(content)
 
 
 def plan_text(plan: dict[str, Any]) -> str:
@@ -108,7 +101,7 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         messages = state["messages"]
         last = messages[-1]
         if isinstance(last, HumanMessage):
-            return _start(state, ctx, _content_text(last.content))
+            return _start(state, ctx, content_text(last.content))
         return _continue(state, ctx)
 
     def _start(state: dict[str, Any], ctx: Any, request: str) -> dict[str, Any]:
@@ -155,7 +148,7 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
             art = tm.artifact if isinstance(tm.artifact, dict) else {}
             if tm.status == "error":
                 step["status"] = "denied" if art.get("denied") else "error"
-                step["error"] = art.get("reason") or _content_text(tm.content)[:500]
+                step["error"] = art.get("reason") or content_text(tm.content)[:500]
                 continue
             step["status"] = "done"
             step["summary"] = art.get("summary", "")
@@ -215,7 +208,7 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         usage["llm_calls"] += 1
         usage["rounds"] += 1
         if not reply.tool_calls:
-            return _finish(state, ctx, plan, usage, answer=_content_text(reply.content))
+            return _finish(state, ctx, plan, usage, answer=content_text(reply.content))
         for tc in reply.tool_calls:
             plan["steps"].append({"id": tc["id"], "tool": tc["name"], "args": tc.get("args") or {}, "status": "running"})
         plan["text"] = plan_text(plan)

@@ -165,12 +165,14 @@ def test_reading_a_large_jsonl_keeps_memory_bounded(tmp_path):
         chunk = line * 10_000
         for _ in range(28):
             fh.write(chunk)
+    # VmHWM, not ru_maxrss: ru_maxrss survives execve, so a child forked from a large pytest process
+    # would report the parent's footprint before it ran a line of the reader
     code = textwrap.dedent(
         f"""
-        import resource
         from tools.corpus import read_batches
         n = sum(b.num_rows for b in read_batches({str(path)!r}, check_ids=False))
-        print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        print(n, int(hwm.split()[1]) // 1024)
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
