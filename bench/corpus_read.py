@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import run_child, write_result  # noqa: I001
 
 OURS = """

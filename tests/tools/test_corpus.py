@@ -198,5 +198,7 @@ def test_real_data_gsm8k_mmlu_and_redux(shared_raw):
 
 def test_corpus_spec_accepts_strings_and_rejects_unknown_fields():
     assert CorpusSpec.model_validate({"path": "x.jsonl"}).text_field == "text"
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="txt"):
         CorpusSpec.model_validate({"path": "x", "txt": "y"})
