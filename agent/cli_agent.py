@@ -328,9 +328,12 @@ def policy_check(
     except PolicyError as e:
         error(str(e))
         raise typer.Exit(2) from None
+    warnings = pol.root_warnings()
     if as_json:
-        emit(pol.model_dump(mode="json"), as_json=True)
+        emit({**pol.model_dump(mode="json"), "warnings": warnings}, as_json=True)
     else:
+        for w in warnings:
+            emit(f"warning: {w}", as_json=False)
         say(f"ok: policy {pol.name} ({pol.description or 'no description'})")
         say(f"  data roots: {', '.join(str(p) for p in pol.resolved_roots())}")
         say(f"  budgets: {pol.budgets.model_dump(exclude_none=True)}")

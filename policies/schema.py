@@ -96,6 +96,27 @@ class Policy(_Strict):
             out.append((p if p.is_absolute() else base / p).resolve())
         return tuple(out)
 
+    def root_warnings(self, base: Path | None = None) -> list[str]:
+        """Data roots so broad that they let a tool read nearly anything (``/``, the home folder, ...)."""
+        home = Path.home().resolve()
+        system = {Path(p) for p in ("/etc", "/usr", "/var", "/proc", "/sys", "/dev", "/root", "/boot", "/bin",
+                                    "/lib", "/opt", "/srv", "/home", "/Users", "/private", "/mnt", "/media")}
+        out = []
+        for raw, r in zip(self.data_roots, self.resolved_roots(base), strict=True):
+            if r == Path(r.anchor):
+                why = "the whole file system"
+            elif r == home or r in home.parents:
+                why = "the home folder" if r == home else f"a folder holding the home folder ({home})"
+            elif r in system or any(Path(s) in r.parents for s in ("/etc", "/proc", "/sys", "/dev", "/boot")):
+                why = "a system folder"
+            elif len(r.parts) <= 2:
+                why = "a top-level folder"
+            else:
+                continue
+            out.append(f"data root {raw!r} ({r}) is {why}: every file under it (keys, configs, other "
+                       "projects) can be read by tools; name the folders that hold your data instead")
+        return out
+
     def rule_for(self, domain: str) -> DomainRule:
         return self.domains.get(domain) or self.domains.get("*") or DomainRule()
 

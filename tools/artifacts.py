@@ -138,13 +138,33 @@ class Workspace:
     # -- housekeeping ---------------------------------------------------------------------------
 
     def _sweep_tmp(self, older_than_s: float = 0.0) -> None:
-        """Remove temp dirs of writers that died (their pid is gone)."""
+        """Remove temp dirs whose owner died; a dir whose name carries no pid only after a day.
+
+        Temp names are ``<prefix>.<pid>.<random>`` (:meth:`tmp`), so any number of processes can
+        share a workspace: each sweeps only what a dead process left behind.
+        """
         now = time.time()
-        for d in self.tmp_dir.iterdir():
-            pid = d.name.rsplit(".", 2)[-2] if d.name.count(".") >= 2 else ""
-            alive = pid.isdigit() and _pid_alive(int(pid))
-            if not alive and now - d.stat().st_mtime >= older_than_s:
-                shutil.rmtree(d, ignore_errors=True)
+        for d in list(self.tmp_dir.iterdir()) + [p for p in self.runs_dir.glob("*.tmp")]:
+            pid = _owner_pid(d.name)
+            try:
+                age = now - d.stat().st_mtime
+            except OSError:  # another process swept it first
+                continue
+            if pid is not None:
+                stale = not _pid_alive(pid) and age >= older_than_s
+            else:
+                stale = age >= max(older_than_s, UNOWNED_TMP_MAX_AGE_S)
+            if stale:
+                if d.is_dir():
+                    shutil.rmtree(d, ignore_errors=True)
+                else:
+                    d.unlink(missing_ok=True)
+
+    def tmp(self, prefix: str) -> Path:
+        """A fresh temp dir owned by this process (its pid is in the name, so sweeps leave it alone)."""
+        d = self.tmp_dir / f"{prefix}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True)
+        return d
 
     def cache_dir(self, name: str) -> Path:
         """A persistent scratch directory for a tool's resumable state (e.g. embedding shards)."""
@@ -165,8 +185,7 @@ class Workspace:
         """Write an artifact atomically; ``key`` content-addresses it (same key -> same id)."""
         art_id = self.make_id(kind, key)
         final = self.artifacts_dir / art_id
-        tmp = self.tmp_dir / f"{art_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+        tmp = self.tmp(art_id)
         writer = ArtifactWriter(tmp)
         writer.id = art_id
         try:
@@ -199,19 +218,33 @@ class Workspace:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def exists(self, art_id: str) -> bool:
-        return (self.artifacts_dir / art_id / MANIFEST).exists()
-
-    def get(self, ref: str | os.PathLike) -> Artifact:
-        """An artifact by id, or by path to its directory or to a file inside it."""
+    def _find(self, ref: str | os.PathLike) -> Path | None:
+        """The artifact dir for an id, or for a path to its dir or a file in it, inside this workspace only."""
         ref_s = os.fspath(ref)
-        p = self.artifacts_dir / ref_s
-        if (p / MANIFEST).exists():
-            return Artifact(p)
+        if _is_id(ref_s):
+            p = self.artifacts_dir / ref_s
+            return p if (p / MANIFEST).exists() else None
+        real_arts = Path(os.path.realpath(self.artifacts_dir))
         q = Path(ref_s)
         for cand in (q, q.parent):
-            if (cand / MANIFEST).exists():
-                return Artifact(cand)
+            real = Path(os.path.realpath(cand))
+            if real.parent == real_arts and _is_id(real.name) and (real / MANIFEST).exists():
+                return self.artifacts_dir / real.name
+        return None
+
+    def exists(self, art_id: str) -> bool:
+        return isinstance(art_id, str) and self._find(art_id) is not None
+
+    def get(self, ref: str | os.PathLike) -> Artifact:
+        """An artifact by id, or by path to its directory or to a file inside it (this workspace only)."""
+        p = self._find(ref)
+        if p is not None:
+            return Artifact(p)
+        ref_s = os.fspath(ref)
+        q = Path(ref_s)
+        if not _is_id(ref_s) and any((c / MANIFEST).exists() for c in (q, q.parent)):
+            raise BadInput(f"{ref_s} is not an artifact of this workspace ({self.artifacts_dir}); "
+                           "artifacts are read only from the workspace")
         known = ", ".join(a.id for a in self.list()[:5])
         raise BadInput(
             f"no artifact {ref_s!r} in {self.artifacts_dir}",
@@ -228,18 +261,41 @@ class Workspace:
 
     def run_record(self, run_key: str) -> dict[str, Any] | None:
         p = self.runs_dir / f"{run_key[:24]}.json"
-        if not p.exists():
+        try:
+            rec = json.loads(p.read_text())
+        except FileNotFoundError:
             return None
-        rec = json.loads(p.read_text())
+        except (OSError, ValueError):  # a damaged record is a cache miss; the run is redone and rewritten
+            return None
+        if not isinstance(rec, dict):
+            return None
         if all(self.exists(a) for a in rec.get("result", {}).get("artifacts", {}).values()):
             return rec
         return None
 
     def save_run(self, run_key: str, record: dict[str, Any]) -> None:
         p = self.runs_dir / f"{run_key[:24]}.json"
-        tmp = p.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, p)
+        tmp = p.with_name(f"{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # unique per writer thread
+        try:
+            tmp.write_text(json.dumps(record, indent=2, default=str))
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+UNOWNED_TMP_MAX_AGE_S = 24 * 3600.0
+
+
+def _is_id(ref: str) -> bool:
+    return bool(ref) and "/" not in ref and os.sep not in ref and ref not in (".", "..") and "\x00" not in ref
+
+
+def _owner_pid(name: str) -> int | None:
+    """The pid in a temp name ``<prefix>.<pid>.<random>[.tmp]``, else None."""
+    parts = name.removesuffix(".tmp").rsplit(".", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from tools.errors import BadInput, PolicyDenied
+from tools.errors import BadInput, CurateError, PolicyDenied
 
 Format = Literal["auto", "jsonl", "json", "parquet", "csv", "tsv", "hf"]
 SUFFIX_FORMATS = {
@@ -128,23 +128,69 @@ def _is_hf_dir(p: Path) -> bool:
     )
 
 
+def _read_json_file(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"not a readable JSON file ({type(e).__name__})", where=str(p)) from None
+
+
+def _inside_dir(base: Path, name: Any, where: Path, what: str) -> Path:
+    """``base/name`` if it stays inside ``base`` after resolving symlinks; a ``..`` escape is refused."""
+    if not isinstance(name, str) or not name or os.path.isabs(name):
+        raise BadInput(f"{what} must be a relative path inside the dataset folder; got {name!r}", where=str(where))
+    cand = base / name
+    real_base = os.path.realpath(base)
+    real = os.path.realpath(cand)
+    if real != real_base and not real.startswith(real_base + os.sep):
+        raise PolicyDenied(f"{what} {name!r} points outside the dataset folder {base}", where=str(where))
+    return cand
+
+
 def _hf_arrow_files(p: Path, split: str | None) -> list[Path]:
+    """The Arrow files of a saved dataset (or of its splits); every one stays inside the folder."""
     if (p / "dataset_dict.json").exists():
-        splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+        meta = _read_json_file(p / "dataset_dict.json")
+        splits = meta.get("splits") if isinstance(meta, dict) else None
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise BadInput("dataset_dict.json: 'splits' must be a list of split names", where=str(p))
         if split is not None:
             if split not in splits:
                 raise BadInput(f"split {split!r} not found; splits are {splits}", where=str(p))
             splits = [split]
         files: list[Path] = []
         for s in splits:
-            files += _hf_arrow_files(p / s, None)
+            files += _hf_arrow_files(_inside_dir(p, s, p / "dataset_dict.json", "split"), None)
         return files
     state = p / "state.json"
     if state.exists():
-        names = [d["filename"] for d in json.loads(state.read_text()).get("_data_files", [])]
+        meta = _read_json_file(state)
+        entries = meta.get("_data_files", []) if isinstance(meta, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(d, dict) for d in entries):
+            raise BadInput("state.json: '_data_files' must be a list of {filename: ...}", where=str(state))
+        names = [d.get("filename") for d in entries]
         if names:
-            return [p / n for n in names]
+            return [_inside_dir(p, n, state, "_data_files entry") for n in names]
     return sorted(p.glob("*.arrow"))
+
+
+def _walk_files(root: Path) -> list[Path]:
+    """Every non-hidden data file under ``root`` (symlinked folders followed once, loops cut)."""
+    out: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for n in filenames:
+            if not n.startswith(".") and Path(n).suffix.lower() in SUFFIX_FORMATS:
+                f = Path(dirpath) / n
+                if f.is_file():
+                    out.append(f)
+    return sorted(out)
 
 
 def resolve_files(spec: CorpusSpec, allowed_roots: Sequence[Path] | None = None) -> list[tuple[Path, str]]:
@@ -165,10 +211,9 @@ def resolve_files(spec: CorpusSpec, allowed_roots: Sequence[Path] | None = None)
         if _is_hf_dir(c) or spec.format == "hf" and c.is_dir():
             out += [(f, "hf") for f in _hf_arrow_files(c, spec.split)]
         elif c.is_dir():
-            for f in sorted(c.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUFFIX_FORMATS and not f.name.startswith("."):
-                    fmt = spec.format if spec.format != "auto" else SUFFIX_FORMATS[f.suffix.lower()]
-                    out.append((f, fmt))
+            for f in _walk_files(c):
+                fmt = spec.format if spec.format != "auto" else SUFFIX_FORMATS[f.suffix.lower()]
+                out.append((f, fmt))
         else:
             fmt = spec.format
             if fmt == "auto":
@@ -182,6 +227,9 @@ def resolve_files(spec: CorpusSpec, allowed_roots: Sequence[Path] | None = None)
             out.append((c, fmt))
     if not out:
         raise BadInput("no data files found (looked for .jsonl .json .parquet .csv .tsv .arrow)", where=raw)
+    if allowed_roots is not None:  # per file, after every symlink: a link inside a root may point anywhere
+        for f, _ in out:
+            check_allowed(f, allowed_roots)
     return out
 
 
@@ -193,7 +241,8 @@ def check_allowed(path: Path, allowed_roots: Sequence[Path]) -> None:
         if real == r or r in real.parents:
             return
     roots = ", ".join(str(r) for r in allowed_roots) or "(none)"
-    raise PolicyDenied(f"reading {path} is outside the allowed data roots: {roots}")
+    via = f" (a link to {real})" if os.path.islink(path) or str(real) != os.path.abspath(path) else ""
+    raise PolicyDenied(f"reading {path}{via} is outside the allowed data roots: {roots}")
 
 
 def fingerprint(spec: CorpusSpec) -> str:
@@ -210,6 +259,14 @@ def content_id(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- record level
+
+
+def _field_names(keys: Sequence[Any], max_fields: int = 64, max_len: int = 64) -> list[str] | None:
+    """Field names fit to print in an error, or None when they look like data rather than names."""
+    names = [str(k) for k in keys]
+    if len(names) > max_fields or any(len(n) > max_len or any(c in n for c in ":/\\\n") for n in names):
+        return None
+    return names
 
 
 class _Rows:
@@ -232,11 +289,16 @@ class _Rows:
 
     def _missing_text(self, keys: Sequence[str], where: str) -> None:
         missing = [f for f in self.text_fields if f not in keys]
-        hint = f"pass text_field= one of: {', '.join(map(str, keys))}" if keys else None
+        names = _field_names(keys)
+        if names is None:  # a header that is data (a file that is not a table): never echo it
+            raise BadInput(
+                f"text field {missing[0]!r} not found; the first row does not look like field names "
+                f"({len(keys)} columns)", where=where, hint="pass text_field=, or has_header=False with column_names=",
+            )
         raise BadInput(
-            f"text field {missing[0]!r} not found; the fields that exist are {sorted(map(str, keys))}",
+            f"text field {missing[0]!r} not found; the fields that exist are {sorted(names)}",
             where=where,
-            hint=hint,
+            hint=f"pass text_field= one of: {', '.join(names)}" if names else None,
         )
 
     def add_record(self, rec: Any, where: str, domain_hint: str | None) -> Iterator[pa.RecordBatch]:
@@ -251,7 +313,12 @@ class _Rows:
                     return
                 self._missing_text(list(rec.keys()), where)
             v = rec[f]
-            parts.append("" if v is None else (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)))
+            if v is not None and not isinstance(v, str):
+                # the rule: text is a string (null reads as empty); a number, list or object is a bad
+                # row (raised, or skipped and counted as non_string_text), never silently stringified
+                self._fail(f"text field {f!r} must be a string; got {type(v).__name__}", where, "non_string_text")
+                return
+            parts.append("" if v is None else v)
         text = parts[0] if len(parts) == 1 else "\n\n".join(p for p in parts if p)
         yield from self._push(text, rec.get(self.spec.id_field) if self.spec.id_field else None,
                               self._domain(rec.get(self.spec.domain_field) if self.spec.domain_field else None,
@@ -602,12 +669,32 @@ def read_batches(
     files = resolve_files(spec, allowed_roots)
     for path, fmt in files:
         stats.files.append(str(path))
-        yield from _iter_file(path, fmt, rows, stats)
+        try:
+            for batch in _iter_file(path, fmt, rows, stats):
+                yield batch
+        except CurateError:
+            raise
+        except _READ_ERRORS as e:  # corrupt or truncated Parquet/Arrow, a CSV with NUL bytes, ...
+            raise unreadable(path, fmt, e) from None
     if rows.pending():
-        yield rows.flush()
+        batch = rows.flush()
+        yield batch
     if stats.rows == 0:
         skipped = f" ({dict(stats.skipped)} skipped)" if stats.skipped else ""
         raise BadInput(f"the corpus has no documents{skipped}", where=spec.path)
+
+
+_READ_ERRORS = (pa.ArrowException, OSError, csv.Error, ValueError, EOFError, UnicodeError, OverflowError)
+
+
+def unreadable(path: Path | str, fmt: str, e: BaseException) -> BadInput:
+    """A file the reader cannot parse, said without echoing its contents (quoted values are elided)."""
+    import re
+
+    msg = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", str(e).splitlines()[0] if str(e) else "")
+    msg = msg[:160] + ("…" if len(msg) > 160 else "")
+    return BadInput(f"cannot read this {fmt} file; it may be corrupt or truncated ({type(e).__name__}: {msg})",
+                    where=str(path))
 
 
 def read_table(corpus: CorpusSpec | str | dict, columns: Sequence[str] = CANONICAL, **kw: Any) -> pa.Table:
@@ -624,7 +711,10 @@ def count_rows(corpus: CorpusSpec | str | dict) -> int:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            total += pq.ParquetFile(path).metadata.num_rows
+            try:
+                total += pq.ParquetFile(path).metadata.num_rows
+            except _READ_ERRORS as e:
+                raise unreadable(path, fmt, e) from None
         elif fmt == "jsonl":
             with open(path, "rb") as fh:
                 n = 0
@@ -646,7 +736,10 @@ def peek_fields(corpus: CorpusSpec | str | dict) -> list[str]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).schema_arrow.names
+        try:
+            return pq.ParquetFile(path).schema_arrow.names
+        except _READ_ERRORS as e:
+            raise unreadable(path, fmt, e) from None
     if fmt == "jsonl":
         with open(path, "rb") as fh:
             for raw in fh:

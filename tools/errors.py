@@ -47,6 +47,13 @@ class ApprovalRequired(CurateError):
     kind = "approval_required"
 
 
+class StateConflict(CurateError):
+    """The workspace changed under the request: a corpus edited since its selection, a decided proposal."""
+
+    exit_code = 5
+    kind = "state_conflict"
+
+
 class ResourceUnavailable(CurateError):
     """A model, package, server or device the tool needs is missing."""
 
