@@ -21,6 +21,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.neighbors:SPEC",
     "tools.semantic_dedup:SPEC",
     "tools.embed:SPEC",
+    "tools.bids.schema:SPEC",
 )
 
 

@@ -160,3 +160,142 @@ def test_baselines_against_hand_formulas():
 def test_budget_out_of_range():
     with pytest.raises(ValueError, match="budget"):
         core.bids_fast(np.zeros((3, 2), np.float32), 4)
+
+
+# -- the tool ------------------------------------------------------------------------------------
+
+from tests.conftest import write_jsonl  # noqa: E402
+from tools.errors import BadInput  # noqa: E402
+
+
+def _matrix_files(tmp_path, N=90, per_task=4, boost=20.0, seed=0):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    A, codes, owner = _scale_bias(seed=seed, N=N, per_task=per_task, boost=boost)
+    names = ["code", "math", "reading"]
+    tasks = [names[c] for c in codes]
+    rows = [{"id": f"ex-{i}", "text": f"example {i}", "domain": names[owner[i]]} for i in range(N)]
+    corpus = write_jsonl(tmp_path / "pool.jsonl", rows)
+    npy = tmp_path / "A.npy"
+    np.save(npy, A)
+    data = {"id": [r["id"] for r in rows], **{f"v{j}": A[:, j] for j in range(A.shape[1])}}
+    pq.write_table(pa.table(data), tmp_path / "A.parquet")
+    return A, tasks, owner, corpus, npy, tmp_path / "A.parquet"
+
+
+def test_tool_bids_balances_and_reports_against_task_max(tmp_path, ctx):
+    from tools import bids
+
+    A, tasks, owner, corpus, npy, _ = _matrix_files(tmp_path, N=600, per_task=6)
+    res = bids.run({"influence": str(npy), "val_tasks": tasks, "fraction": 0.15, "corpus": str(corpus)}, ctx)
+    assert res.k == 90 and res.pool_size == 600
+    assert all(abs(v - 1 / 3) < 0.12 for v in res.task_share.values()), res.task_share
+    assert res.baseline_share["code"] > 0.8  # the inflated task wins the one-shot LESS selection
+    assert res.influence_spread < res.baseline_spread
+    sel = ctx.workspace.get(res.artifacts["selection"])
+    t = sel.table()
+    ref = core.select(A, 90, method="bids", codes=core.task_codes(tasks)[1])
+    assert t.column("id").to_pylist() == [f"ex-{i}" for i in ref.indices]
+    assert set(t.column("domain").to_pylist()) == {"code", "math", "reading"}
+    assert ctx.workspace.get(res.artifacts["plot"]).kind == "plot"
+    assert len(res.summary) <= 600 and "task-max" in res.summary
+    # a cache hit on repeat
+    assert bids.run({"influence": str(npy), "val_tasks": tasks, "fraction": 0.15, "corpus": str(corpus)},
+                    ctx).cached
+
+
+def test_tool_parquet_ids_and_baselines(tmp_path, ctx):
+    from tools import bids
+
+    A, tasks, _, _, _, pq_path = _matrix_files(tmp_path)
+    for method in ("task_max", "instance_max", "sum"):
+        for normalize in (True, False):
+            res = bids.run({"influence": str(pq_path), "val_tasks": tasks, "k": 10, "method": method,
+                            "normalize": normalize}, ctx)
+            ids = ctx.workspace.get(res.artifacts["selection"]).table().column("id").to_pylist()
+            ref = core.select(A, 10, method=method, codes=core.task_codes(tasks)[1], normalize=normalize)
+            assert ids == [f"ex-{i}" for i in ref.indices]
+    res = bids.run({"influence": str(pq_path), "val_tasks": tasks, "k": 10, "mode": "task"}, ctx)
+    assert res.k == 10
+
+
+def test_tool_row_numbers_without_ids(tmp_path, ctx):
+    from tools import bids
+
+    A, tasks, *_ = _matrix_files(tmp_path)
+    np.save(tmp_path / "B.npy", A[:20])
+    res = bids.run({"influence": str(tmp_path / "B.npy"), "val_tasks": tasks, "k": 20}, ctx)
+    ids = ctx.workspace.get(res.artifacts["selection"]).table().column("id").to_pylist()
+    assert sorted(ids, key=int) == [str(i) for i in range(20)]
+
+
+def test_tool_bad_input_names_the_field(tmp_path, ctx):
+    from tools import bids
+
+    A, tasks, _, corpus, npy, _ = _matrix_files(tmp_path)
+    base = {"influence": str(npy), "val_tasks": tasks, "k": 5}
+    with pytest.raises(BadInput, match=r"bids.val_tasks.*one task label per validation column"):
+        bids.run({**base, "val_tasks": tasks[:-1]}, ctx)
+    with pytest.raises(BadInput, match=r"bids.val_tasks.*non-empty task label"):
+        bids.run({**base, "val_tasks": tasks[:-1] + [""]}, ctx)
+    with pytest.raises(BadInput, match=r"bids.k.*at most the 90 rows"):
+        bids.run({**base, "k": 91}, ctx)
+    with pytest.raises(BadInput, match="exactly one of k"):
+        bids.run({**base, "fraction": 0.1}, ctx)
+    with pytest.raises(BadInput, match=r"bids.val_tasks"):
+        bids.run({"influence": str(npy), "k": 5}, ctx)
+    bad = A.copy()
+    bad[7, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(BadInput, match=r"bids.influence.*row 7, column 3"):
+        bids.run({**base, "influence": str(tmp_path / "nan.npy")}, ctx)
+    bad[7, 3] = np.inf
+    np.save(tmp_path / "inf.npy", bad)
+    with pytest.raises(BadInput, match=r"bids.influence.*finite"):
+        bids.run({**base, "influence": str(tmp_path / "inf.npy")}, ctx)
+    short = write_jsonl(tmp_path / "short.jsonl", [{"id": "a", "text": "x"}])
+    with pytest.raises(BadInput, match=r"bids.corpus.*one row per influence matrix row"):
+        bids.run({**base, "corpus": str(short)}, ctx)
+    with pytest.raises(BadInput, match=r"bids.influence"):
+        bids.run({**base, "influence": str(tmp_path / "missing.npy")}, ctx)
+    (tmp_path / "x.txt").write_text("1 2 3")
+    with pytest.raises(BadInput, match=r"bids.influence.*\.npy or a \.parquet"):
+        bids.run({**base, "influence": str(tmp_path / "x.txt")}, ctx)
+    assert not ctx.workspace.list("selection")  # nothing half-written
+
+
+def test_tool_unequal_task_counts_warn(tmp_path, ctx):
+    from tools import bids
+
+    A, tasks, _, _, npy, _ = _matrix_files(tmp_path)
+    skewed = ["code"] * 9 + ["math"] * 2 + ["reading"]
+    res = bids.run({"influence": str(npy), "val_tasks": skewed, "k": 5}, ctx)
+    assert res.warnings and "unequal" in res.warnings[0]
+    assert res.task_columns == {"code": 9, "math": 2, "reading": 1}
+    A2 = A.copy()
+    A2[:, 0] = 1.0
+    np.save(tmp_path / "const.npy", A2)
+    res = bids.run({"influence": str(tmp_path / "const.npy"), "val_tasks": tasks, "k": 5}, ctx)
+    assert res.dropped_columns == [0]
+
+
+def test_conformance_case_runs(tmp_path, ctx):
+    from tools import bids
+    from tools.bids.schema import conformance_case
+
+    rows = [{"id": f"{d}-{i}", "text": "t", "domain": d} for d in ("math", "code", "food") for i in range(15)]
+    corpus = write_jsonl(tmp_path / "c.jsonl", rows)
+    args = conformance_case(tmp_path, corpus)
+    res = bids.run({**args, "corpus": str(corpus)}, ctx)
+    assert res.k == 9 and max(res.task_share.values()) < 0.6
+
+
+def test_sampled_thresholds_and_their_fallback(monkeypatch):
+    rng = np.random.default_rng(11)
+    A = rng.integers(0, 6, size=(9000, 4)).astype(np.float32)
+    A[:, 2] = rng.standard_normal(9000)
+    naive = core.bids_naive(A, 40).indices
+    np.testing.assert_array_equal(core.bids_fast(A, 40).indices, naive)  # sampled thresholds
+    monkeypatch.setattr(core, "_thresholds", lambda Z, L: np.full(Z.shape[1], np.inf, np.float32))
+    np.testing.assert_array_equal(core.bids_fast(A, 40).indices, naive)  # every guess too high
