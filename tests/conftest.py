@@ -31,7 +31,8 @@ def _isolated_workspace(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
     monkeypatch.setenv("CURATE_HOME", str(tmp_path / ".curate"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    for var in ("CURATE_LLM_BASE_URL", "CURATE_LLM_MODEL", "CURATE_LLM_API_KEY", "CURATE_CHROMA_URL"):
+    for var in ("CURATE_LLM_BASE_URL", "CURATE_LLM_MODEL", "CURATE_LLM_API_KEY", "CURATE_CHROMA_URL",
+                "CURATE_TOOL_LLM_BASE_URL", "CURATE_TOOL_LLM_MODEL", "CURATE_TOOL_LLM_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     yield
 
@@ -79,3 +80,75 @@ def shared_raw() -> Path:
     if not SHARED_RAW.exists():
         pytest.skip(f"shared real-data folder not found at {SHARED_RAW}")
     return SHARED_RAW
+
+
+class OpenAIStub:
+    """A real OpenAI-compatible chat-completions server on 127.0.0.1 driven by a responder function.
+
+    ``responder(messages, params) -> str`` gives each reply's content; ``requests`` records every
+    request body received (so tests can count calls); ``url`` is the ``/v1`` base URL.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stub = self
+        self.requests: list[dict] = []
+        self.responder = lambda messages, params: '{"ok": true}'
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002, ANN201
+                pass
+
+            def do_POST(self):  # noqa: ANN201, N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with stub._lock:
+                    stub.requests.append(body)
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                params = {k: v for k, v in body.items() if k not in ("messages", "model")}
+                try:
+                    content = stub.responder(body.get("messages", []), params)
+                except Exception as e:  # noqa: BLE001 - a responder error is a 500, as a real server's
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"error": {"message": str(e)}}).encode())
+                    return
+                out = json.dumps({
+                    "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def chat_requests(self) -> list[dict]:
+        return [r for r in self.requests if "messages" in r]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def openai_server():  # noqa: ANN201
+    """A local OpenAI-compatible server (see :class:`OpenAIStub`); set ``.responder`` in the test."""
+    stub = OpenAIStub()
+    try:
+        yield stub
+    finally:
+        stub.close()

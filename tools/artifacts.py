@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tools.contract import ARTIFACT_KINDS
 from tools.errors import BadInput
+from tools.kinds import ARTIFACT_KINDS
 
 MANIFEST = "manifest.json"
 DATA_FILES = {"table": "data.parquet", "array": "data.npy", "plot": "plot.png", "json": "data.json"}

@@ -2,8 +2,10 @@
 
 A tool is ``run(request: XRequest, ctx: ToolContext) -> XResult``. Requests hold hyperparameters and
 references (corpus specs, artifact ids), never arrays or text; results hold a short summary for the
-LLM, typed metrics, and artifact ids for anything large. This module imports only pydantic and the
-standard library so that listing tools is instant.
+LLM, typed metrics, and artifact ids for anything large. This module imports only pydantic, the
+standard library and ``tools.kinds`` so that listing tools is instant; what runs a tool
+(``tools.runtime``), stores its artifacts (``tools.artifacts``) and calls an LLM (``tools.llm``) is
+imported when first used, and none of those modules imports this one back.
 """
 
 from __future__ import annotations
@@ -17,23 +19,29 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from tools.kinds import ARTIFACT_KINDS, ArtifactKind
+
 if TYPE_CHECKING:  # pragma: no cover
     from tools.artifacts import Workspace
+    from tools.llm import ToolLLM
 
-ArtifactKind = Literal[
-    "scores",
-    "embeddings",
-    "selection",
-    "index",
-    "mixture",
-    "proposal",
-    "plot",
-    "traces",
-    "rejected",
-    "table",
-    "export",
+__all__ = [
+    "ARTIFACT_KINDS",
+    "ArtifactKind",
+    "CostClass",
+    "Effect",
+    "LLMConfig",
+    "MixtureResult",
+    "Progress",
+    "ProgressEvent",
+    "RowCounts",
+    "ScoresResult",
+    "SelectionResult",
+    "ToolContext",
+    "ToolRequest",
+    "ToolResult",
+    "ToolSpec",
 ]
-ARTIFACT_KINDS: tuple[str, ...] = ArtifactKind.__args__  # type: ignore[attr-defined]
 
 Effect = Literal["read_data", "write_workspace", "gpu", "llm_calls", "export", "network"]
 CostClass = Literal["cpu", "gpu", "llm"]
@@ -111,6 +119,19 @@ class Progress:
             self._emit(done=True)
 
 
+class LLMConfig(BaseModel):
+    """An OpenAI-compatible endpoint for tools (``CURATE_TOOL_LLM_*``, else ``CURATE_LLM_*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8080/v1")
+    model: str = Field("default", description="model name the server expects")
+    api_key: str = Field("none", description="bearer token; local servers ignore it")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
+    max_retries: int = Field(2, ge=0, le=10, description="re-sends of a failed or unparsable request")
+
+
 class ToolContext(BaseModel):
     """Where and how a tool runs. Frozen: a tool never changes its context.
 
@@ -129,9 +150,16 @@ class ToolContext(BaseModel):
     show_progress: bool = True
     on_progress: Callable[[ProgressEvent], None] | None = None
     tool: str = ""
+    llm_config: LLMConfig | None = Field(
+        None, description="the LLM tools may call; None = from CURATE_TOOL_LLM_* then CURATE_LLM_* (or none)"
+    )
+    max_llm_calls: int | None = Field(
+        None, ge=0, description="LLM calls one tool run may send (the policy's budget); None = unlimited"
+    )
 
     _workspace: Any = PrivateAttr(default=None)
     _run: Any = PrivateAttr(default=None)
+    _llm: Any = PrivateAttr(default=None)
 
     @property
     def workspace(self) -> Workspace:
@@ -140,6 +168,25 @@ class ToolContext(BaseModel):
 
             self._workspace = Workspace(self.workspace_dir)
         return self._workspace
+
+    @property
+    def has_llm(self) -> bool:
+        """Whether an LLM is configured (here or through the environment); no call is made."""
+        from tools.llm import resolve_config
+
+        return resolve_config(self.llm_config) is not None
+
+    @property
+    def llm(self) -> ToolLLM:
+        """The LLM client of this run: cached, counted, charged against ``max_llm_calls``.
+
+        Raises :class:`~tools.errors.ResourceUnavailable` saying how to configure one when none is.
+        """
+        if self._llm is None:
+            from tools.llm import ToolLLM
+
+            self._llm = ToolLLM.for_context(self)
+        return self._llm
 
     def workers(self) -> int:
         if self.num_workers:
@@ -193,7 +240,10 @@ class ToolContext(BaseModel):
         """
         from tools.runtime import open_artifact
 
-        with open_artifact(self, kind, name, metrics=metrics, rows=rows, extra=extra) as writer:
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}; kinds are {ARTIFACT_KINDS}")
+        rows = rows if rows is not None else RowCounts()
+        with open_artifact(self, kind, name, metrics=metrics, rows=rows.model_dump(), extra=extra) as writer:
             yield writer
 
 
@@ -224,6 +274,7 @@ class ToolResult(BaseModel):
     rows: RowCounts = Field(default_factory=RowCounts)
     cached: bool = False
     duration_s: float = 0.0
+    llm_calls: int = Field(0, description="LLM calls this run sent (cached answers cost none)")
 
 
 class SelectionResult(ToolResult):
@@ -267,6 +318,19 @@ class ToolSpec(BaseModel):
     examples: tuple[str, ...] = Field(
         default=(), description="example user requests this tool answers (used by the offline router)"
     )
+    llm: Literal["no", "optional", "required"] = Field(
+        "no", description="whether the tool calls an LLM: 'optional' has a labelled offline fallback"
+    )
+    consumes: tuple[str, ...] = Field((), description="artifact kinds the tool reads (e.g. 'influence')")
+    produces: tuple[str, ...] = Field((), description="artifact kinds the tool writes (e.g. 'selection')")
+    conformance: str | None = Field(
+        None,
+        description="'module:function' of conformance_case(tmp_path, corpus) -> dict: valid arguments for "
+        "a small CPU run over the conformance corpus (writing any extra input into tmp_path)",
+    )
+    implementation: str | None = Field(
+        None, description="module holding the tool's ``run``; None = the package above ``.schema``"
+    )
 
     _impl: Callable[..., Any] | None = PrivateAttr(default=None)
 
@@ -285,13 +349,17 @@ class ToolSpec(BaseModel):
         def run(request: Any = None, ctx: ToolContext | None = None, /, **kwargs: Any) -> ToolResult:
             from tools.runtime import execute
 
-            return execute(self, request, ctx, kwargs)
+            return execute(self, request, ctx if ctx is not None else ToolContext(), kwargs)
 
         run.spec = self  # type: ignore[attr-defined]
         return run
 
     @property
+    def bound(self) -> bool:
+        return self._impl is not None
+
+    @property
     def impl(self) -> Callable[[Any, ToolContext], ToolResult]:
         if self._impl is None:
-            raise RuntimeError(f"tool {self.name!r} has no implementation bound")
+            raise RuntimeError(f"tool {self.name!r} has no implementation bound (import {self.implementation})")
         return self._impl

@@ -37,6 +37,8 @@ SUFFIX_FORMATS = {
     ".arrow": "hf",
 }
 CANONICAL = ("id", "text", "domain")
+NO_DOMAIN = "(none)"
+"""The domain of a document whose corpus gives none: what every count, share and selection shows."""
 DEFAULT_BATCH_ROWS = 8192
 _JSONL_BLOCK_BYTES = 8 << 20
 
@@ -654,10 +656,12 @@ def read_batches(
     stats: ReadStats | None = None,
     allowed_roots: Sequence[Path] | None = None,
     check_ids: bool = True,
+    raw_domain: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the corpus as Arrow batches with canonical columns (``id``, ``text``, ``domain``, extras).
 
     Memory is bounded by ``batch_rows`` (plus one 8 MiB read block), not by the file size.
+    A missing domain reads as :data:`NO_DOMAIN` (``raw_domain=True``: as null, what the file holds).
     Raises :class:`BadInput` for an empty corpus, a missing text field or a malformed row.
     """
     spec = as_corpus(corpus)
@@ -667,18 +671,19 @@ def read_batches(
     if not check_ids:
         rows.seen_ids = None
     files = resolve_files(spec, allowed_roots)
+    fill = None if raw_domain or "domain" not in cols else cols.index("domain")
     for path, fmt in files:
         stats.files.append(str(path))
         try:
             for batch in _iter_file(path, fmt, rows, stats):
-                yield batch
+                yield batch if fill is None else _fill_domain(batch, fill)
         except CurateError:
             raise
         except _READ_ERRORS as e:  # corrupt or truncated Parquet/Arrow, a CSV with NUL bytes, ...
             raise unreadable(path, fmt, e) from None
     if rows.pending():
         batch = rows.flush()
-        yield batch
+        yield batch if fill is None else _fill_domain(batch, fill)
     if stats.rows == 0:
         skipped = f" ({dict(stats.skipped)} skipped)" if stats.skipped else ""
         raise BadInput(f"the corpus has no documents{skipped}", where=spec.path)
@@ -695,6 +700,15 @@ def unreadable(path: Path | str, fmt: str, e: BaseException) -> BadInput:
     msg = msg[:160] + ("…" if len(msg) > 160 else "")
     return BadInput(f"cannot read this {fmt} file; it may be corrupt or truncated ({type(e).__name__}: {msg})",
                     where=str(path))
+
+
+def _fill_domain(batch: pa.RecordBatch, i: int) -> pa.RecordBatch:
+    col = batch.column(i)
+    if not col.null_count:
+        return batch
+    import pyarrow.compute as pc
+
+    return batch.set_column(i, "domain", pc.fill_null(col, NO_DOMAIN))
 
 
 def read_table(corpus: CorpusSpec | str | dict, columns: Sequence[str] = CANONICAL, **kw: Any) -> pa.Table:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, model_validator
 from tools.contract import RowCounts, SelectionResult, ToolContext, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg, CorpusSpec, ReadStats, read_batches
 from tools.errors import BadInput, ResourceUnavailable, field_error
+from tools.refs import ArtifactOrPath
 from tools.selection import format_domain_counts, selection_table, write_selection
 from tools.vectorstore import check_vectors
 
@@ -56,7 +57,7 @@ class NeighborsRequest(ToolRequest):
     exclude_query_docs: bool = Field(
         True, description="leave out the query document (doc_id) or pool documents whose id is a target id"
     )
-    embeddings: str | None = Field(
+    embeddings: ArtifactOrPath | None = Field(
         None,
         description="pool embeddings: an embedding artifact id, or a .npy path whose rows follow the corpus "
         "order; computed with the embed tool (cached) when omitted",

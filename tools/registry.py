@@ -1,7 +1,10 @@
 """The explicit list of tools, and the one invoke path every front end uses.
 
 Spec locations are listed here by hand (no folder scanning, no heavy imports), so listing tools is
-instant and a typo fails loudly. A tool lands by adding its ``"tools.<module>:SPEC"`` line.
+instant and a typo fails loudly. A tool lands by adding its package and one line here:
+``"tools.<tool>.schema:SPEC"``. The implementation (``run``, bound with ``@SPEC.implement``) is
+imported only before the tool first runs: ``spec.implementation`` if set, else the package above
+``.schema``. Older one-module tools are listed as ``"tools.<module>:SPEC"`` and work the same way.
 """
 
 from __future__ import annotations
@@ -16,25 +19,60 @@ from tools.errors import BadInput, ResourceUnavailable
 TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.profile:SPEC",
     "tools.sample:SPEC",
-    "tools.tsds:SPEC",
-    "tools.dsir:SPEC",
+    "tools.tsds.schema:SPEC",
+    "tools.dsir.schema:SPEC",
     "tools.neighbors:SPEC",
     "tools.semantic_dedup:SPEC",
     "tools.embed:SPEC",
     "tools.bids.schema:SPEC",
+    "tools.fact_index.schema:SPEC",
 )
+
+
+def _import(module_name: str, why: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        raise ResourceUnavailable(f"{why} {module_name} cannot be imported: {e}") from e
 
 
 def _load(location: str) -> ToolSpec:
     module_name, _, attr = location.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ResourceUnavailable(f"tool module {module_name} cannot be imported: {e}") from e
-    spec = getattr(module, attr)
+    spec = getattr(_import(module_name, "tool module"), attr)
     if not isinstance(spec, ToolSpec):
         raise TypeError(f"{location} is not a ToolSpec")
     return spec
+
+
+def implementation_module(spec: ToolSpec) -> str:
+    """The module whose import binds ``spec``'s ``run``: ``spec.implementation``, else the package above
+    the ``schema`` module the registry lists, else the listed module itself."""
+    if spec.implementation:
+        return spec.implementation
+    module_name = _LOCATION_BY_NAME.get(spec.name, "").partition(":")[0]
+    return module_name.removesuffix(".schema")
+
+
+def bind(spec: ToolSpec) -> ToolSpec:
+    """Import the tool's implementation (``run`` decorated with ``@SPEC.implement``) unless bound."""
+    if spec.bound:
+        return spec
+    module_name = implementation_module(spec)
+    module = _import(module_name, f"the implementation of tool {spec.name!r},")
+    run = getattr(module, "run", None)
+    if getattr(run, "spec", None) is not spec or not spec.bound:
+        raise TypeError(f"{module_name}.run must be the function decorated with @SPEC.implement of tool "
+                        f"{spec.name!r}")
+    return spec
+
+
+def location_of(name: str) -> str:
+    """The ``TOOL_LOCATIONS`` entry a tool was loaded from."""
+    _specs()
+    return _LOCATION_BY_NAME[name]
+
+
+_LOCATION_BY_NAME: dict[str, str] = {}
 
 
 @cache
@@ -45,6 +83,7 @@ def _specs() -> dict[str, ToolSpec]:
         if spec.name in specs:
             raise ValueError(f"duplicate tool name {spec.name!r} ({loc})")
         specs[spec.name] = spec
+        _LOCATION_BY_NAME[spec.name] = loc
     return specs
 
 
@@ -69,7 +108,7 @@ def invoke(name: str, args: dict[str, Any] | None = None, ctx: ToolContext | Non
     """Validate ``args`` against the tool's request model and run it (the path for CLI, agent, UI)."""
     from tools.runtime import execute
 
-    return execute(get(name), args or {}, ctx, {})
+    return execute(bind(get(name)), args or {}, ctx if ctx is not None else ToolContext(), {})
 
 
 def describe(spec: ToolSpec) -> dict[str, Any]:
@@ -84,5 +123,8 @@ def describe(spec: ToolSpec) -> dict[str, Any]:
         "effects": sorted(spec.effects),
         "confirmation": spec.confirmation,
         "needs_target": spec.needs_target,
+        "llm": spec.llm,
+        "consumes": list(spec.consumes),
+        "produces": list(spec.produces),
         "schema": spec.json_schema(),
     }

@@ -11,15 +11,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from tools.artifacts import stable_hash, utcnow
-from tools.contract import RowCounts, ToolContext, ToolRequest, ToolResult, ToolSpec
-from tools.corpus import CorpusSpec, check_allowed, fingerprint, resolve_files
-from tools.errors import BadInput
+from tools.errors import BadInput, refuse_bool_numbers
+from tools.refs import fingerprint_input, iter_refs, resolve_input
+
+if TYPE_CHECKING:  # pragma: no cover - the contract imports this module, never the other way round
+    from tools.contract import ToolContext, ToolRequest, ToolResult, ToolSpec
 
 SUMMARY_MAX_CHARS = 600
 
@@ -34,6 +35,8 @@ class RunInfo:
     run_key: str
     started_at: str
     artifacts: dict[str, str] = field(default_factory=dict)
+    llm_calls: int = 0
+    llm_cached: int = 0
 
 
 def validation_to_bad_input(tool: str, err: ValidationError) -> BadInput:
@@ -61,49 +64,31 @@ def build_request(spec: ToolSpec, request: Any, kwargs: dict[str, Any]) -> ToolR
     elif request is not None:
         raise BadInput(f"{spec.name}: request must be a {spec.request_model.__name__} or a dict")
     data.update(kwargs)
+    refuse_bool_numbers(spec.name, spec.request_model, data)
     try:
         return spec.request_model.model_validate(data)
     except ValidationError as e:
         raise validation_to_bad_input(spec.name, e) from None
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, BaseModel) and not isinstance(value, CorpusSpec):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name), f"{path}.{name}" if path else name)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _walk(v, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
 def input_fingerprints(request: ToolRequest, ctx: ToolContext) -> dict[str, str]:
-    """Fingerprint every input the request names; refuse inputs outside the data roots."""
-    ws = ctx.workspace
+    """Check and fingerprint every input the request references (found by type: :mod:`tools.refs`).
+
+    Each corpus, artifact id and path is resolved through :func:`tools.refs.resolve_input`, which
+    refuses paths outside the data roots (after resolving symlinks) whatever their suffix.
+    """
     out: dict[str, str] = {}
-    for path, value in _walk(request, ""):
-        if isinstance(value, CorpusSpec):
-            resolve_files(value, ctx.data_roots)  # raises PolicyDenied / BadInput early
-            out[path] = fingerprint(value)
-        elif isinstance(value, str) and value:
-            if ws.exists(value):
-                out[path] = value
-            elif ("/" in value or value.endswith((".npy", ".jsonl", ".parquet", ".json"))) and os.path.exists(value):
-                p = Path(value)
-                inside_ws = ws.root in Path(os.path.realpath(p)).parents
-                if ctx.data_roots is not None and not inside_ws:
-                    check_allowed(p, ctx.data_roots)
-                st = p.stat()
-                out[path] = stable_hash(os.path.realpath(p), st.st_size, st.st_mtime_ns)[:16]
+    for found in iter_refs(request):
+        resolved = resolve_input(found.value, ctx, field=f"{ctx.tool}.{found.path}", ref=found.ref)
+        out[found.path] = fingerprint_input(resolved)
     return out
 
 
-def execute(spec: ToolSpec, request: Any, ctx: ToolContext | None, kwargs: dict[str, Any]) -> ToolResult:
+def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, Any]) -> ToolResult:
     req = build_request(spec, request, kwargs)
-    base = ctx if ctx is not None else ToolContext()
-    run_ctx = base.model_copy(update={"tool": spec.name})
-    run_ctx._workspace = base._workspace
+    run_ctx = ctx.model_copy(update={"tool": spec.name})
+    run_ctx._workspace = ctx._workspace
+    run_ctx._llm = None  # each run counts its own LLM calls against the budget
     inputs = input_fingerprints(req, run_ctx)
     req_dump = req.model_dump(mode="json")
     run_key = stable_hash(spec.name, spec.version, req_dump, inputs)
@@ -112,7 +97,7 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext | None, kwargs: dict[
         rec = ws.run_record(run_key)
         if rec is not None:
             res = spec.result_model.model_validate(rec["result"])
-            return res.model_copy(update={"cached": True})
+            return res.model_copy(update={"cached": True, "llm_calls": 0})
     seed = getattr(req, "seed", None)
     info = RunInfo(spec.name, spec.version, req_dump, inputs, seed, run_key, utcnow())
     run_ctx._run = info
@@ -128,12 +113,14 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext | None, kwargs: dict[
     if len(summary) > SUMMARY_MAX_CHARS:
         summary = summary[: SUMMARY_MAX_CHARS - 3] + "..."
     result = result.model_copy(
-        update={"tool": spec.name, "artifacts": arts, "summary": summary, "duration_s": time.perf_counter() - t0}
+        update={"tool": spec.name, "artifacts": arts, "summary": summary, "duration_s": time.perf_counter() - t0,
+                "llm_calls": info.llm_calls}
     )
     ws.save_run(
         run_key,
         {"tool": spec.name, "version": spec.version, "request": req_dump, "inputs": inputs,
-         "started_at": info.started_at, "ended_at": utcnow(), "result": result.model_dump(mode="json")},
+         "started_at": info.started_at, "ended_at": utcnow(), "llm_calls": info.llm_calls,
+         "llm_cached": info.llm_cached, "result": result.model_dump(mode="json")},
     )
     return result
 
@@ -145,9 +132,10 @@ def open_artifact(
     name: str | None,
     *,
     metrics: dict[str, Any] | None,
-    rows: RowCounts | None,
+    rows: dict[str, Any],
     extra: dict[str, Any] | None,
 ) -> Iterator[Any]:
+    """Write one artifact of the running tool; its manifest records the run (see :class:`RunInfo`)."""
     info: RunInfo | None = ctx._run
     if info is None:  # a tool's helper called outside execute(): key by a fresh nonce
         info = RunInfo(ctx.tool or "adhoc", "0", {}, {}, None, stable_hash(time.time_ns(), os.getpid()), utcnow())
@@ -164,10 +152,12 @@ def open_artifact(
         "started_at": info.started_at,
         "ended_at": None,
         "metrics": metrics or {},
-        "rows": (rows or RowCounts()).model_dump(),
+        "rows": rows,
+        "llm_calls": info.llm_calls,
         **(extra or {}),
     }
     with ctx.workspace.write(kind, key, manifest) as writer:
         yield writer
         manifest["ended_at"] = utcnow()
+        manifest["llm_calls"] = info.llm_calls
     info.artifacts[label] = writer.id

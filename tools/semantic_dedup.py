@@ -37,6 +37,7 @@ from pydantic import Field
 from tools.contract import RowCounts, SelectionResult, ToolContext, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
 from tools.errors import field_error
+from tools.refs import ArtifactOrPath
 from tools.selection import selection_table, write_selection
 
 KeepRule = Literal["farthest_from_centroid", "closest_to_centroid", "longest", "first", "random"]
@@ -48,7 +49,7 @@ BLOCK = 2048
 
 class SemanticDedupRequest(ToolRequest):
     corpus: CorpusArg = Field(description="the pool to deduplicate")
-    embeddings: str | None = Field(
+    embeddings: ArtifactOrPath | None = Field(
         None,
         description="pool embeddings: an embedding artifact id, or a .npy path whose rows follow the corpus "
         "order; computed with the embed tool (cached) when omitted",

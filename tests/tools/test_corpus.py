@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import write_jsonl
-from tools.corpus import CorpusSpec, ReadStats, content_id, count_rows, read_batches, read_table
+from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats, content_id, count_rows, read_batches, read_table
 from tools.errors import BadInput, PolicyDenied
 
 ROWS = [{"id": f"r{i}", "text": f"document number {i}", "domain": "a" if i % 2 else "b", "n": i} for i in range(25)]
@@ -69,7 +69,8 @@ def test_content_hash_ids_are_stable_and_duplicates_reported(tmp_path):
     t = read_table(str(p), stats=st)
     assert t["id"].to_pylist() == [content_id("same"), content_id("other"), content_id("same")]
     assert st.duplicate_ids == 1 and st.duplicate_examples == [content_id("same")]
-    assert t["domain"].null_count == 3
+    assert t["domain"].to_pylist() == [NO_DOMAIN] * 3  # the reader applies the placeholder
+    assert read_table(str(p), raw_domain=True)["domain"].null_count == 3
 
 
 def test_column_mapping_and_joined_text_fields(tmp_path):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.contract import RowCounts, ToolContext
-from tools.corpus import CorpusSpec, ReadStats, read_batches
+from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats, read_batches
 from tools.dsir import core
 from tools.dsir.core import DSIRModel, FeatureConfig, Runner, fit_model, gumbel_topk
 from tools.dsir.schema import SPEC, DSIRRequest, DSIRResult
@@ -248,7 +248,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
             sel_ids = np.empty(picks.size, dtype=object)
             sel_dom = np.empty(picks.size, dtype=object)
             sel_counts = np.zeros(cfg.num_buckets, dtype=np.int64)
-            has_domain = any(d is not None for d in domains)
+            has_domain = any(d != NO_DOMAIN for d in domains)
             metrics_scores = {"columns": cols, "hash": request.hash, "ngrams": cfg.ngrams,
                               "num_buckets": cfg.num_buckets, "target_prior": model.prior}
             with ctx.artifact("scores", "dsir", metrics=metrics_scores,

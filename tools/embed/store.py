@@ -33,7 +33,8 @@ def _chunks(request: EmbedRequest, ctx: ToolContext, stats: ReadStats):  # noqa:
     ids: list[str] = []
     texts: list[str] = []
     doms: list[str | None] = []
-    for batch in read_batches(request.corpus, ("id", "text", "domain"), allowed_roots=ctx.data_roots, stats=stats):
+    for batch in read_batches(request.corpus, ("id", "text", "domain"), allowed_roots=ctx.data_roots, stats=stats,
+                              raw_domain=True):
         ids += batch.column("id").to_pylist()
         texts += batch.column("text").to_pylist()
         doms += batch.column("domain").to_pylist()

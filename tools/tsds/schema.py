@@ -8,6 +8,7 @@ from pydantic import Field
 
 from tools.contract import SelectionResult, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
+from tools.refs import ArtifactOrPath
 
 
 class TsdsRequest(ToolRequest):
@@ -17,12 +18,12 @@ class TsdsRequest(ToolRequest):
         "target_embeddings is given"
     )
     k: int = Field(description="number of documents to draw from the TSDS probabilities", ge=1)
-    embeddings: str | None = Field(
+    embeddings: ArtifactOrPath | None = Field(
         None,
         description="pool embeddings: an embed artifact id, or a .npy path whose rows follow the corpus "
         "order; computed with `model` when omitted",
     )
-    target_embeddings: str | None = Field(
+    target_embeddings: ArtifactOrPath | None = Field(
         None, description="target embeddings (artifact id or .npy path); computed with `model` when omitted"
     )
     model: str | None = Field(

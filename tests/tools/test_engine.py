@@ -1,0 +1,131 @@
+"""The worker engine: ordered results for any worker count; workers die with their parent."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import REPO, write_jsonl
+from tools.contract import ToolContext
+from tools.corpus import ReadStats
+from tools.engine import Pool, map_batches
+from tools.errors import ResourceUnavailable
+
+
+def word_counts(batch, lower=False):  # top level: picklable for the workers
+    c = Counter()
+    for t in batch.column("text").to_pylist():
+        c.update((t.lower() if lower else t).split())
+    return batch.column("id").to_pylist(), dict(c)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rows = [{"id": f"d{i:04d}", "text": f"Word{i % 7} word{i % 3} shared {'x ' * (i % 5)}", "domain": "a"}
+            for i in range(700)]
+    return write_jsonl(tmp_path / "pool.jsonl", rows)
+
+
+def _run(corpus, ctx, workers):
+    fn = functools.partial(word_counts, lower=True)
+    return list(map_batches(fn, corpus, ctx, batch_rows=64, workers=workers))
+
+
+def test_results_identical_for_any_worker_count(corpus, ctx):
+    one = _run(corpus, ctx, 1)
+    assert [i for ids, _ in one for i in ids] == [f"d{i:04d}" for i in range(700)]  # corpus order
+    assert len(one) == 11
+    for w in (2, 3):
+        assert _run(corpus, ctx, w) == one
+    total = Counter()
+    for _, c in one:
+        total.update(c)
+    assert total["shared"] == 700 and total["word0"] == sum(1 for i in range(700) if i % 7 == 0) + sum(1 for i in range(700) if i % 3 == 0)
+
+
+def test_progress_stats_and_early_close(corpus, ctx):
+    stats = ReadStats()
+    it = map_batches(word_counts, corpus, ctx, batch_rows=100, desc="count", stats=stats, workers=2)
+    first = next(it)
+    assert first[0][0] == "d0000"
+    it.close()  # stops the read, shuts the pool down
+    full = list(map_batches(word_counts, corpus, ctx, batch_rows=100, stats=stats, workers=2))
+    assert len(full) == 7 and stats.rows >= 700
+
+
+def test_ray_engine_is_refused_clearly(corpus, tmp_path):
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", engine="ray", show_progress=False)
+    with pytest.raises(ResourceUnavailable, match="engine 'ray'"):
+        list(map_batches(word_counts, corpus, ctx))
+
+
+def test_worker_errors_reach_the_caller(corpus, ctx):
+    with pytest.raises(ZeroDivisionError):
+        list(map_batches(functools.partial(_fail_at, 3), corpus, ctx, batch_rows=64, workers=2))
+
+
+def _fail_at(n, batch):
+    if int(batch.column("id")[0].as_py()[1:]) // 64 == n:
+        raise ZeroDivisionError("batch 3")
+    return batch.num_rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its (dead) parent's reaper counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_workers_die_when_the_parent_is_killed(tmp_path):
+    pids_file = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from tools.engine import Pool
+        with Pool(2) as pool:
+            it = pool.map(time.sleep, [0.01, 0.01] + [60] * 4)
+            next(it); next(it)
+            open({str(pids_file)!r}, "w").write(" ".join(map(str, pool.worker_pids())))
+            next(it)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(600):
+            if pids_file.exists() and pids_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        workers = [int(p) for p in pids_file.read_text().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for _ in range(300):
+            if not any(_alive(p) for p in workers):
+                break
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers outlived their killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_pool_in_process_and_starmap():
+    with Pool(1) as pool:
+        assert list(pool.map(abs, [-1, 2, -3])) == [1, 2, 3]
+        assert pool.worker_pids() == []
+    with Pool(2) as pool:
+        assert list(pool.starmap(pow, [(2, 3), (3, 2), (5, 0)])) == [8, 9, 1]

@@ -1,0 +1,190 @@
+"""The worker engine: map a pure per-batch function over a corpus and gather the results in order.
+
+```
+from functools import partial
+from tools.engine import map_batches
+for counts in map_batches(partial(count_words, lower=True), corpus, ctx, columns=("id", "text")):
+    ...                                   # one result per Arrow batch, in corpus order
+```
+
+``fn(batch: pyarrow.RecordBatch) -> result`` must be a top-level function (or a ``functools.partial``
+of one) that reads nothing but its batch and writes nothing: the engine decides where it runs, so
+the same tool code runs in this process, in a local process pool, or (``engine="ray"``, a later
+issue) on a Ray cluster. Results come back in submission order whatever the number of workers, so
+outputs are identical for any worker count; at most ``2 * workers`` batches are in flight, so memory
+stays bounded by the batch size.
+
+Local workers are forked (they start in milliseconds and need no ``__main__`` guard) and die with
+their parent: each sets ``PR_SET_PDEATHSIG`` (Linux) so a ``kill -9`` of the tool's process takes its
+workers with it instead of leaving them to burn the machine; elsewhere a watcher thread in each
+worker exits when the parent's pid goes away. Workers are started from the calling thread, which
+must outlive the pool (it does: :func:`map_batches` shuts its pool down before returning).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tools.corpus import DEFAULT_BATCH_ROWS, ReadStats, count_rows, read_batches
+from tools.errors import ResourceUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+__all__ = ["Pool", "map_batches", "map_items"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: be killed when the parent dies (or exit now if it already has)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: fall back to the watcher
+            _watch_parent(parent_pid)
+    else:  # pragma: no cover - macOS / BSD
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died between fork and prctl
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which shuts the pool down
+
+
+def _watch_parent(parent_pid: int) -> None:
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+class Pool:
+    """An ordered process pool: ``map(fn, items)`` yields ``fn(item)`` in the order of ``items``.
+
+    ``workers=1`` runs in this process (no pickling, easiest to debug). Use as a context manager.
+    """
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+
+    def __enter__(self) -> Pool:
+        if self.workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context(method), initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        if self._pool is None:
+            for item in items:
+                yield fn(item)
+            return
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(self._pool.submit(fn, item))
+                if len(pending) >= 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:  # the consumer stopped early or an error: drop what is queued
+                fut.cancel()
+
+    def starmap(self, fn: Callable[..., Any], arg_tuples: Iterable[tuple]) -> Iterator[Any]:
+        """``map`` for functions of several arguments (each item a tuple)."""
+        import functools
+
+        return self.map(functools.partial(_star, fn), arg_tuples)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the live worker processes (empty when running in-process)."""
+        if self._pool is None:
+            return []
+        return sorted(p.pid for p in (self._pool._processes or {}).values())  # noqa: SLF001
+
+
+def _star(fn: Callable[..., Any], args: tuple) -> Any:
+    return fn(*args)
+
+
+def _check_engine(ctx: Any) -> None:
+    engine = getattr(ctx, "engine", "local")
+    if engine != "local":
+        raise ResourceUnavailable(
+            f"engine {engine!r} is not available yet", where="ToolContext.engine",
+            hint="use engine='local' (the Ray engine lands with its own issue)",
+        )
+
+
+def map_items(fn: Callable[[Any], Any], items: Iterable[Any], ctx: Any, *, workers: int | None = None) -> Iterator[Any]:
+    """``fn`` over any picklable items (e.g. shards of an earlier pass), in order, on the context's engine."""
+    _check_engine(ctx)
+    with Pool(workers or ctx.workers()) as pool:
+        yield from pool.map(fn, items)
+
+
+def map_batches(
+    fn: Callable[[pa.RecordBatch], Any],
+    corpus: Any,
+    ctx: Any,
+    *,
+    columns: Sequence[str] = ("id", "text"),
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    desc: str | None = None,
+    stats: ReadStats | None = None,
+    workers: int | None = None,
+    check_ids: bool = True,
+) -> Iterator[Any]:
+    """``fn(batch)`` for every Arrow batch of ``corpus`` (read with the context's data roots), in order.
+
+    ``desc`` shows a progress bar in documents. ``stats`` collects what the read saw (rows, skipped
+    rows by reason). ``workers`` defaults to ``ctx.workers()``. Closing the iterator early stops the
+    read and cancels queued batches.
+    """
+    _check_engine(ctx)
+    batches = read_batches(corpus, columns, batch_rows=batch_rows, stats=stats,
+                           allowed_roots=getattr(ctx, "data_roots", None), check_ids=check_ids)
+    n_workers = workers or ctx.workers()
+    if desc is None:
+        with Pool(n_workers) as pool:
+            yield from pool.map(fn, batches)
+        return
+    try:
+        total = count_rows(corpus)
+    except Exception:  # noqa: BLE001 - a count is only for the bar; the read reports real errors
+        total = None
+    sizes: deque = deque()
+
+    def tracked() -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            sizes.append(b.num_rows)
+            yield b
+
+    with ctx.progress(desc, total=total, unit="docs") as bar, Pool(n_workers) as pool:
+        for result in pool.map(fn, tracked()):
+            bar.update(sizes.popleft())
+            yield result
