@@ -20,13 +20,36 @@ artifacts_app = typer.Typer(no_args_is_help=True, help="List, show and export ar
 app.add_typer(artifacts_app, name="artifacts")
 
 
+def debug_enabled() -> bool:
+    return os.environ.get("CURATE_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
 def _fail(exc: BaseException) -> None:
+    """Every failure -> one ``error:`` line and the documented exit code; the traceback only with --debug."""
     from tools.errors import CurateError
 
+    if isinstance(exc, (typer.Exit, typer.Abort, KeyboardInterrupt)):
+        raise exc
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, CurateError):
         error(exc.render())
         raise typer.Exit(exc.exit_code)
-    raise exc
+    if isinstance(exc, MemoryError):
+        error("out of memory; try a smaller input or batch size")
+    else:
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        error(f"{type(exc).__name__}: {msg[:300]}" + ("" if debug_enabled() else " (rerun with --debug for the traceback)"))
+    raise typer.Exit(4)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="print tracebacks of failures")] = False) -> None:
+    """Curation assistant command line. Exit codes: 0 ok, 2 bad input, 3 policy, 4 tool failure, 5 state conflict."""
+    if debug:
+        os.environ["CURATE_DEBUG"] = "1"
 
 
 def _ctx(quiet: bool = False):  # noqa: ANN202
@@ -39,21 +62,41 @@ def _parse_args(args: str) -> dict[str, Any]:
     from tools.errors import BadInput
 
     text = args
+    where = "--args"
     if args.startswith("@"):
         p = Path(args[1:])
+        where = f"--args {p}"
         if not p.exists():
-            raise BadInput("no such file", where=str(p))
-        text = p.read_text()
+            raise BadInput("no such file", where=where)
+        if p.is_dir():
+            raise BadInput("is a folder; pass a JSON or YAML file", where=where)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BadInput("not a text file (JSON or YAML expected)", where=where) from None
+        except OSError as e:
+            raise BadInput(f"cannot read it ({e.strerror})", where=where) from None
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
-            return yaml.safe_load(text) or {}
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise BadInput(f"not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}{at})",
+                               where=where) from None
+            value = {} if value is None else value
+            if not isinstance(value, dict):
+                raise BadInput(f"must be a mapping of argument names to values; got {type(value).__name__}",
+                               where=where)
+            return value
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadInput(f"--args is not valid JSON ({e.msg} at column {e.colno})") from None
+        raise BadInput(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", where=where) from None
     if not isinstance(value, dict):
-        raise BadInput("--args must be a JSON object")
+        raise BadInput(f"must be a JSON object; got {type(value).__name__}", where=where)
     return value
 
 
@@ -150,12 +193,18 @@ def artifacts_export(
     to: Annotated[Path, typer.Option("--to")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
     with_text: Annotated[bool, typer.Option("--with-text/--no-text", help="selections: join the documents")] = True,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing file (atomically)")] = False,
+    reresolve: Annotated[bool, typer.Option("--re-resolve", help="the corpus changed since the selection: "
+                                                               "export the current text of the selected ids")] = False,
 ) -> None:
-    """Export an artifact's table (a selection with its documents' text) as JSONL or Parquet."""
+    """Export an artifact's table (a selection with its documents' text) as JSONL or Parquet.
+
+    Never writes into the selection's source corpus, nor over an existing file without --force.
+    """
     import pyarrow.parquet as pq
 
     from tools.errors import BadInput
-    from tools.selection import export_selection
+    from tools.selection import atomic_output, check_destination, export_selection
 
     try:
         if fmt not in ("jsonl", "parquet"):
@@ -163,20 +212,25 @@ def artifacts_export(
         ctx = _ctx()
         art = ctx.workspace.get(art_id)
         if art.kind == "selection" and with_text:
-            info = export_selection(ctx, art.id, to, fmt=fmt)  # type: ignore[arg-type]
+            info = export_selection(ctx, art.id, to, fmt=fmt, force=force, reresolve=reresolve)  # type: ignore[arg-type]
         else:
+            if not (art.path / "data.parquet").exists():
+                raise BadInput(f"{art.id} is a {art.kind} artifact with no table to export")
             table = art.table()
-            to.parent.mkdir(parents=True, exist_ok=True)
-            if fmt == "parquet":
-                pq.write_table(table, to)
-            else:
-                with open(to, "w", encoding="utf-8") as fh:
-                    for rec in table.to_pylist():
-                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-            info = {"exported": table.num_rows, "path": str(to), "format": fmt}
+            dest = check_destination(to, force=force)
+            with atomic_output(dest, force=force) as tmp:
+                if fmt == "parquet":
+                    pq.write_table(table, tmp)
+                else:
+                    with open(tmp, "w", encoding="utf-8") as fh:
+                        for rec in table.to_pylist():
+                            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            info = {"exported": table.num_rows, "path": str(dest), "format": fmt}
     except Exception as e:  # noqa: BLE001
         _fail(e)
         return
+    if info.get("warning"):
+        say(f"warning: {info['warning']}")
     emit(info, as_json=True)
 
 
@@ -234,6 +288,34 @@ def chat_cmd(
 from agent.cli_agent import register as _register_agent_commands  # noqa: E402 - after the app exists
 
 _register_agent_commands(app)
+
+
+def _guarded(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - the one error path: an error line and an exit code
+            _fail(e)
+
+    return run
+
+
+def guard_commands(typer_app: typer.Typer) -> None:
+    """Route every command's failures through :func:`_fail` (one ``error:`` line, documented exit code)."""
+    for cmd in typer_app.registered_commands:
+        if cmd.callback is not None and not getattr(cmd.callback, "__wrapped__", None):
+            cmd.callback = _guarded(cmd.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            guard_commands(group.typer_instance)
+
+
+guard_commands(app)
 
 
 def main() -> None:  # pragma: no cover

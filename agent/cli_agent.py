@@ -19,6 +19,10 @@ review_app = typer.Typer(no_args_is_help=True, help="The review queue: list, sho
 llm_app = typer.Typer(no_args_is_help=True, help="Start a local OpenAI-compatible LLM server.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policies.")
 
+EXIT_CODES = {"bad_input": 2, "policy_denied": 3, "approval_required": 3, "resource_unavailable": 4,
+              "tool_failed": 4, "state_conflict": 5}
+"""An error event's kind -> the CLI's exit code (README: Exit codes)."""
+
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="bundled policy name or YAML path")]
 PlannerOpt = Annotated[str, typer.Option("--planner", help="auto, llm, json or offline")]
 
@@ -66,7 +70,7 @@ def _drive(events: Any, *, as_json: bool) -> tuple[list[Any], int]:
         seen.append(ev)
         if ev.kind == "error":
             error(ev.text)
-            code = code or 4
+            code = code or EXIT_CODES.get(ev.error_kind or "", 4)
         elif ev.kind == "tool_end" and ev.status == "error":
             code = code or (3 if (ev.summary or "").startswith(("Denied by policy", "Not run")) else 4)
         if not as_json:
@@ -109,11 +113,27 @@ def review_show(pid: str) -> None:
         _fail(e)
 
 
+def _check_decision(svc: Any, rec: dict[str, Any], decision: str) -> None:
+    """State conflicts (a decided proposal, a corpus changed since) fail before the graph resumes: exit 5."""
+    from agent.proposals import check_fresh
+    from tools.errors import StateConflict
+
+    status = rec.get("status")
+    if decision == "approve" and status == "rejected":
+        raise StateConflict(f"proposal {rec['id']} was rejected; it cannot be approved")
+    if decision in ("reject", "edit") and status in ("exported", "rejected") and not (
+            decision == "reject" and status == "rejected"):
+        raise StateConflict(f"proposal {rec['id']} is already {status}; it cannot be {decision}ed")
+    if decision == "approve" and status == "pending":
+        check_fresh(rec, svc.tool_context())
+
+
 def _decide(pid: str, decision: str, note: str, policy: str | None, as_json: bool,
             weights: dict[str, float] | None = None) -> None:
     try:
         svc = _service(policy)
         rec = svc.proposal(pid)
+        _check_decision(svc, rec, decision)
         events, code = _drive(svc.review(rec["thread_id"], pid, decision, weights=weights, note=note),  # type: ignore[arg-type]
                               as_json=as_json)
         rec = svc.proposal(pid)
@@ -218,6 +238,68 @@ def run_cmd(
         say(f"thread: {tid}")
     if code:
         raise typer.Exit(code)
+    if not any(e.kind in ("tool_end", "proposal") for e in events):
+        why = _why_nothing_ran(svc, tid, corpus)
+        if why:
+            error(why)
+            raise typer.Exit(2)
+
+
+def _why_nothing_ran(svc: Any, tid: str, corpus: str | None) -> str | None:
+    """A run where no tool ran because input is missing: a script must not read that as success."""
+    try:
+        plan = svc.graph.get_state(svc._config(tid)).values.get("plan") or {}
+    except Exception:  # noqa: BLE001 - no state: nothing to explain
+        plan = {}
+    question = plan.get("question")
+    if question:
+        text = question.get("question") if isinstance(question, dict) else plan.get("text")
+        return (f"nothing ran: the request needs an answer first ({text or plan.get('text')}); "
+                f"answer with --thread {tid}, or pass --corpus/--target")
+    if corpus is None:
+        return "nothing ran: no corpus was given; pass --corpus PATH (a file, folder or glob)"
+    return None
+
+
+def _read_request_file(path: Path) -> dict[str, Any]:
+    """A ``propose`` request file, checked key by key (BadInput naming the file and the key)."""
+    import yaml
+
+    from tools.errors import BadInput
+
+    where = str(path)
+    if not path.exists():
+        raise BadInput("no such file", where=where)
+    if path.is_dir():
+        raise BadInput("is a folder; pass a YAML request file", where=where)
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput("not a text file (a YAML request file expected)", where=where) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BadInput(f"not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}{at})", where=where) from None
+    spec = {} if spec is None else spec
+    if not isinstance(spec, dict) or not (spec.get("request") or spec.get("steps")):
+        raise BadInput("a request file needs 'request' (text) or 'steps' ([{tool, args}])", where=where)
+    unknown = set(spec) - {"request", "corpus", "target", "k", "steps", "policy", "planner", "thread"}
+    if unknown:
+        raise BadInput(f"unknown keys {sorted(map(str, unknown))}", where=where)
+    for key in ("request", "corpus", "target", "policy", "planner", "thread"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise BadInput(f"must be a string; got {type(spec[key]).__name__} {spec[key]!r}"[:160], where=f"{where}: {key}")
+    k = spec.get("k")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise BadInput(f"must be a positive integer; got {k!r}"[:160], where=f"{where}: k")
+    steps = spec.get("steps")
+    if steps is not None:
+        if not isinstance(steps, list):
+            raise BadInput(f"must be a list of {{tool, args}}; got {type(steps).__name__}", where=f"{where}: steps")
+        for i, st in enumerate(steps):
+            if not isinstance(st, dict) or not isinstance(st.get("tool"), str) or not isinstance(st.get("args", {}), dict):
+                raise BadInput("must be {tool: name, args: {...}}", where=f"{where}: steps[{i}]")
+    return spec
 
 
 def propose_cmd(
@@ -227,22 +309,11 @@ def propose_cmd(
     planner: PlannerOpt = "auto",
 ) -> None:
     """Run a request file without a person, up to a pending proposal in the review queue."""
-    import yaml
-
-    from tools.errors import BadInput
-
     try:
-        if not request.exists():
-            raise BadInput("no such file", where=str(request))
-        spec = yaml.safe_load(request.read_text(encoding="utf-8")) or {}
-        if not isinstance(spec, dict) or not (spec.get("request") or spec.get("steps")):
-            raise BadInput("a request file needs 'request' (text) or 'steps' ([{tool, args}])", where=str(request))
-        unknown = set(spec) - {"request", "corpus", "target", "k", "steps", "policy", "planner", "thread"}
-        if unknown:
-            raise BadInput(f"unknown keys {sorted(unknown)}", where=str(request))
+        spec = _read_request_file(request)
         extra: dict[str, Any] = {}
         if spec.get("k") is not None:
-            extra["k"] = int(spec["k"])
+            extra["k"] = spec["k"]
         if spec.get("steps"):
             extra["steps"] = spec["steps"]
         text = spec.get("request") or "Run the steps of the request file."

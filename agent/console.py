@@ -8,8 +8,9 @@ from typing import Any
 
 from rich.console import Console
 
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True, soft_wrap=True)
+# emoji=False: text from data or errors such as ":x:" is printed as written, never as an emoji
+_out = Console(soft_wrap=True, emoji=False)
+_err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def emit(obj: Any, *, as_json: bool) -> None:
@@ -28,4 +29,5 @@ def say(text: str) -> None:
 
 def error(message: str) -> None:
     """One line on stderr starting with ``error:`` (the CLI contract)."""
-    _err.print(f"error: {message}", markup=False, highlight=False)
+    text = " ".join(str(message).split("\n")) if message else "failed"
+    _err.print(f"error: {text}", markup=False, highlight=False, emoji=False, soft_wrap=True)

@@ -30,6 +30,9 @@ class AgentEvent(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)
     progress: ProgressEvent | None = None
     proposal: dict[str, Any] | None = Field(None, description="a proposal record awaiting review")
+    error_kind: str | None = Field(
+        None, description="an 'error' event's kind (bad_input, policy_denied, state_conflict, busy, ...): the CLI's exit code"
+    )
     role: Literal["user", "assistant"] | None = Field(
         None, description="history replays: who wrote a 'message' event (None = the assistant, live)"
     )

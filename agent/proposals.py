@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from policies.enforce import proposal_problems, weight_problems
 from policies.schema import Policy
 from tools.contract import ToolContext
-from tools.errors import BadInput, PolicyDenied
+from tools.errors import BadInput, PolicyDenied, StateConflict
 
 Status = Literal["pending", "approved", "rejected", "exported"]
 STATUSES = ("pending", "approved", "rejected", "exported")
@@ -59,7 +60,7 @@ class ProposalStore:
     def save(self, rec: dict[str, Any]) -> dict[str, Any]:
         rec = {**rec, "updated_at": _now()}
         p = self.path(rec["id"])
-        tmp = p.with_suffix(f".{os.getpid()}.tmp")
+        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(rec, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, p)
         return rec
@@ -170,6 +171,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_fresh(rec: dict[str, Any], tctx: ToolContext) -> None:
+    """Refuse (StateConflict) when the corpus behind a selection proposal changed since it was made:
+    approving must export exactly what the reviewer saw."""
+    if not rec.get("selection") or not tctx.workspace.exists(rec["selection"]):
+        return
+    from tools.corpus import CorpusSpec, fingerprint
+    from tools.selection import recorded_fingerprint
+
+    art = tctx.workspace.get(rec["selection"])
+    if not art.manifest.get("corpus"):
+        return
+    corpus = CorpusSpec.model_validate(art.manifest["corpus"])
+    recorded = recorded_fingerprint(art.manifest, corpus)
+    current = fingerprint(corpus)
+    if recorded is not None and recorded != current:
+        raise StateConflict(
+            f"the corpus {corpus.path} changed since proposal {rec['id']} was made (fingerprint {recorded} -> "
+            f"{current}); approving would export documents the reviewer never saw",
+            hint="re-run the request to get a fresh proposal",
+        )
+
+
 def export_proposal(
     rec: dict[str, Any], tctx: ToolContext, policy: Policy, *, fmt: str = "jsonl", out_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -178,6 +201,7 @@ def export_proposal(
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         return json.loads(manifest_path.read_text(encoding="utf-8"))
+    check_fresh(rec, tctx)
     problems = proposal_problems(
         weights=rec.get("weights") or {}, plan_tools=[c["tool"] for c in rec.get("plan", [])],
         sources=rec.get("sources", []), policy=policy, fmt=fmt,
@@ -191,7 +215,13 @@ def export_proposal(
         from tools.selection import export_selection
 
         data_path = out / f"data.{fmt}"
-        info = export_selection(tctx, rec["selection"], data_path, fmt=fmt)  # type: ignore[arg-type]
+        # the proposal's own folder: a data file without a manifest is a crashed earlier try, replaced;
+        # the corpus fingerprint check makes the export what the reviewer saw, or refuses
+        info = export_selection(tctx, rec["selection"], data_path, fmt=fmt, force=True)  # type: ignore[arg-type]
+        if info["missing"]:
+            data_path.unlink(missing_ok=True)
+            raise StateConflict(f"proposal {rec['id']}: {info['missing']} of the {info['selected']} selected ids "
+                                "are no longer in the corpus; nothing was exported", hint="re-run the request")
     elif rec.get("weights"):
         data_path = out / "mixture.json"
         data_path.write_text(json.dumps(rec["weights"], indent=2), encoding="utf-8")
@@ -221,13 +251,15 @@ def export_proposal(
         "data": str(data_path) if data_path else None,
         "rows": info.get("exported", 0),
         "missing": info.get("missing", 0),
+        "duplicate_ids_skipped": info.get("duplicate_ids_skipped", 0),
+        "corpus_fingerprint": info.get("corpus_fingerprint"),
         "format": info.get("format"),
         "sha256": _sha256(data_path) if data_path and data_path.exists() else None,
         "reproduce": [f"curate tool {c['tool']} --args '{json.dumps(c['args'])}'" for c in rec.get("plan", [])],
         "note": rec.get("note", ""),
         "exported_at": _now(),
     }
-    tmp = manifest_path.with_suffix(".tmp")
+    tmp = manifest_path.with_name(f"manifest.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, manifest_path)
     return manifest
@@ -259,9 +291,11 @@ def edit_selection(rec: dict[str, Any], weights: dict[str, float], tctx: ToolCon
     sub = table.take(pa.array(keep, type=pa.int64()))
     corpus = CorpusSpec.model_validate(art.manifest["corpus"])
     counts = {d: q for d, q in want.items() if q}
+    from tools.selection import recorded_fingerprint
+
     new_id = write_selection(
         tctx, sub, corpus, metrics={"edited_from": rec["selection"], "weights": weights, "domain_counts": counts},
-        name=f"edit-{rec['id']}",
+        name=f"edit-{rec['id']}", corpus_fingerprint=recorded_fingerprint(art.manifest, corpus),
     )
     return new_id, counts
 
@@ -283,7 +317,7 @@ def decide(
         if rec["status"] in ("exported", "approved") and rec.get("export"):
             return {**rec, "outcome": "exported"}
         if rec["status"] == "rejected":
-            raise BadInput(f"proposal {pid} was rejected; it cannot be approved")
+            raise StateConflict(f"proposal {pid} was rejected; it cannot be approved")
         try:
             manifest = export_proposal(rec, tctx, policy, fmt=fmt)
         except PolicyDenied as e:
@@ -296,7 +330,7 @@ def decide(
         return {**rec, "outcome": "exported"}
     if decision == "reject":
         if rec["status"] == "exported":
-            raise BadInput(f"proposal {pid} is already exported")
+            raise StateConflict(f"proposal {pid} is already exported")
         rec = store.save({**rec, "status": "rejected", "note": note})
         return {**rec, "outcome": "rejected"}
     if decision == "edit":
@@ -305,6 +339,8 @@ def decide(
         problems = weight_problems(weights, policy)
         if problems:
             raise BadInput("; ".join(problems), where="weights")
+        if rec["status"] in ("exported", "rejected"):
+            raise StateConflict(f"proposal {pid} is already {rec['status']}; it cannot be edited")
         if rec.get("kind") == "selection" and rec.get("selection"):
             new_id, counts = edit_selection(rec, weights, tctx)
             total = sum(counts.values()) or 1

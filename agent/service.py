@@ -120,7 +120,7 @@ class AgentService:
             out = decide(self.store(), proposal_id, decision, tctx=self.tool_context(), policy=self.policy,
                          weights=weights, note=note)
         except CurateError as e:
-            yield AgentEvent(kind="error", thread_id=thread_id, text=e.render())
+            yield AgentEvent(kind="error", thread_id=thread_id, text=e.render(), error_kind=e.kind)
             yield AgentEvent(kind="done", thread_id=thread_id, text="error")
             return
         yield AgentEvent(kind="message", thread_id=thread_id, text=_outcome_text(out), proposal=out)
@@ -183,7 +183,7 @@ class AgentService:
                                                  call_id=tc["id"], args=tc.get("args") or {}, status="pending")
             except CurateError as e:
                 status = "error"
-                yield AgentEvent(kind="error", thread_id=thread_id, text=e.render())
+                yield AgentEvent(kind="error", thread_id=thread_id, text=e.render(), error_kind=e.kind)
             except Exception as e:  # noqa: BLE001 - an unreachable LLM, a bug: a banner, the thread is kept
                 status = "error"
                 yield AgentEvent(kind="error", thread_id=thread_id, text=self._explain(e))

@@ -82,3 +82,20 @@ def missing_extra(package: str, extra: str, purpose: str) -> ResourceUnavailable
         f"{purpose} needs the '{package}' package",
         hint=f"install it with: pip install 'curation-assistant[{extra}]'",
     )
+
+
+def refuse_bool_numbers(tool: str, model: type, data: dict) -> None:
+    """``k: true`` is not the integer 1: a bool given for a number field is a field error (pydantic's
+    lax mode would take it as 1)."""
+    import types
+    import typing
+
+    fields = getattr(model, "model_fields", {})
+    for name, value in data.items():
+        info = fields.get(name)
+        if info is None or not isinstance(value, bool):
+            continue
+        ann = info.annotation
+        args = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else (ann,)
+        if bool not in args and any(a in (int, float) for a in args):
+            raise field_error(tool, name, "a number (true/false is not a number)", value)

@@ -17,7 +17,7 @@ class DSIRRequest(ToolRequest):
         "union, or one per corpus with separate_targets=true)"
     )
     k: int = Field(description="number of documents to select", ge=1)
-    seed: int = Field(0, description="seed of the Gumbel noise (np.random.RandomState(seed))")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the Gumbel noise (np.random.RandomState(seed))")
     ngrams: int = Field(2, ge=1, le=5, description="n-gram order: 2 = unigrams + bigrams (paper/reference: 2)")
     num_buckets: int = Field(10_000, ge=2, le=1 << 24, description="hash buckets (paper/reference: 10000)")
     hash: Literal["fast", "sha256"] = Field(
