@@ -26,6 +26,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.embed:SPEC",
     "tools.bids.schema:SPEC",
     "tools.fact_index.schema:SPEC",
+    "tools.meta_rater.schema:SPEC",
 )
 
 

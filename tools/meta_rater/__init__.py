@@ -1,0 +1,378 @@
+"""meta_rater: learn how to weight K quality scores from proxy runs, then select by the learned score.
+
+``run`` joins the scores artifacts to the pool on id, normalises each signal, and runs the Meta-rater
+loop of :mod:`tools.meta_rater.core`: R random weight vectors, each selecting the top documents up to
+the proxy's token share, a proxy trained on them and scored on the validation texts, a regressor from
+weights to loss, a RegMix search. The learned weights score every document; the selection keeps the
+best by that score. Two more proxy runs, on the learned selection and on a random one of the same
+tokens, say whether the weighting helps.
+
+Proxy runs are cached in the workspace (``cache/meta_rater``) keyed by the proxy settings, the
+validation set and the selected ids, so a rerun (or a crash in the middle) reuses every finished run
+and two weight vectors that select the same documents share one run. Rows are processed in id order,
+so results do not depend on the pool's row order. Documents with empty text and documents without a
+scores row are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tools.contract import RowCounts, ToolContext
+from tools.corpus import ReadStats, fingerprint, read_batches
+from tools.errors import BadInput, field_error
+from tools.meta_rater import core
+from tools.meta_rater.schema import SPEC, MetaRaterRequest, MetaRaterResult
+from tools.selection import format_domain_counts, selection_table, write_selection
+
+__all__ = ["SPEC", "MetaRaterRequest", "MetaRaterResult", "run", "core"]
+
+_MAX_TRAIN_FACTOR = 20  # a proxy's training stream is capped at 20 x its token budget (a seeded sample)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def read_score_tables(refs: Any, ctx: ToolContext, tool: str, field: str = "scores") -> Any:
+    """Score tables (artifact ids or Parquet/CSV/JSONL paths) joined on ``id``; numeric columns only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tools.artifacts import Artifact
+    from tools.refs import resolve_input
+
+    refs = refs if isinstance(refs, list) else [refs]
+    if not refs:
+        raise field_error(tool, field, "at least one scores artifact or file", refs)
+    joined = None
+    for i, ref in enumerate(refs):
+        where = f"{tool}.{field}" + (f"[{i}]" if len(refs) > 1 else "")
+        res = resolve_input(ref, ctx, field=where)
+        t = res.table() if isinstance(res, Artifact) else _read_table_file(Path(res), where)
+        if "id" not in t.column_names:
+            raise BadInput(f"has no 'id' column (columns: {', '.join(t.column_names[:12])})", where=where)
+        t = t.set_column(t.column_names.index("id"), "id", pc.cast(t.column("id"), pa.string()))
+        if pc.count_distinct(t.column("id")).as_py() != t.num_rows:
+            raise BadInput("has repeated ids; one row per document is needed", where=where)
+        keep = ["id"] + [c for c in t.column_names if c != "id" and (
+            pa.types.is_integer(t.schema.field(c).type) or pa.types.is_floating(t.schema.field(c).type)
+            or pa.types.is_boolean(t.schema.field(c).type))]
+        t = t.select(keep)
+        if joined is None:
+            joined = t
+            continue
+        clash = [c for c in t.column_names[1:] if c in joined.column_names]
+        if clash:
+            t = t.rename_columns(["id"] + [f"{c}_{i}" if c in clash else c for c in t.column_names[1:]])
+        joined = joined.join(t, "id", join_type="full outer", coalesce_keys=True)
+    return joined
+
+
+def _read_table_file(path: Path, where: str) -> Any:
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pjson
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix == ".parquet" or path.is_dir():
+            return pq.read_table(path)
+        if path.suffix in (".csv", ".tsv"):
+            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv"
+                                                                         else ","))
+        if path.suffix in (".jsonl", ".json"):
+            return pjson.read_json(path)
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault
+        raise BadInput(f"cannot read {path}: {e}", where=where) from None
+    raise BadInput(f"must be a scores artifact id or a .parquet/.csv/.jsonl file; got {path}", where=where)
+
+
+def _hash_rank(ids: list[str], seed: int) -> np.ndarray:
+    """A seeded pseudo-random order of ids that does not depend on their row order."""
+    h = [int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "little") for i in ids]
+    return np.argsort(np.asarray(h, dtype=np.uint64), kind="stable")
+
+
+def _read_pool(request: MetaRaterRequest, ctx: ToolContext, stats: ReadStats) -> tuple[list, list, list]:
+    ids, texts, domains = [], [], []
+    for b in read_batches(request.corpus, ("id", "text", "domain"), allowed_roots=ctx.data_roots, stats=stats):
+        ids += b.column("id").to_pylist()
+        texts += b.column("text").to_pylist()
+        domains += b.column("domain").to_pylist()
+    return ids, texts, domains
+
+
+# ------------------------------------------------------------------------------------ proxies
+
+
+class ProxyRunner:
+    """Trains and scores one proxy per selection, through the workspace cache."""
+
+    def __init__(self, request: MetaRaterRequest, ctx: ToolContext, texts: list[str], ids: list[str],
+                 val_texts: list[str], val_key: str, oracle: np.ndarray | None):
+        from tools.proxy_lm import ProxyConfig
+
+        self.req, self.texts, self.ids, self.val_texts, self.oracle = request, texts, ids, val_texts, oracle
+        self.cfg = ProxyConfig(kind="bigram" if request.proxy == "bigram" else "transformer")
+        self.cache = ctx.workspace.cache_dir("meta_rater")
+        self.base_key = json.dumps({"proxy": request.proxy, "cfg": self.cfg.__dict__, "tokens": request.proxy_tokens,
+                                    "seed": request.seed, "val": val_key, "corpus": fingerprint(request.corpus)},
+                                   sort_keys=True, default=str)
+        self.reused = self.trained = 0
+
+    def __call__(self, idx: np.ndarray) -> float:
+        if self.oracle is not None:
+            return float(-np.nanmean(self.oracle[idx]))
+        idx = np.sort(idx)
+        h = hashlib.blake2b(self.base_key.encode(), digest_size=16)
+        for i in idx:
+            h.update(self.ids[i].encode())
+            h.update(b"\x00")
+        key = h.hexdigest()
+        path = self.cache / f"{key}.json"
+        if path.exists():
+            try:
+                self.reused += 1
+                return float(json.loads(path.read_text())["loss"])
+            except (ValueError, KeyError):
+                self.reused -= 1
+        loss = self._train(idx, key)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"loss": loss, "docs": int(idx.size)}))
+        tmp.replace(path)
+        self.trained += 1
+        return loss
+
+    def _train(self, idx: np.ndarray, key: str) -> float:
+        from tools.proxy_lm import ProxyLM
+
+        texts = [self.texts[i] for i in idx]
+        cap = _MAX_TRAIN_FACTOR * self.req.proxy_tokens
+        sizes = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
+        if sizes.sum() > cap:  # a seeded sample of the selection, enough for the budget many times over
+            order = np.random.default_rng(int(key[:8], 16)).permutation(len(texts))
+            n = int(np.searchsorted(np.cumsum(sizes[order]), cap)) + 1
+            texts = [texts[i] for i in np.sort(order[:n])]
+        lm = ProxyLM(self.cfg, seed=self.req.seed)
+        lm.train(texts, self.req.proxy_tokens)
+        return lm.evaluate(self.val_texts).loss
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+@SPEC.implement
+def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tools.corpus import read_table
+    from tools.meta_rater import plots
+
+    scores = read_score_tables(request.scores, ctx, "meta_rater")
+    stats = ReadStats()
+    ids, texts, domains = _read_pool(request, ctx, stats)
+    skipped: dict[str, int] = dict(stats.skipped)
+    n_read = len(ids)
+
+    # -- join, drop empty texts and unscored documents, id order ---------------------------------
+    text_arr = pa.array(texts, pa.string())
+    empty = np.asarray(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text_arr)), 0).fill_null(True))
+    pos = np.asarray(pc.index_in(pa.array(ids, pa.string()), value_set=scores.column("id")).fill_null(-1))
+    if empty.any():
+        skipped["meta_rater_empty_text"] = int(empty.sum())
+    no_scores = (pos < 0) & ~empty
+    if no_scores.any():
+        skipped["meta_rater_no_scores"] = int(no_scores.sum())
+    keep = np.flatnonzero(~empty & (pos >= 0))
+    if keep.size < 10:
+        raise BadInput(f"only {keep.size} of {n_read} documents have text and a scores row (empty text: "
+                       f"{int(empty.sum())}, no scores row: {int(no_scores.sum())}); Meta-rater needs at least 10",
+                       where="meta_rater.scores")
+    keep = keep[np.argsort(np.asarray([ids[i] for i in keep], dtype=object), kind="stable")]
+    ids = [ids[i] for i in keep]
+    texts = [texts[i] for i in keep]
+    domains = [domains[i] for i in keep]
+    rows_scores = pos[keep]
+
+    # -- signals --------------------------------------------------------------------------------
+    numeric = [c for c in scores.column_names if c != "id"]
+    if request.columns is not None:
+        missing = [c for c in request.columns if c not in numeric]
+        if missing:
+            raise field_error("meta_rater", "columns", f"numeric columns of the scores ({', '.join(numeric[:20])})",
+                              missing)
+        cols = list(dict.fromkeys(request.columns))
+    else:
+        cols = numeric
+    oracle = None
+    if request.proxy == "oracle":
+        if request.oracle_column not in numeric:
+            raise field_error("meta_rater", "oracle_column", f"a numeric column of the scores ({', '.join(numeric)})",
+                              request.oracle_column)
+        oracle = np.asarray(scores.column(request.oracle_column).to_numpy(zero_copy_only=False),
+                            dtype=np.float64)[rows_scores]
+        cols = [c for c in cols if c != request.oracle_column]
+    X = np.stack([np.asarray(scores.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False),
+                             dtype=np.float64)[rows_scores] for c in cols], axis=1) if cols else np.zeros((len(ids), 0))
+    dropped: dict[str, str] = {}
+    all_nan = ~np.isfinite(X).any(0) if cols else np.zeros(0, bool)
+    Xn, constant = core.normalize_scores(X, request.normalization)
+    for j, c in enumerate(cols):
+        if all_nan[j]:
+            dropped[c] = "no values"
+        elif constant[j]:
+            dropped[c] = "zero variance"
+    use = [j for j, c in enumerate(cols) if c not in dropped]
+    if len(use) < 2:
+        raise BadInput(
+            f"needs at least 2 signals that vary across documents; got {len(use)} usable of {len(cols)}"
+            + (f" (dropped: {', '.join(f'{c}: {why}' for c, why in dropped.items())})" if dropped else "")
+            + " - with one signal there is nothing to weight: select by it directly",
+            where="meta_rater.scores" if request.columns is None else "meta_rater.columns",
+        )
+    names = [cols[j] for j in use]
+    Xn = Xn[:, use]
+    tokens = np.asarray(pc.binary_length(pc.cast(pa.array(texts, pa.string()), pa.binary())), dtype=np.float64)
+
+    # -- validation set -------------------------------------------------------------------------
+    n = len(ids)
+    if request.target is not None:
+        tt = read_table(request.target, ("id", "text"), allowed_roots=ctx.data_roots)
+        t_ids = tt.column("id").to_pylist()
+        t_texts = tt.column("text").to_pylist()
+        ok = [i for i, t in enumerate(t_texts) if t and t.strip()]
+        if not ok:
+            raise BadInput("the target has no non-empty texts", where="meta_rater.target")
+        order = _hash_rank([t_ids[i] for i in ok], request.seed)[: request.max_validation_docs]
+        val_texts = [t_texts[ok[i]] for i in order]
+        val_key = hashlib.blake2b("\x00".join(val_texts).encode(), digest_size=16).hexdigest()
+        cand = np.arange(n)
+        validation = f"target of {len(val_texts)} texts"
+    else:
+        n_hold = max(5, int(round(request.holdout * n)))
+        if n - n_hold < 5:
+            raise BadInput(f"the pool has {n} usable documents: too few to hold out {n_hold} for validation",
+                           where="meta_rater.corpus")
+        order = _hash_rank(ids, request.seed)
+        hold = np.sort(order[:n_hold])
+        val_idx = np.sort(order[: min(n_hold, request.max_validation_docs)])
+        val_texts = [texts[i] for i in val_idx]
+        val_key = hashlib.blake2b("\x00".join(ids[i] for i in val_idx).encode(), digest_size=16).hexdigest()
+        mask = np.ones(n, bool)
+        mask[hold] = False
+        cand = np.flatnonzero(mask)
+        validation = f"{len(val_texts)} held-out pool documents"
+
+    # -- the Meta-rater loop on the candidates ----------------------------------------------------
+    c_ids = [ids[i] for i in cand]
+    runner = ProxyRunner(request, ctx, [texts[i] for i in cand], c_ids, val_texts, val_key,
+                         None if oracle is None else oracle[cand])
+    Xc, tok_c = Xn[cand], tokens[cand]
+    share = request.proxy_fraction or (request.fraction if request.k is None else min(1.0, request.k / n))
+    budget = share * tok_c.sum()
+    n_total_runs = request.n_proxies + 2
+    with ctx.progress("meta_rater: proxy runs", total=n_total_runs, unit="runs") as bar:
+        def run_proxy(_w: np.ndarray, idx: np.ndarray) -> float:
+            loss = runner(idx)
+            bar.update(1)
+            return loss
+
+        fit = core.metarater_fit(Xc, tok_c, budget, run_proxy, n_proxies=request.n_proxies,
+                                 refine_fraction=request.refine_fraction, regressor=request.regressor,
+                                 n_search=request.n_search, top_k=request.top_k, seed=request.seed)
+        learned_idx = core.select_top(Xc @ fit.weights, tok_c, budget)
+        learned_loss = runner(learned_idx)
+        bar.update(1)
+        perm = np.random.default_rng([request.seed, 7]).permutation(cand.size)
+        r_n = int(np.searchsorted(np.cumsum(tok_c[perm]), tok_c[learned_idx].sum())) + 1
+        random_loss = runner(perm[: min(r_n, cand.size)])
+        bar.update(1)
+
+    # -- final scores and selection -------------------------------------------------------------
+    w = fit.weights
+    final = Xn @ w
+    if request.k is not None:
+        if request.k > n:
+            raise field_error("meta_rater", "k", f"at most the {n} usable documents", request.k)
+        order = np.lexsort((np.arange(n), -final))
+        picks = order[: request.k]
+    else:
+        picks = core.select_top(final, tokens, request.fraction * tokens.sum())
+    picks = np.sort(picks)
+    weights = {names[j]: float(w[j]) for j in range(len(names))}
+    top = [nm for nm, _ in sorted(weights.items(), key=lambda kv: -kv[1])[:3]]
+
+    order_all = np.lexsort((np.arange(n), -final))
+    rank_pct = np.empty(n)
+    rank_pct[order_all] = 1.0 - np.arange(n) / max(n - 1, 1)
+    with ctx.artifact("scores", "meta_rater", metrics={"weights": weights, "normalization": request.normalization},
+                      rows=RowCounts(rows_in=n, rows_out=n)) as wr:
+        wr.table(pa.table({"id": pa.array(ids, pa.string()), "meta_rater_score": pa.array(final),
+                           "meta_rater_percentile": pa.array(rank_pct)}))
+    scores_id = wr.id
+
+    run_tbl = {f"w_{nm}": fit.proxy_weights[:, j] for j, nm in enumerate(names)}
+    run_tbl.update(loss=fit.proxy_loss, predicted_oof=fit.fit.oof_pred,
+                   round=np.r_[np.zeros(request.n_proxies - fit.diagnostics["refine_runs"], np.int32),
+                               np.ones(fit.diagnostics["refine_runs"], np.int32)])
+    with ctx.artifact("table", "proxy_runs", metrics={"spearman": fit.fit.spearman, "regressor": fit.fit.name}) as wr:
+        wr.table(pa.table(run_tbl))
+    runs_id = wr.id
+    ext_n = min(10, n // 2)
+    ext = np.r_[order_all[:ext_n], order_all[n - ext_n:][::-1]]
+    with ctx.artifact("table", "extremes", metrics={"note": "top- and bottom-rated document ids"}) as wr:
+        wr.table(pa.table({"position": ["top"] * ext_n + ["bottom"] * ext_n,
+                           "id": [ids[i] for i in ext], "meta_rater_score": final[ext],
+                           **{nm: X[ext, use[j]] for j, nm in enumerate(names)}}))
+    ext_id = wr.id
+
+    plot_ids = {}
+    for label, fig in (
+        ("weights", plots.weights_bar(names, w)),
+        ("fit", plots.fit_scatter(fit.proxy_loss, fit.fit.oof_pred, fit.fit.spearman, fit.fit.name)),
+        ("histograms", plots.histograms({"meta_rater_score": final, **{nm: X[:, use[j]] for j, nm in
+                                                                       enumerate(names)}})),
+    ):
+        with ctx.artifact("plot", f"plot_{label}") as wr:
+            wr.figure(fig)
+        plots.close(fig)
+        plot_ids[f"plot_{label}"] = wr.id
+
+    sel_dom = [domains[i] for i in picks]
+    counts = dict(sorted({d: sel_dom.count(d) for d in set(sel_dom)}.items(), key=lambda kv: -kv[1]))
+    rows = RowCounts(rows_in=n_read + sum(stats.skipped.values()), rows_out=int(picks.size), skipped=skipped)
+    metrics = {"weights": weights, "spearman": fit.fit.spearman, "regressor": fit.fit.name,
+               "regressor_candidates": fit.fit.candidates, "learned_loss": learned_loss, "random_loss": random_loss,
+               "proxy": request.proxy, "proxy_tokens": request.proxy_tokens, "n_proxies": request.n_proxies,
+               "dropped_signals": dropped, "validation": validation, "scores": scores_id,
+               "selected_tokens": float(tokens[picks].sum()), "pool_tokens": float(tokens.sum()),
+               "domain_counts": counts}
+    sel_id = write_selection(ctx, selection_table([ids[i] for i in picks], weight=np.ones(picks.size),
+                                                  score=final[picks], domain=sel_dom), request.corpus,
+                             metrics=metrics, rows=rows)
+    sp = fit.fit.spearman
+    loss_word = "loss" if request.proxy != "oracle" else "oracle loss (-quality)"
+    summary = (
+        f"Meta-rater learned weights for {len(names)} signals from {request.n_proxies} {request.proxy} proxy runs "
+        f"({validation}): top {', '.join(f'{t} {weights[t]:.2f}' for t in top)}. Regressor {fit.fit.name}, "
+        f"out-of-fold Spearman {sp:.2f}. Proxy {loss_word} on the learned selection {learned_loss:.4g} vs random "
+        f"{random_loss:.4g}. Selected {picks.size} of {n} documents ({tokens[picks].sum() / tokens.sum():.0%} of "
+        f"tokens)." + (f" Dropped: {', '.join(f'{c} ({why})' for c, why in dropped.items())}." if dropped else "")
+        + (f" Skipped: {', '.join(f'{k} {v}' for k, v in skipped.items())}." if skipped else "")
+        + (f" Domains: {format_domain_counts(counts, 4)}." if counts else "")
+    )
+    return MetaRaterResult(
+        summary=summary,
+        artifacts={"selection": sel_id, "scores": scores_id, "proxy_runs": runs_id, "extremes": ext_id, **plot_ids},
+        rows=rows, k=int(picks.size), pool_size=n, domain_counts=counts, weights=weights, top_signals=top,
+        dropped_signals=dropped, regressor=fit.fit.name, spearman=None if np.isnan(sp) else float(sp),
+        regressor_candidates={k: float(v) for k, v in fit.fit.candidates.items()}, n_proxies=request.n_proxies,
+        proxy_runs_reused=runner.reused, learned_loss=learned_loss, random_loss=random_loss,
+        best_proxy_loss=float(fit.proxy_loss.min()), validation=validation,
+        score_columns=["meta_rater_score", "meta_rater_percentile"],
+    )
