@@ -7,6 +7,7 @@ person's decision, and lists threads, history and proposals.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +23,10 @@ from agent.nodes.common import content_text
 from tools.contract import ProgressEvent, ToolSpec
 from tools.errors import BadInput, CurateError
 
+DEFAULT_CONCURRENT_RUNS = 4
+"""Requests that run at once (CURATE_CHAT_WORKERS); one more gets a "busy" error event at once."""
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
 
 class AgentService:
     def __init__(
@@ -35,6 +40,7 @@ class AgentService:
         planner: Literal["auto", "llm", "json", "offline"] = "auto",
         specs: list[ToolSpec] | None = None,
         max_steps: int | None = None,
+        max_concurrent: int | None = None,
     ):
         from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -47,11 +53,18 @@ class AgentService:
         self.workspace = Path(self.ctx.workspace).absolute()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.ctx = self.ctx.with_(workspace=self.workspace)
-        self._conn = sqlite3.connect(str(self.workspace / "threads.sqlite"), check_same_thread=False)
+        # several processes (CLI runs, the chat, notebooks) share this file: WAL (set by setup()) plus a
+        # busy timeout, so a writer waits for another instead of failing with "database is locked"
+        self._conn = sqlite3.connect(str(self.workspace / "threads.sqlite"), check_same_thread=False,
+                                     timeout=SQLITE_BUSY_TIMEOUT_S)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         self.checkpointer = SqliteSaver(self._conn)
         self.checkpointer.setup()
         self.graph = build_graph(self.checkpointer, specs=specs)
         self._lock = threading.RLock()
+        self.max_concurrent = max_concurrent or int(os.environ.get("CURATE_CHAT_WORKERS", DEFAULT_CONCURRENT_RUNS))
+        self._slots = threading.BoundedSemaphore(self.max_concurrent)
+        self._running: set[str] = set()  # thread ids with a run in progress (one run per thread at a time)
 
     # ------------------------------------------------------------------------------- helpers
 
@@ -137,7 +150,12 @@ class AgentService:
         last_plan_text = ""
         status = "complete"
         planner = None
-        with self._lock:
+        busy = self._claim(thread_id)
+        if busy:
+            yield AgentEvent(kind="error", thread_id=thread_id, text=busy, error_kind="busy")
+            yield AgentEvent(kind="done", thread_id=thread_id, text="busy")
+            return
+        try:
             try:
                 for mode, chunk in self.graph.stream(payload, config, context=self.ctx, stream_mode=["updates", "custom"]):
                     if mode == "custom":
@@ -187,7 +205,31 @@ class AgentService:
             except Exception as e:  # noqa: BLE001 - an unreachable LLM, a bug: a banner, the thread is kept
                 status = "error"
                 yield AgentEvent(kind="error", thread_id=thread_id, text=self._explain(e))
+        finally:
+            self._release(thread_id)
         yield AgentEvent(kind="done", thread_id=thread_id, text=status, planner=planner)
+
+    def _claim(self, thread_id: str) -> str | None:
+        """Take one of the run slots for this thread, or say why not (a "busy" message, at once)."""
+        with self._lock:
+            if thread_id in self._running:
+                return (f"busy: thread {thread_id} is already running a request; wait for it to finish, "
+                        "or start a new thread")
+            if not self._slots.acquire(blocking=False):
+                return (f"busy: {self.max_concurrent} requests are running, the most this assistant runs at once "
+                        "(CURATE_CHAT_WORKERS); try again in a moment")
+            self._running.add(thread_id)
+            return None
+
+    def _release(self, thread_id: str) -> None:
+        with self._lock:
+            self._running.discard(thread_id)
+            self._slots.release()
+
+    def busy(self) -> dict[str, int]:
+        """Runs in progress and the limit (for the UI and tests)."""
+        with self._lock:
+            return {"running": len(self._running), "limit": self.max_concurrent}
 
     def _explain(self, e: Exception) -> str:
         name = type(e).__name__
@@ -226,9 +268,10 @@ class AgentService:
     # ------------------------------------------------------------------------------- queries
 
     def threads(self) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id"
-        ).fetchall()
+        with self.checkpointer.lock:  # one connection shared by the run threads
+            rows = self._conn.execute(
+                "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id"
+            ).fetchall()
         out = []
         for (tid,) in rows:
             state = self.graph.get_state(self._config(tid))

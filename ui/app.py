@@ -40,6 +40,8 @@ from ui.render import (
 )
 
 MAX_UPLOAD_MB = float(os.environ.get("CURATE_UPLOAD_MAX_MB", "20"))
+CHAT_HANDLERS = 64
+"""Chat requests the queue hands to the service at once; the service runs CURATE_CHAT_WORKERS of them."""
 UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".jsonl.gz", ".txt")
 MAX_CORPUS_CHOICES = 300
@@ -757,8 +759,12 @@ def build_app(
         hidden = {"api_visibility": "undocumented"}
         chat_outputs = [chatbot, msg, banner, session, art_dd, thread_dd, prop_dd]
         chat_inputs = [msg, corpus, target, session]
-        msg.submit(h.send, chat_inputs, chat_outputs, api_name="chat", concurrency_limit=4)
-        send_btn.click(h.send, chat_inputs, chat_outputs, concurrency_limit=4, **hidden)
+        # the service runs at most CURATE_CHAT_WORKERS requests at once and answers "busy" beyond that, so
+        # the queue lets them through at once instead of holding them silently
+        msg.submit(h.send, chat_inputs, chat_outputs, api_name="chat", concurrency_limit=CHAT_HANDLERS,
+                   concurrency_id="chat")
+        send_btn.click(h.send, chat_inputs, chat_outputs, concurrency_limit=CHAT_HANDLERS, concurrency_id="chat",
+                       **hidden)
         new_btn.click(h.new_thread, [session], [chatbot, session, banner, art_dd, thread_dd], **hidden)
         thread_dd.input(h.open_thread, [thread_dd, session], [chatbot, session, banner, art_dd], **hidden)
         refresh_btn.click(h.refresh_lists, [session], [thread_dd, prop_dd, corpus, target], **hidden)
