@@ -23,10 +23,11 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.dsir.schema:SPEC",
     "tools.neighbors:SPEC",
     "tools.semantic_dedup:SPEC",
-    "tools.embed:SPEC",
+    "tools.embed.schema:SPEC",
     "tools.bids.schema:SPEC",
     "tools.fact_index.schema:SPEC",
     "tools.meta_rater.schema:SPEC",
+    "tools.quality_signals.schema:SPEC",
 )
 
 
