@@ -25,6 +25,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.semantic_dedup:SPEC",
     "tools.embed.schema:SPEC",
     "tools.bids.schema:SPEC",
+    "tools.influence.schema:SPEC",
     "tools.fact_index.schema:SPEC",
     "tools.meta_rater.schema:SPEC",
     "tools.quality_signals.schema:SPEC",
