@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {src:<16} pool {s['pool']:>5}  held out {s['heldout']:>4}  median words {s['median_words']}")
 
     t = time.perf_counter()
-    emb_id = embed.run(dict(corpus=str(built.pool)), ectx).artifacts["embeddings"]
+    emb_id = embed.run(dict(corpus=str(built.pool), vector_store=False), ectx).artifacts["embeddings"]
     pool_ids, matrix, _ = embed.load_embeddings(emb_id, ectx)
     embed_s = time.perf_counter() - t
     print(f"pool embeddings: {matrix.shape} in {embed_s:.1f}s")
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                "k": case.k, "n_target": case.n_target, "ceiling": min(1.0, in_source[case.source] / case.k),
                "methods": {}}
         try:
-            env["target_emb_id"] = embed.run(dict(corpus=str(target)), ectx).artifacts["embeddings"]
+            env["target_emb_id"] = embed.run(dict(corpus=str(target), vector_store=False), ectx).artifacts["embeddings"]
             env["target_vecs"] = np.asarray(embed.load_embeddings(env["target_emb_id"], ectx)[1], dtype=np.float32)
         except Exception as e:  # noqa: BLE001 - every method needs this; record and go on
             row["methods"] = {m: {"error": f"target embedding: {type(e).__name__}: {e}"[:300]} for m in METHODS}
