@@ -29,6 +29,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.fact_index.schema:SPEC",
     "tools.meta_rater.schema:SPEC",
     "tools.quality_signals.schema:SPEC",
+    "tools.prrc_rate.schema:SPEC",
 )
 
 

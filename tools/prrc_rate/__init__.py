@@ -1,0 +1,226 @@
+"""prrc_rate: PRRC grades from the configured LLM on a sample, distilled into a rater for the pool.
+
+``run`` draws a seeded sample (by id, so row order does not matter), asks ``ctx.llm`` for one JSON
+grade per (document, dimension) in batches, and keeps only answers that parse strictly (see
+:mod:`tools.prrc_rate.core`); rejected answers are counted per dimension. When the policy's
+``max_llm_calls`` is smaller than what the sample needs, the tool rates what the budget allows
+(cached answers cost nothing) and reports how many sample documents were left unrated. Ratings are
+written as an artifact before distillation starts, so nothing rated is lost if a later step fails.
+
+Without an LLM the tool says so, and distils from ``ratings`` the user supplies instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from tools.contract import RowCounts, ToolContext
+from tools.corpus import ReadStats, read_batches
+from tools.errors import BadInput, ResourceUnavailable
+from tools.prrc_rate import core
+from tools.prrc_rate.schema import SPEC, PRRCRateRequest, PRRCRateResult
+
+__all__ = ["SPEC", "PRRCRateRequest", "PRRCRateResult", "run", "core"]
+
+_CHUNK = 32  # prompts per ctx.llm.json call
+
+
+def _hash_order(ids: list[str], seed: int) -> np.ndarray:
+    h = [int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "little") for i in ids]
+    return np.argsort(np.asarray(h, dtype=np.uint64), kind="stable")
+
+
+def rate_with_budget(llm: Any, prompts: list[str], *, system: str, max_tokens: int) -> list[Any]:
+    """``ctx.llm.json`` over ``prompts`` in chunks; an answer is None where the call budget ran out.
+
+    A chunk that would exceed the budget is refused before anything is sent; then the prompts go one
+    at a time, so cached ones (free) are still answered and only the uncached rest is left out.
+    """
+    from tools.llm import LLMBudgetExceeded
+
+    out: list[Any] = [None] * len(prompts)
+    i = 0
+    while i < len(prompts):
+        left = None if llm.max_calls is None else llm.max_calls - llm.calls
+        size = _CHUNK if left is None else max(1, min(_CHUNK, left))
+        chunk = prompts[i : i + size]
+        try:
+            out[i : i + len(chunk)] = llm.json(chunk, core.RATING_SCHEMA, system=system, max_tokens=max_tokens)
+        except LLMBudgetExceeded:
+            for j, p in enumerate(chunk):
+                try:
+                    out[i + j] = llm.json([p], core.RATING_SCHEMA, system=system, max_tokens=max_tokens)[0]
+                except LLMBudgetExceeded:
+                    out[i + j] = None
+        i += len(chunk)
+    return out
+
+
+def _read_ratings(ref: str, ctx: ToolContext, dims: list[str]) -> dict[str, dict[str, float]]:
+    from tools.meta_rater import read_score_tables
+
+    t = read_score_tables(ref, ctx, "prrc_rate", field="ratings")
+    have = [d for d in dims if d in t.column_names]
+    if not have:
+        raise BadInput(f"has none of the dimension columns {', '.join(dims)} (numeric columns: "
+                       f"{', '.join(c for c in t.column_names if c != 'id')})", where="prrc_rate.ratings")
+    ids = t.column("id").to_pylist()
+    out: dict[str, dict[str, float]] = {}
+    for d in have:
+        vals = np.asarray(t.column(d).cast("float64").to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = np.isfinite(vals) & ((vals < 1) | (vals > 5))
+        if bad.any():
+            raise BadInput(f"column {d!r} has {int(bad.sum())} grades outside 1-5 (e.g. {vals[bad][0]:g})",
+                           where="prrc_rate.ratings")
+        out[d] = {i: float(v) for i, v in zip(ids, vals, strict=True) if np.isfinite(v)}
+    return out
+
+
+@SPEC.implement
+def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
+    import pyarrow as pa
+
+    from tools.meta_rater import plots
+
+    dims = list(dict.fromkeys(request.dimensions))
+    stats = ReadStats()
+    ids, texts = [], []
+    for b in read_batches(request.corpus, ("id", "text"), allowed_roots=ctx.data_roots, stats=stats):
+        ids += b.column("id").to_pylist()
+        texts += b.column("text").to_pylist()
+    skipped = dict(stats.skipped)
+    usable = [i for i, t in enumerate(texts) if t and t.strip()]
+    if len(usable) < len(ids):
+        skipped["prrc_empty_text"] = len(ids) - len(usable)
+    if not usable:
+        raise BadInput(f"all {len(ids)} documents have empty or whitespace-only text", where="prrc_rate.corpus")
+
+    garbage: dict[str, int] = {}
+    not_rated: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    justification: dict[str, dict[str, str]] = {}
+    if request.ratings is not None:
+        source = "ratings"
+        ratings = _read_ratings(request.ratings, ctx, dims)
+        dims = [d for d in dims if d in ratings]
+    else:
+        if not ctx.has_llm:
+            from tools.llm import HOW_TO_CONFIGURE
+
+            raise ResourceUnavailable(
+                "no LLM is configured, so prrc_rate cannot rate documents; pass ratings= (a file with 'id' and "
+                "one column per dimension, grades 1-5) to distil from ratings you have", hint=HOW_TO_CONFIGURE)
+        source = "llm"
+        sample = [usable[j] for j in _hash_order([ids[i] for i in usable], request.seed)[: request.sample_size]]
+        sample.sort(key=lambda i: ids[i])
+        ratings = {}
+        llm = ctx.llm
+        with ctx.progress("prrc_rate: LLM ratings", total=len(sample) * len(dims), unit="ratings") as bar:
+            for d in dims:
+                prompts = [core.prompt(d, texts[i], request.max_chars) for i in sample]
+                answers = rate_with_budget(llm, prompts, system=core.SYSTEM, max_tokens=request.max_tokens)
+                ratings[d], justification[d] = {}, {}
+                for i, a in zip(sample, answers, strict=True):
+                    if a is None:
+                        not_rated[d] = not_rated.get(d, 0) + 1
+                        continue
+                    score, just, err = core.parse_rating(a.raw) if a.ok else (None, None, a.error)
+                    if score is None:
+                        garbage[d] = garbage.get(d, 0) + 1
+                        errors.setdefault(d, str(err)[:160])
+                        continue
+                    ratings[d][ids[i]] = float(score)
+                    justification[d][ids[i]] = just
+                bar.update(len(sample))
+
+    # -- the ratings, written before anything else can fail ---------------------------------------
+    rated_ids = sorted(set().union(*[set(r) for r in ratings.values()])) if ratings else []
+    cols: dict[str, Any] = {"id": pa.array(rated_ids, pa.string())}
+    for d in dims:
+        cols[d] = pa.array([ratings[d].get(i, np.nan) for i in rated_ids], pa.float64())
+        if d in justification:
+            cols[f"{d}_justification"] = pa.array([justification[d].get(i) for i in rated_ids], pa.string())
+    rated = {d: len(ratings[d]) for d in dims}
+    with ctx.artifact("scores", "prrc_ratings", metrics={"source": source, "rated": rated, "garbage": garbage,
+                                                         "not_rated": not_rated, "parse_errors": errors},
+                      rows=RowCounts(rows_in=len(rated_ids), rows_out=len(rated_ids))) as w:
+        w.table(pa.table(cols))
+    ratings_id = w.id
+    artifacts = {"ratings": ratings_id}
+    means = {d: float(np.mean(list(ratings[d].values()))) for d in dims if ratings[d]}
+
+    # -- distillation ---------------------------------------------------------------------------
+    spearman: dict[str, float | None] = {}
+    within: dict[str, float | None] = {}
+    skipped_distil: dict[str, str] = {}
+    score_cols: list[str] = []
+    pool_rows = 0
+    if request.distill and any(rated.values()):
+        from tools.embeddings import pool_vectors
+
+        pv = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, missing="skip")
+        pos = {d: i for i, d in enumerate(pv.ids)}
+        out: dict[str, np.ndarray] = {}
+        for d in dims:
+            have = [i for i in ratings[d] if i in pos]
+            try:
+                res = core.distil(pv.vectors[[pos[i] for i in have]], np.array([ratings[d][i] for i in have]),
+                                  pv.vectors, model=request.distill_model, seed=request.seed)
+            except ValueError as e:
+                skipped_distil[d] = str(e)
+                continue
+            out[f"prrc_{d}"] = res.predict_pool
+            spearman[d] = None if np.isnan(res.spearman) else res.spearman
+            within[d] = res.within_one
+        if out:
+            score_cols = list(out)
+            pool_rows = len(pv.ids)
+            with ctx.artifact("scores", "prrc_scores", metrics={"spearman": spearman, "within_one": within,
+                                                                "model": request.distill_model},
+                              rows=RowCounts(rows_in=len(pv.ids), rows_out=len(pv.ids),
+                                             skipped=pv.skipped)) as w:
+                w.table(pa.table({"id": pa.array(pv.ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
+            artifacts["scores"] = w.id
+            fig = plots.histograms(out, bins=30, title="distilled PRRC grades")
+            with ctx.artifact("plot", "plot_histograms") as pw:
+                pw.figure(fig)
+            plots.close(fig)
+            artifacts["plot_histograms"] = pw.id
+            order = {k: np.lexsort((np.arange(len(v)), -v)) for k, v in out.items()}
+            n_ext = min(10, len(pv.ids) // 2)
+            ext = {"dimension": [], "position": [], "id": [], "score": []}
+            for k, o in order.items():
+                for pos_name, sel in (("top", o[:n_ext]), ("bottom", o[len(o) - n_ext:][::-1])):
+                    for r in sel:
+                        ext["dimension"].append(k)
+                        ext["position"].append(pos_name)
+                        ext["id"].append(pv.ids[r])
+                        ext["score"].append(float(out[k][r]))
+            with ctx.artifact("table", "extremes", metrics={"note": "top- and bottom-rated document ids"}) as ew:
+                ew.table(pa.table(ext))
+            artifacts["extremes"] = ew.id
+    elif not request.distill:
+        skipped_distil = {d: "distill=false" for d in dims}
+
+    rows = RowCounts(rows_in=len(ids) + sum(stats.skipped.values()), rows_out=pool_rows or len(rated_ids),
+                     skipped=skipped)
+    parts = [f"{d} {rated[d]}" + (f" (mean {means[d]:.2f})" if d in means else "") for d in dims]
+    summary = (
+        (f"LLM rated {len(rated_ids)} sampled documents: " if source == "llm" else
+         f"Distilled from {len(rated_ids)} supplied ratings: ") + ", ".join(parts) + "."
+        + (f" Rejected answers: {', '.join(f'{d} {n}' for d, n in garbage.items())}." if garbage else "")
+        + (f" Call budget left unrated: {', '.join(f'{d} {n}' for d, n in not_rated.items())}." if not_rated else "")
+        + (" Distilled rater, out-of-fold: " + ", ".join(
+            f"{d} Spearman {spearman[d]:.2f}, within one grade {within[d]:.0%}" if spearman[d] is not None
+            else f"{d} within one grade {within[d]:.0%}" for d in spearman) + f"; scored {pool_rows} documents."
+           if spearman else "")
+        + (f" Not distilled: {', '.join(skipped_distil)}." if skipped_distil else "")
+    )
+    return PRRCRateResult(
+        summary=summary, artifacts=artifacts, rows=rows, score_columns=score_cols, source=source, rated=rated,
+        garbage=garbage, not_rated=not_rated, mean_rating=means, spearman=spearman, within_one=within,
+        distill_skipped=skipped_distil, partial=bool(not_rated),
+    )

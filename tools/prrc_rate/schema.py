@@ -1,0 +1,90 @@
+"""prrc_rate request, result and spec (pydantic only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from tools.contract import ScoresResult, ToolRequest, ToolSpec
+from tools.refs import ArtifactOrPath, CorpusRef
+
+Dimension = Literal["professionalism", "readability", "reasoning", "cleanliness"]
+
+
+class PRRCRateRequest(ToolRequest):
+    corpus: CorpusRef = Field(description="the pool to rate")
+    dimensions: list[Dimension] = Field(
+        ["professionalism", "readability", "reasoning", "cleanliness"],
+        min_length=1, description="PRRC dimensions to rate (Meta-rater: all four)",
+    )
+    sample_size: int = Field(200, ge=1, description="documents the LLM rates (a seeded sample); the distilled "
+                             "rater scores the rest")
+    ratings: ArtifactOrPath | None = Field(
+        None, description="ratings to distil from instead of asking the LLM: a file or scores artifact with 'id' "
+                          "and one column per dimension (grades 1-5)"
+    )
+    distill: bool = Field(True, description="train embeddings -> grade on the rated sample and score the whole pool")
+    distill_model: Literal["ridge", "logistic"] = Field("ridge", description="ridge regression or multinomial "
+                                                        "logistic (expected grade) on the embeddings")
+    embeddings: ArtifactOrPath | None = Field(None, description="precomputed pool embeddings (artifact id or .npy)")
+    max_chars: int = Field(6000, ge=200, description="characters of each document shown to the LLM")
+    max_tokens: int = Field(300, ge=32, le=4096, description="answer tokens per rating")
+    seed: int = Field(0, description="seed of the sample and the cross-validation folds")
+
+
+class PRRCRateResult(ScoresResult):
+    source: Literal["llm", "ratings"] = "llm"
+    rated: dict[str, int] = Field(default_factory=dict, description="valid ratings per dimension")
+    garbage: dict[str, int] = Field(default_factory=dict, description="answers rejected by the parser, per dimension")
+    not_rated: dict[str, int] = Field(default_factory=dict, description="sample documents left unrated (budget)")
+    mean_rating: dict[str, float] = Field(default_factory=dict)
+    spearman: dict[str, float | None] = Field(default_factory=dict, description="out-of-fold, distilled vs rated")
+    within_one: dict[str, float | None] = Field(default_factory=dict, description="share within one grade")
+    distill_skipped: dict[str, str] = Field(default_factory=dict)
+    partial: bool = Field(False, description="the call budget ran out before the whole sample was rated")
+
+
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Offline: distil from ratings written here (grades derived from the document's domain)."""
+    import json
+
+    rows = [json.loads(line) for line in Path(corpus).read_text().splitlines() if line.strip()]
+    grade = {"math": 5, "code": 3, "food": 1}
+    path = tmp_path / "ratings.jsonl"
+    lines = [{"id": r["id"], "readability": max(1, grade.get(r.get("domain"), 3) - i % 2)} for i, r in enumerate(rows)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return {"ratings": str(path), "dimensions": ["readability"]}
+
+
+SPEC = ToolSpec(
+    name="prrc_rate",
+    version="1",
+    description="Rate documents on PRRC (professionalism, readability, reasoning, cleanliness; Meta-rater) with "
+    "the configured LLM on a sample (additive 5-point prompts, strict JSON), then distil the ratings into an "
+    "embedding ridge/logistic rater that scores the whole pool; or distil from ratings you supply.",
+    request_model=PRRCRateRequest,
+    result_model=PRRCRateResult,
+    family="scores",
+    deterministic=True,
+    cost="llm",
+    gpu="optional",
+    llm="optional",
+    effects=frozenset({"read_data", "write_workspace", "llm_calls"}),
+    consumes=(),
+    produces=("scores",),
+    conformance="tools.prrc_rate.schema:conformance_case",
+    examples=(
+        "rate a sample on professionalism and readability with the LLM",
+        "use the LLM to grade 500 documents on the four PRRC dimensions",
+        "how clean is this data? rate cleanliness with the model",
+        "score reasoning depth of the documents with an LLM judge",
+        "LLM quality ratings on a sample, then a cheap rater for the whole pool",
+        "distil these human ratings into a scorer for the rest of the corpus",
+        "grade readability 1 to 5 for each document",
+        "Meta-rater PRRC annotations for the crawl",
+        "have the language model judge professionalism of 200 documents",
+        "train a quality classifier from LLM grades and apply it to everything",
+    ),
+)
