@@ -167,3 +167,34 @@ def test_embedding_classifier(tmp_path, ctx):
     other = [d["embed_classifier"][i] for i, x in enumerate(d["id"]) if int(x[1:]) % 4 < 2]
     assert np.mean(prose) > np.mean(other)
     assert res.classifier_cv_accuracy is not None and not math.isnan(res.classifier_cv_accuracy)
+
+
+@pytest.mark.slow
+def test_causal_lm_loss_equals_the_models_own_loss(tmp_path, ctx):
+    pytest.importorskip("transformers")
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["the river town trade history birds routes def return buy now"],
+                            trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]", "[EOS]"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=fast.vocab_size, n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                       eos_token_id=2, bos_token_id=2, pad_token_id=1))
+    path = tmp_path / "tiny-lm"
+    fast.save_pretrained(path)
+    model.save_pretrained(path)
+    corpus = _pool(tmp_path)
+    res = _run(ctx, corpus=str(corpus), causal_lm=str(path), signals=["word_count"], gopher_pass=False,
+               causal_lm_max_tokens=32)
+    d = ctx.workspace.get(res.artifacts["scores"]).table().to_pydict()
+    texts = {r["id"]: r["text"] for r in map(__import__("json").loads, corpus.read_text().splitlines())}
+    model.eval()
+    for i, v in list(zip(d["id"], d["causal_lm_nll"], strict=True))[:8]:
+        ids = fast(texts[i], return_tensors="pt", truncation=True, max_length=32)["input_ids"]
+        with torch.no_grad():
+            expect = model(ids, labels=ids).loss.item() if ids.shape[1] > 1 else 0.0
+        assert v == pytest.approx(expect, rel=1e-4, abs=1e-5), i
