@@ -279,3 +279,17 @@ def test_real_documents_transformer_proxy(shared_raw, tmp_path, ctx):
     res = _run(ctx, corpus=str(corpus), scores=str(sig), target=str(target), proxy="transformer", n_proxies=16,
                proxy_tokens=40_000, fraction=0.25, n_search=20_000, max_validation_docs=40)
     assert res.learned_loss < res.random_loss
+
+
+@pytest.mark.slow
+def test_real_documents_chain_from_quality_signals(shared_raw, tmp_path, ctx):
+    """quality_signals -> meta_rater on the real pool: the scores artifact id is the input."""
+    from tools import quality_signals
+
+    corpus, target, _ = _real_pool(shared_raw, tmp_path)
+    qs = quality_signals.run({"corpus": str(corpus)}, ctx)
+    res = _run(ctx, corpus=str(corpus), scores=qs.artifacts["scores"], target=str(target), proxy="bigram",
+               n_proxies=48, proxy_tokens=30_000, fraction=0.25, n_search=20_000)
+    assert res.learned_loss < res.random_loss and res.search_loss < res.random_loss
+    assert "gopher_pass" in res.weights or "gopher_pass" in res.dropped_signals
+    assert set(res.weights) | set(res.dropped_signals) == set(qs.score_columns)

@@ -275,14 +275,15 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
     Xc, tok_c = Xn[cand], tokens[cand]
     share = request.proxy_fraction or (request.fraction if request.k is None else min(1.0, request.k / n))
     budget = share * tok_c.sum()
-    n_total_runs = request.n_proxies + 2
+    n_proxies = request.n_proxies or int(min(256, max(32, 4 * len(names))))
+    n_total_runs = n_proxies + 2
     with ctx.progress("meta_rater: proxy runs", total=n_total_runs, unit="runs") as bar:
         def run_proxy(_w: np.ndarray, idx: np.ndarray) -> float:
             loss = runner(idx)
             bar.update(1)
             return loss
 
-        fit = core.metarater_fit(Xc, tok_c, budget, run_proxy, n_proxies=request.n_proxies,
+        fit = core.metarater_fit(Xc, tok_c, budget, run_proxy, n_proxies=n_proxies,
                                  refine_fraction=request.refine_fraction, regressor=request.regressor,
                                  n_search=request.n_search, top_k=request.top_k, seed=request.seed)
         learned_idx = core.select_top(Xc @ fit.weights, tok_c, budget)
@@ -293,8 +294,14 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
         random_loss = runner(perm[: min(r_n, cand.size)])
         bar.update(1)
 
+    # -- the learned weights: the search's, unless a measured run did better --------------------
+    search_loss = learned_loss
+    w, source = fit.weights, "search"
+    best = int(np.argmin(fit.proxy_loss))
+    if fit.proxy_loss[best] < learned_loss:
+        w, source, learned_loss = fit.proxy_weights[best], "best_run", float(fit.proxy_loss[best])
+
     # -- final scores and selection -------------------------------------------------------------
-    w = fit.weights
     final = Xn @ w
     if request.k is not None:
         if request.k > n:
@@ -318,7 +325,7 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
 
     run_tbl = {f"w_{nm}": fit.proxy_weights[:, j] for j, nm in enumerate(names)}
     run_tbl.update(loss=fit.proxy_loss, predicted_oof=fit.fit.oof_pred,
-                   round=np.r_[np.zeros(request.n_proxies - fit.diagnostics["refine_runs"], np.int32),
+                   round=np.r_[np.zeros(n_proxies - fit.diagnostics["refine_runs"], np.int32),
                                np.ones(fit.diagnostics["refine_runs"], np.int32)])
     with ctx.artifact("table", "proxy_runs", metrics={"spearman": fit.fit.spearman, "regressor": fit.fit.name}) as wr:
         wr.table(pa.table(run_tbl))
@@ -348,7 +355,8 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
     rows = RowCounts(rows_in=n_read + sum(stats.skipped.values()), rows_out=int(picks.size), skipped=skipped)
     metrics = {"weights": weights, "spearman": fit.fit.spearman, "regressor": fit.fit.name,
                "regressor_candidates": fit.fit.candidates, "learned_loss": learned_loss, "random_loss": random_loss,
-               "proxy": request.proxy, "proxy_tokens": request.proxy_tokens, "n_proxies": request.n_proxies,
+               "proxy": request.proxy, "proxy_tokens": request.proxy_tokens, "n_proxies": n_proxies,
+               "weights_source": source, "search_loss": search_loss,
                "dropped_signals": dropped, "validation": validation, "scores": scores_id,
                "selected_tokens": float(tokens[picks].sum()), "pool_tokens": float(tokens.sum()),
                "domain_counts": counts}
@@ -358,9 +366,11 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
     sp = fit.fit.spearman
     loss_word = "loss" if request.proxy != "oracle" else "oracle loss (-quality)"
     summary = (
-        f"Meta-rater learned weights for {len(names)} signals from {request.n_proxies} {request.proxy} proxy runs "
+        f"Meta-rater learned weights for {len(names)} signals from {n_proxies} {request.proxy} proxy runs "
         f"({validation}): top {', '.join(f'{t} {weights[t]:.2f}' for t in top)}. Regressor {fit.fit.name}, "
-        f"out-of-fold Spearman {sp:.2f}. Proxy {loss_word} on the learned selection {learned_loss:.4g} vs random "
+        f"out-of-fold Spearman {sp:.2f}."
+        + (" The best measured run beat the searched weights and is used." if source == "best_run" else "")
+        + f" Proxy {loss_word} on the learned selection {learned_loss:.4g} vs random "
         f"{random_loss:.4g}. Selected {picks.size} of {n} documents ({tokens[picks].sum() / tokens.sum():.0%} of "
         f"tokens)." + (f" Dropped: {', '.join(f'{c} ({why})' for c, why in dropped.items())}." if dropped else "")
         + (f" Skipped: {', '.join(f'{k} {v}' for k, v in skipped.items())}." if skipped else "")
@@ -371,7 +381,8 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
         artifacts={"selection": sel_id, "scores": scores_id, "proxy_runs": runs_id, "extremes": ext_id, **plot_ids},
         rows=rows, k=int(picks.size), pool_size=n, domain_counts=counts, weights=weights, top_signals=top,
         dropped_signals=dropped, regressor=fit.fit.name, spearman=None if np.isnan(sp) else float(sp),
-        regressor_candidates={k: float(v) for k, v in fit.fit.candidates.items()}, n_proxies=request.n_proxies,
+        regressor_candidates={k: float(v) for k, v in fit.fit.candidates.items()}, n_proxies=n_proxies,
+        weights_source=source, search_loss=search_loss,
         proxy_runs_reused=runner.reused, learned_loss=learned_loss, random_loss=random_loss,
         best_proxy_loss=float(fit.proxy_loss.min()), validation=validation,
         score_columns=["meta_rater_score", "meta_rater_percentile"],

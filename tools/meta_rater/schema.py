@@ -29,7 +29,10 @@ class MetaRaterRequest(ToolRequest):
     proxy_fraction: float | None = Field(
         None, gt=0, le=1, description="share of the pool's tokens each proxy trains on; default: the selection's share"
     )
-    n_proxies: int = Field(32, ge=8, le=4096, description="proxy runs R (paper: 256; RegMix: 512)")
+    n_proxies: int | None = Field(
+        None, ge=8, le=4096, description="proxy runs R; default 4 per signal, at least 32 and at most 256 (paper: 256; "
+        "RegMix: 512). Fewer runs than about 2 per signal rarely beat a random selection"
+    )
     refine_fraction: float = Field(
         0.25, ge=0, lt=1, description="share of the runs drawn around the first round's best weights (0 = one round)"
     )
@@ -69,6 +72,9 @@ class MetaRaterResult(SelectionResult):
     spearman: float | None = Field(None, description="out-of-fold Spearman of predicted vs measured proxy loss")
     regressor_candidates: dict[str, float] = Field(default_factory=dict)
     n_proxies: int = 0
+    weights_source: str = Field("search", description="'search' (RegMix top-k mean) or 'best_run' (a measured "
+                                "proxy run beat the searched weights, so its weights are used)")
+    search_loss: float | None = Field(None, description="proxy loss of the searched weights' selection")
     proxy_runs_reused: int = Field(0, description="proxy runs found in the workspace cache")
     learned_loss: float | None = Field(None, description="proxy loss after training on the learned selection")
     random_loss: float | None = Field(None, description="proxy loss after training on a random selection of the "
