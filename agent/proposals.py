@@ -132,6 +132,12 @@ def build_proposal(
         evidence.append({"tool": s["tool"], "summary": s.get("summary", ""), "metrics": metrics,
                          "artifacts": s.get("artifacts") or {}})
         plots += [v for k, v in (s.get("artifacts") or {}).items() if k == "plot" or v.startswith("plot-")]
+    if kind == "selection" and result.get("task_share"):  # bids: per-task shares against LESS task-max
+        evidence.append({"tool": last["tool"], "summary": "share of the selection per validation task",
+                         "metrics": {"task_share": result["task_share"],
+                                     "task_max_share": result.get("baseline_share", {}),
+                                     "task_mean_influence": result.get("task_mean_influence", {})},
+                         "artifacts": {k: v for k, v in arts.items() if k == "plot"}})
     plan_calls = [{"tool": s["tool"], "args": s.get("args", {})} for s in plan.get("steps", []) if s.get("status") == "done"]
     sources = sorted({str(c["args"].get("corpus")) for c in plan_calls if c["args"].get("corpus")})
     rec = {

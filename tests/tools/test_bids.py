@@ -299,3 +299,21 @@ def test_sampled_thresholds_and_their_fallback(monkeypatch):
     np.testing.assert_array_equal(core.bids_fast(A, 40).indices, naive)  # sampled thresholds
     monkeypatch.setattr(core, "_thresholds", lambda Z, L: np.full(Z.shape[1], np.inf, np.float32))
     np.testing.assert_array_equal(core.bids_fast(A, 40).indices, naive)  # every guess too high
+
+
+def test_bids_selection_becomes_a_proposal_with_task_shares(tmp_path, ctx):
+    from agent.proposals import build_proposal
+    from policies.schema import load_policy
+    from tools import bids
+
+    A, tasks, owner, corpus, npy, _ = _matrix_files(tmp_path, N=120)
+    args = {"influence": str(npy), "val_tasks": tasks, "fraction": 0.15, "corpus": str(corpus)}
+    res = bids.run(args, ctx)
+    step = {"tool": "bids", "status": "done", "args": args, "artifacts": res.artifacts, "summary": res.summary,
+            "result": res.model_dump(mode="json")}
+    rec = build_proposal(thread_id="t1", plan={"steps": [step], "request": "balance tasks"}, tctx=ctx,
+                         policy=load_policy("default"))
+    assert rec["kind"] == "selection" and rec["selection"] == res.artifacts["selection"]
+    assert rec["n_docs"] == 18 and res.artifacts["plot"] in rec["plots"]
+    shares = [e for e in rec["evidence"] if "task_share" in e["metrics"] and "task_max_share" in e["metrics"]]
+    assert shares and shares[0]["metrics"]["task_share"] == res.task_share

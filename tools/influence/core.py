@@ -67,7 +67,7 @@ class RademacherProjector:
     """
 
     def __init__(self, dim: int, proj_dim: int, *, seed: int = 0, device: str = "cpu",
-                 block_dims: int | None = None, cache_bytes: int = 256 << 20):
+                 block_dims: int | None = None, cache_bytes: int = 512 << 20):
         self.dim, self.k, self.seed, self.device = dim, proj_dim, seed, device
         self.block_dims = block_dims or max(1, min(dim, (64 << 20) // (4 * proj_dim)))
         self.n_blocks = math.ceil(dim / self.block_dims)
@@ -82,8 +82,8 @@ class RademacherProjector:
         rows = min(self.block_dims, self.dim - lo)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(self.seed) * 1_000_003 + b)
-        P = torch.randint(0, 2, (rows, self.k), generator=gen, device=self.device, dtype=torch.int8)
-        P = (P.to(torch.float32) * 2 - 1) / math.sqrt(self.k)
+        P = torch.empty((rows, self.k), dtype=torch.float32, device=self.device).bernoulli_(0.5, generator=gen)
+        P.mul_(2 / math.sqrt(self.k)).sub_(1 / math.sqrt(self.k))  # in place: {0,1} -> {-1,+1}/sqrt(k)
         if self._cache is not None:
             self._cache[b] = P
         return P
