@@ -43,7 +43,7 @@ def cap_by_epochs(weights: np.ndarray, sizes: np.ndarray, total: float, max_epoc
         return w / w.sum(), np.zeros(w.size, dtype=bool)
     cap = max_epochs * sizes / total
     if cap.sum() < 1.0 - 1e-12:
-        raise ValueError(f"{total:.3g} tokens need more than {max_epochs} epochs of the data "
+        raise ValueError(f"{total:.3g} tokens need more than {max_epochs:g} epochs of the data "
                          f"({sizes.sum():.3g} tokens)")
     fixed = np.zeros(w.size, dtype=bool)
     w = w / w.sum()

@@ -47,11 +47,12 @@ def sample_configs(prior: np.ndarray, n_configs: int = 512, *, temp: float = 0.5
         w = np.where(w < minimum, 0.0, w)
         if w.sum() <= 0:
             continue
-        w = np.round(w / w.sum() / minimum) * minimum
-        if w.sum() <= 0:
+        units = np.round(w / w.sum() / minimum).astype(np.int64)
+        units[np.argmax(units)] += int(round(1.0 / minimum)) - int(units.sum())  # exact sum, still multiples
+        if units.min() < 0:
             continue
-        w = w / w.sum()
-        key = np.round(w / minimum).astype(np.int64).tobytes()
+        w = units * minimum
+        key = units.tobytes()
         if key not in seen:
             seen.add(key)
             kept.append(w)
