@@ -9,8 +9,9 @@ client's retries leaves that leaf with its c-TF-IDF labels only, counted as a fa
 
 The ``index`` artifact holds ``tree.parquet`` (node, parent, depth, start, end, size, leaf, split,
 labels, label_weights, llm_labels), ``members.parquet`` (``id`` in tree order with its ``leaf``; node
-``i`` holds rows ``start[i]:end[i]``), ``centroids.npy`` (unit centroid per node) and ``index.json``
-(corpus, model, parameters). :func:`load_index` reads it back.
+``i`` holds rows ``start[i]:end[i]``), ``centroids.npy`` (unit centroid per node), ``terms.npz`` +
+``vocab.parquet`` (which leaves contain each term: the inverted index the tracer looks rare keywords up
+in) and ``index.json`` (corpus, model, parameters). :func:`load_index` reads it back.
 """
 
 from __future__ import annotations
@@ -52,8 +53,18 @@ class FactIndex:
     model: str | None
     embeddings: str | None
 
+    path: Any = None
+
     def leaf_ids(self, node: int) -> list[str]:
         return self.ids[int(self.tree.start[node]) : int(self.tree.end[node])]
+
+    def term_index(self) -> tuple[dict[str, int], Any]:
+        """(term -> row, CSR terms x leaves in ``tree.leaves()`` order) from the artifact (loaded on demand)."""
+        import pyarrow.parquet as pq
+        from scipy import sparse
+
+        vocab = pq.read_table(self.path / "vocab.parquet").column("term").to_pylist()
+        return {t: i for i, t in enumerate(vocab)}, sparse.load_npz(self.path / "terms.npz").tocsr()
 
 
 def has_llm(ctx: ToolContext) -> bool:
@@ -95,13 +106,14 @@ def _label_with_llm(ctx: ToolContext, tree: core.Tree, texts: list[str], request
 @SPEC.implement
 def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
     import pyarrow as pa
+    from scipy import sparse
 
     from tools.corpus import read_batches
+    from tools.embeddings import pool_vectors
     from tools.errors import BadInput, field_error
-    from tools.neighbors import pool_embeddings
 
     tool = SPEC.name
-    pool = pool_embeddings(tool, request.corpus, request.embeddings, request.model, ctx)
+    pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, missing="skip")
     n = len(pool.ids)
     if n == 0:
         raise BadInput("the corpus has no documents to index", where=f"{tool}.corpus")
@@ -123,6 +135,7 @@ def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
                                      niter=request.niter, seed=request.seed, progress=bar)
     dt = core.doc_terms(texts)
     labels, weights = core.ctfidf_labels(tree, dt.matrix, dt.vocab, top_n=request.label_terms)
+    terms = core.leaf_term_index(tree, dt.matrix)
     llm_labels: list[list[str]] = [[] for _ in range(tree.n_nodes)]
     calls = failures = 0
     labelled_by = ["ctfidf"]
@@ -159,8 +172,7 @@ def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
         "leaf_size_max": int(leaf_sizes.max()), "splits": splits, "labelled_by": labelled_by,
         "llm_calls": calls, "llm_label_failures": failures, "model": pool.model, "embeddings": pool.source,
     }
-    rows = RowCounts(rows_in=n + sum(pool.skipped.values()), rows_out=n,
-                     skipped={**dict(pool.stats.skipped), **pool.skipped})
+    rows = RowCounts(rows_in=n + pool.missing, rows_out=n, skipped={**dict(pool.stats.skipped), **pool.skipped})
     meta = {"corpus": request.corpus.model_dump(mode="json"), "model": pool.model, "embeddings": pool.source,
             "max_leaf": request.max_leaf, "branching": request.branching, "niter": request.niter,
             "seed": request.seed, "label_terms": request.label_terms, "labelled_by": labelled_by}
@@ -169,6 +181,8 @@ def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
         w.table(tree_table, "tree.parquet")
         w.table(members, "members.parquet")
         w.array(tree.centroid, "centroids.npy")
+        sparse.save_npz(w.path("terms.npz"), terms, compressed=True)
+        w.table(pa.table({"term": pa.array(dt.vocab, type=pa.string())}), "vocab.parquet")
         w.json(meta, "index.json")
     summary = (
         f"Fact index over {n} documents: {int(leaf_mask.sum())} leaf clusters (at most {request.max_leaf} "
@@ -218,4 +232,4 @@ def load_index(ref: str, ctx: ToolContext) -> FactIndex:
     )
     return FactIndex(id=art.id, tree=tree, ids=ids, labels=[list(x) for x in t["labels"]],
                      llm_labels=[list(x or []) for x in t["llm_labels"]], corpus=meta["corpus"],
-                     model=meta.get("model"), embeddings=meta.get("embeddings"))
+                     model=meta.get("model"), embeddings=meta.get("embeddings"), path=art.path)

@@ -312,3 +312,15 @@ def ctfidf_labels(tree: Tree, doc_term: object, vocab: list[str], *, top_n: int 
         labels.append([str(t) for t in terms[top]])
         weights.append([round(float(v), 6) for v in w[top]])
     return labels, weights
+
+
+def leaf_term_index(tree: Tree, doc_term: object) -> object:
+    """CSR (V terms x L leaves, in ``tree.leaves()`` order) of term counts: which leaves contain each term.
+
+    Labels name a cluster by its top terms only; a fact's rare entity names are seldom among them, so
+    the tracer also looks keywords up here (an inverted index from terms to leaves).
+    """
+    from scipy import sparse
+
+    counts = node_term_counts(tree, doc_term)
+    return sparse.csr_matrix(counts[tree.leaves()].T).astype(np.int32)

@@ -1,0 +1,350 @@
+"""The OFFLINE verifier (fallback when no LLM is configured): is the fact's subject and object in the text?
+
+This is the rule T-REx itself used to align triples with Wikipedia sentences (both entities present),
+so it is what "the document expresses the triple" means on FTRACE-TREx-style data; it cannot tell
+"born in" from "died in" between the same two entities, which an LLM verifier can. Both arguments
+must be *expressed*, after normalising:
+
+- case, accents (NFKD), punctuation and hyphens ("Scottish-born" -> "scottish born");
+- light morphology: possessive ``'s`` and plural ``-s``/``-es`` are stripped on both sides;
+- qualifiers: "Alexandra, Victoria" and "Paris (France)" also match as "Alexandra" / "Paris";
+- nationality adjectives and languages for place names: "Scotland" ~ "Scottish", "Italy" ~
+  "Italian", "France" ~ "French", by suffix rules plus a table of irregular forms (and back);
+- derived forms of common nouns: "archaeology" ~ "archaeologist", "saxophone" ~ "saxophonist",
+  "Christianity" ~ "Christian" (suffix rules plus a small table); number words as digits, "Sky2" = "Sky 2";
+- partial names of the subject (``partial_names=True``): "Pierre Messmer" ~ "Messmer" (the last
+  name-like token, capitalised in the label, at least 4 letters, not a generic word), a capitalised
+  head before lower-case descriptors ("Mamer railway station" ~ "Mamer"), initials of a capitalised
+  name ("Japan Football Association" ~ "JFA"), and corporate suffixes dropped ("UGS Corp." ~ "UGS").
+
+Subject/object come from the fact, or :func:`extract_arguments` finds them in the statement: the
+first and last capitalised entity chunks, else the content words at either end.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+_TOKEN = re.compile(r"[^\W\d_]+|\d+", re.UNICODE)  # "Sky2" -> "Sky", "2"
+_NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+                 "eight": "8", "nine": "9", "ten": "10"}
+
+# demonyms / languages that suffix rules cannot derive (country or region -> forms)
+IRREGULAR: dict[str, tuple[str, ...]] = {
+    "france": ("french",), "netherlands": ("dutch", "holland"), "holland": ("dutch",), "germany": ("german",),
+    "spain": ("spanish", "spaniard"), "united states": ("american", "usa", "u s", "america"),
+    "united states of america": ("american", "usa", "u s", "america"),
+    "united kingdom": ("british", "uk", "u k", "britain"), "great britain": ("british", "britain"),
+    "england": ("english",), "scotland": ("scottish", "scots", "scot"), "wales": ("welsh",),
+    "ireland": ("irish",), "switzerland": ("swiss",), "greece": ("greek",), "denmark": ("danish", "dane"),
+    "sweden": ("swedish", "swede"), "norway": ("norwegian",), "finland": ("finnish", "finn"),
+    "iceland": ("icelandic",), "poland": ("polish",), "turkey": ("turkish",), "thailand": ("thai",),
+    "philippines": ("filipino", "philippine"), "peru": ("peruvian",), "china": ("chinese",),
+    "japan": ("japanese",), "vietnam": ("vietnamese",), "portugal": ("portuguese",), "lebanon": ("lebanese",),
+    "sudan": ("sudanese",), "taiwan": ("taiwanese",), "malta": ("maltese",), "israel": ("israeli",),
+    "pakistan": ("pakistani",), "iraq": ("iraqi",), "kuwait": ("kuwaiti",), "bangladesh": ("bangladeshi",),
+    "new zealand": ("new zealander", "kiwi"), "czech republic": ("czech",), "czechoslovakia": ("czechoslovak",),
+    "slovakia": ("slovak",), "slovenia": ("slovene", "slovenian"), "croatia": ("croatian", "croat"),
+    "serbia": ("serbian", "serb"), "bosnia and herzegovina": ("bosnian",), "soviet union": ("soviet",),
+    "russia": ("russian",), "belgium": ("belgian",), "argentina": ("argentine", "argentinian"),
+    "madagascar": ("malagasy",), "cyprus": ("cypriot",), "monaco": ("monegasque",), "yemen": ("yemeni",),
+    "oman": ("omani",), "qatar": ("qatari",), "saudi arabia": ("saudi",), "afghanistan": ("afghan",),
+    "tajikistan": ("tajik",), "uzbekistan": ("uzbek",), "kazakhstan": ("kazakh",), "kyrgyzstan": ("kyrgyz",),
+    "turkmenistan": ("turkmen",), "hungary": ("hungarian",), "luxembourg": ("luxembourgish",),
+    "ukraine": ("ukrainian",), "wallonia": ("walloon",), "flanders": ("flemish",), "brittany": ("breton",),
+    "catalonia": ("catalan",), "basque country": ("basque",), "galicia": ("galician",), "bavaria": ("bavarian",),
+    "quebec": ("quebecois", "quebecer"), "ancient rome": ("roman",), "rome": ("roman",),
+    "ancient greece": ("greek",), "egypt": ("egyptian",), "morocco": ("moroccan",), "mexico": ("mexican",),
+    "chile": ("chilean",), "cuba": ("cuban",), "canada": ("canadian",), "haiti": ("haitian",),
+    "ghana": ("ghanaian",), "senegal": ("senegalese",), "togo": ("togolese",), "congo": ("congolese",),
+    "burma": ("burmese",), "myanmar": ("burmese",), "nepal": ("nepali", "nepalese"), "laos": ("lao", "laotian"),
+    "south korea": ("korean", "south korean"), "north korea": ("korean", "north korean"), "korea": ("korean",),
+    "iran": ("iranian", "persian"), "persia": ("persian",), "wales uk": ("welsh",), "guinea": ("guinean",),
+    "flemish region": ("flemish",), "sri lanka": ("sri lankan",), "hong kong": ("hong konger",),
+}
+# languages named by country adjectives are the same words ("French"), so the table serves both
+_REVERSE: dict[str, tuple[str, ...]] = {}
+for _country, _forms in IRREGULAR.items():
+    for _f in _forms:
+        if len(_f) > 3:
+            _REVERSE.setdefault(_f, ())
+            _REVERSE[_f] = (*_REVERSE[_f], _country)
+
+# derived forms of common nouns (fields, religions, instruments, occupations) that suffix rules miss
+DERIVED: dict[str, tuple[str, ...]] = {
+    "judaism": ("jewish", "jew"), "islam": ("muslim", "islamic"), "christianity": ("christian",),
+    "hinduism": ("hindu",), "buddhism": ("buddhist",), "catholicism": ("catholic",), "sikhism": ("sikh",),
+    "catholic church": ("catholic", "roman catholic"), "anglicanism": ("anglican",), "protestantism": ("protestant",),
+    "lutheranism": ("lutheran",), "actor": ("actress", "acting"), "medicine": ("medical", "physician"),
+    "law": ("lawyer", "legal"), "drum": ("drummer",), "drums": ("drummer",), "harp": ("harpist",),
+    "politician": ("political", "politics"), "politics": ("political", "politician"),
+}
+_DERIV = (("ology", ("ologist", "ological", "ologic", "ologer")), ("istry", ("ist",)), ("ics", ("", "ist", "ian")),
+          ("ism", ("ist", "ic", "")), ("ity", ("",)), ("y", ("er", "ist", "ical", "ic", "ian")),
+          ("e", ("ist", "er")), ("", ("ist", "er", "ic", "ian", "ical")))
+
+
+def derived(word: str) -> set[str]:
+    """Derivations of a lower-case common noun: "archaeology" -> "archaeologist", "saxophone" -> "saxophonist"."""
+    w = fold(word)
+    out = set(DERIVED.get(w, ()))
+    if " " in w or len(w) < 4:
+        return out
+    for suffix, repl in _DERIV:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            base = w[: len(w) - len(suffix)]
+            out.update(base + r for r in repl if base + r != w)
+            if suffix == "ology":
+                break
+    return out
+
+
+_CORP = frozenset({"corp", "corporation", "inc", "ltd", "co", "plc", "llc", "gmbh", "ag", "sa", "limited"})
+_SUFFIXES = ("n", "an", "ian", "ese", "ish", "i", "ic", "ean", "er")
+GENERIC = frozenset(
+    """united states kingdom republic city town county river lake mount island islands university college school
+    company group records club party church state province district north south east west new old great saint
+    san santa los las the football national international association society centre center""".split()
+)
+STOP = frozenset(
+    """a an the of in on at to for from by with and or is was are were be been being has have had that this which
+    who whom whose as its it his her their he she they also born known de la le du des del da von van der den""".split()
+)
+
+
+def fold(token: str) -> str:
+    """Lower case without accents ("Émile" -> "emile")."""
+    t = unicodedata.normalize("NFKD", token.lower())
+    return "".join(c for c in t if not unicodedata.combining(c))
+
+
+def stem(token: str) -> str:
+    """Light morphology: possessive and plural endings off ("beatles" -> "beatle"); number words as digits."""
+    t = _NUMBER_WORDS.get(token, token)
+    if t.endswith("'s") or t.endswith("’s"):
+        t = t[:-2]
+    if len(t) > 4 and t.endswith("ies"):
+        return t[:-3] + "y"
+    if len(t) > 4 and t.endswith(("ses", "xes", "zes", "ches", "shes")):
+        return t[:-2]
+    if len(t) > 3 and t.endswith("s") and not t.endswith("ss"):
+        return t[:-1]
+    return t
+
+
+def words(text: str) -> list[str]:
+    """Normalised, stemmed word tokens (punctuation and hyphens separate words)."""
+    return [stem(fold(m.group())) for m in _TOKEN.finditer(text or "")]
+
+
+@lru_cache(maxsize=16384)
+def word_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    toks, spans = [], []
+    for m in _TOKEN.finditer(text or ""):
+        toks.append(stem(fold(m.group())))
+        spans.append(m.span())
+    return toks, spans
+
+
+def demonyms(place: str) -> set[str]:
+    """Adjective / language forms of a place name by suffix rules (and the irregular table)."""
+    key = " ".join(fold(m.group()) for m in _TOKEN.finditer(place))
+    out = set(IRREGULAR.get(key, ()))
+    out.update(_REVERSE.get(key, ()))
+    w = key.split()
+    if len(w) != 1 or len(w[0]) < 4:
+        return out
+    p = w[0]
+    bases = {p}
+    for cut in ("ia", "a", "e", "o", "y", "um", "en", "land", "and"):
+        if p.endswith(cut) and len(p) - len(cut) >= 3:
+            bases.add(p[: -len(cut)])
+    for b in bases:
+        for s in _SUFFIXES:
+            out.add(b + s)
+        if b.endswith(("t", "n")) and p.endswith("land"):  # Scotland -> Scottish, Finland -> Finnish
+            out.add(b + b[-1] + "ish")
+    out.discard(p)
+    return out
+
+
+@dataclass(frozen=True)
+class Alias:
+    """One surface form of an argument, as stemmed tokens; ``kind`` says which rule produced it."""
+
+    tokens: tuple[str, ...]
+    kind: str  # exact | qualifier | demonym | partial
+
+
+@lru_cache(maxsize=65536)
+def aliases(label: str, *, partial: bool = False) -> tuple[Alias, ...]:
+    """Every surface form that counts as expressing ``label`` (see the module docstring)."""
+    out: list[Alias] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def add(text: str, kind: str) -> None:
+        t = tuple(words(text))
+        if t and t not in seen:
+            seen.add(t)
+            out.append(Alias(t, kind))
+
+    add(label, "exact")
+    base = re.split(r"\s*[,(]", label, maxsplit=1)[0].strip()
+    if base and base != label:
+        add(base, "qualifier")
+    for form in sorted(demonyms(base or label)):
+        add(form, "demonym")
+    if (base or label)[:1].islower() or (base or label).lower() in DERIVED:
+        for form in sorted(derived(base or label)):
+            add(form, "derived")
+    raw = [m.group() for m in _TOKEN.finditer(base or label)]
+    if len(raw) >= 2 and fold(raw[-1]) in _CORP:  # "UGS Corp." -> "UGS"
+        raw = raw[:-1]
+        add(" ".join(raw), "qualifier")
+    if partial and len(raw) >= 2:
+        last = raw[-1]
+        if last[:1].isupper() and len(last) >= 4 and fold(last) not in GENERIC and fold(last) not in STOP:
+            add(last, "partial")
+        caps = [w for w in raw if w[:1].isupper()]
+        if len(caps) >= 2 and len(caps) >= len(raw) - 1:  # "Japan Football Association" -> "JFA"
+            add("".join(w[0] for w in caps), "acronym")
+        k = 0  # capitalised head before lower-case descriptors: "Mamer railway station" -> "Mamer"
+        while k < len(raw) and raw[k][:1].isupper():
+            k += 1
+        if 0 < k < len(raw) and all(w[:1].islower() for w in raw[k:]) and len(" ".join(raw[:k])) >= 4:
+            add(" ".join(raw[:k]), "partial")
+    return tuple(out)
+
+
+def find(alias: Alias, toks: list[str]) -> int:
+    """Start index of the first occurrence of ``alias`` in ``toks``, or -1."""
+    a = alias.tokens
+    n = len(a)
+    first = a[0]
+    for i, t in enumerate(toks):
+        if t == first and tuple(toks[i : i + n]) == a:
+            return i
+    return -1
+
+
+@dataclass
+class Match:
+    supports: bool
+    span: str
+    start: int
+    end: int
+    reason: str  # why rejected ("" when supported)
+    subject_form: str
+    object_form: str
+
+
+def _locate(label: str, toks: list[str], partial: bool, tokset: set[str]) -> tuple[int, int, str] | None:
+    for al in aliases(label, partial=partial):
+        if al.tokens[0] not in tokset:
+            continue
+        i = find(al, toks)
+        if i >= 0:
+            return i, i + len(al.tokens), al.kind
+    return None
+
+
+def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = True,
+                   relation_cues: tuple[str, ...] = ()) -> Match:
+    """Whether ``text`` expresses both ``subject`` and ``obj``; the span covers both mentions.
+
+    ``relation_cues`` (stemmed words): when given, at least one must also occur (off by default:
+    T-REx-style gold does not require it).
+    """
+    toks, spans = word_spans(text)
+    tokset = set(toks)
+    s = _locate(subject, toks, partial_names, tokset)
+    o = _locate(obj, toks, False, tokset)
+    if s is None or o is None:
+        missing = " and ".join(n for n, v in (("subject", s), ("object", o)) if v is None)
+        return Match(False, "", -1, -1, f"{missing} not found", s[2] if s else "", o[2] if o else "")
+    if relation_cues and not set(relation_cues) & set(toks):
+        return Match(False, "", -1, -1, "relation not expressed", s[2], o[2])
+    lo = min(s[0], o[0])
+    hi = max(s[1], o[1]) - 1
+    a, b = spans[lo][0], spans[hi][1]
+    return Match(True, text[a:b], a, b, "", s[2], o[2])
+
+
+# ------------------------------------------------------------------------ argument extraction
+
+_CONNECT = frozenset({"of", "de", "da", "di", "del", "della", "der", "van", "von", "den", "du", "des", "la", "le",
+                      "the", "and", "y", "bin", "al"})
+_VERBISH = frozenset(
+    """is was are were has had have be been being became becomes speaks spoke speak plays played play works worked
+    born died lives lived located founded created developed produced made written wrote released owned owns
+    belongs belonged joined holds held uses used writes originated comes came""".split()
+)
+
+
+def extract_arguments(statement: str) -> tuple[str, str]:
+    """(subject, object) of a plain statement: first and last entity chunk, else the content at the ends.
+
+    "Pierre Messmer's native language is French." -> ("Pierre Messmer", "French");
+    "gummi candy was created in Germany" -> ("gummi candy", "Germany"). Empty strings when not found.
+    """
+    raw = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[^\W_]+(?:['’][^\W_]+)*", statement)]
+    raw = [(re.sub(r"['’]s$", "", w), a, b) for w, a, b in raw]
+    chunks: list[tuple[int, int]] = []  # token index ranges
+    i = 0
+    while i < len(raw):
+        w = raw[i][0]
+        cap = w[:1].isupper() or w[:1].isdigit()
+        if cap and not (i == 0 and fold(w) in STOP | {"in", "the", "a", "an"}):
+            j = i + 1
+            while j < len(raw):
+                nxt = raw[j][0]
+                if nxt[:1].isupper() or nxt[:1].isdigit():
+                    j += 1
+                elif fold(nxt) in _CONNECT and j + 1 < len(raw) and raw[j + 1][0][:1].isupper():
+                    j += 2
+                else:
+                    break
+            chunks.append((i, j))
+            i = j
+        else:
+            i += 1
+
+    def text_of(a: int, b: int) -> str:
+        return statement[raw[a][1] : raw[b - 1][2]]
+
+    if len(chunks) >= 2:
+        return text_of(*chunks[0]), text_of(*chunks[-1])
+
+    def content_run(rng: range) -> tuple[int, int] | None:
+        idx = [k for k in rng if fold(raw[k][0]) not in STOP and fold(raw[k][0]) not in _VERBISH]
+        if not idx:
+            return None
+        # the contiguous run at the end nearest the sentence edge
+        run = [idx[0]]
+        for k in idx[1:]:
+            if k == run[-1] + 1 or (k == run[-1] - 1):
+                run.append(k)
+            else:
+                break
+        return min(run), max(run) + 1
+
+    n = len(raw)
+    verbs = [k for k in range(n) if fold(raw[k][0]) in _VERBISH]
+    if len(chunks) == 1:
+        a, b = chunks[0]
+        if a <= n - b:  # entity first: the object is the content after the verb, at the end
+            after = range(n - 1, b - 1, -1)
+            run = content_run(after)
+            return text_of(a, b), (text_of(*run) if run else "")
+        cut = verbs[0] if verbs and verbs[0] < a else a
+        run = content_run(range(0, cut))
+        return (text_of(*run) if run else ""), text_of(a, b)
+    if not raw:
+        return "", ""
+    cut = verbs[0] if verbs else n // 2
+    s = content_run(range(0, cut))
+    o = content_run(range(n - 1, cut, -1))
+    return (text_of(*s) if s else ""), (text_of(*o) if o else "")
