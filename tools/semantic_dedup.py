@@ -73,7 +73,7 @@ class SemanticDedupRequest(ToolRequest):
         "earlier one in keep order (NeMo/SemDeDup's exact rule, removes more along chains)",
     )
     niter: int = Field(20, ge=1, le=300, description="k-means iterations")
-    seed: int = Field(0, description="k-means and keep='random' seed")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="k-means and keep='random' seed (faiss takes a C int)")
 
 
 class SemanticDedupResult(SelectionResult):

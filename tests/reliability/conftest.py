@@ -58,7 +58,8 @@ def assert_clean_error(out: CliOut, code: int | None = None, match: str | None =
     assert len(lines) == 1, out.stderr
     assert out.code in (2, 3, 4, 5) if code is None else out.code == code, (out.code, out.stderr)
     if match:
-        assert match in lines[0], lines[0]
+        options = (match,) if isinstance(match, str) else match
+        assert any(m in lines[0] for m in options), lines[0]
     return lines[0]
 
 

@@ -127,7 +127,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
     cfg = FeatureConfig(ngrams=request.ngrams, num_buckets=request.num_buckets, hash=request.hash)
     budget = _budget(request)
     out_dtype = np.float64 if request.hash == "sha256" else np.float32
-    scratch = Path(tempfile.mkdtemp(prefix="dsir-", dir=ctx.workspace.tmp_dir))
+    scratch = ctx.workspace.tmp("dsir")  # pid in the name: swept only once this process is dead
     stats = ReadStats()
     try:
         with Runner(ctx.workers()) as runner:

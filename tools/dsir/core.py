@@ -498,7 +498,10 @@ class Runner:
             # fork: starts in milliseconds and needs no `if __name__ == "__main__"` guard in scripts; the
             # workers use only numpy, re and hashlib (texts arrive as plain lists of str).
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method))
+            from tools.engine import _die_with_parent  # a kill -9 of the tool takes its workers along
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *exc: object) -> None:
