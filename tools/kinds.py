@@ -22,5 +22,6 @@ ArtifactKind = Literal[
     "table",
     "export",
     "influence",
+    "agent",
 ]
 ARTIFACT_KINDS: tuple[str, ...] = ArtifactKind.__args__  # type: ignore[attr-defined]

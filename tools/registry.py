@@ -30,6 +30,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.meta_rater.schema:SPEC",
     "tools.quality_signals.schema:SPEC",
     "tools.prrc_rate.schema:SPEC",
+    "tools.propose_mixture.schema:SPEC",
 )
 
 

@@ -83,7 +83,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def fit_regressor(X: np.ndarray, y: np.ndarray, *, kind: str = "lightgbm", seed: int = 42,
                   val_fraction: float = 0.0, num_iterations: int = 1000, learning_rate: float = 1e-2,
-                  early_stopping: int = 3) -> Fit:
+                  early_stopping: int = 3, min_data_in_leaf: int = 20) -> Fit:
     """LightGBM (RegMix's parameters) or ridge from mixtures X (N, D) to a metric y (N,).
 
     With ``val_fraction`` > 0 a seeded split holds out runs for early stopping and the fit's
@@ -106,7 +106,8 @@ def fit_regressor(X: np.ndarray, y: np.ndarray, *, kind: str = "lightgbm", seed:
 
         params = {"boosting_type": "gbdt", "objective": "regression", "metric": ["l1", "l2"],
                   "learning_rate": learning_rate, "seed": seed, "verbose": -1, "num_threads": 1,
-                  "deterministic": True, "force_col_wise": True}
+                  "deterministic": True, "force_col_wise": True,
+                  "min_data_in_leaf": min_data_in_leaf}
         dtrain = lgb.Dataset(X[tr], y[tr])
         if n_val:
             dval = lgb.Dataset(X[va], y[va], reference=dtrain)
