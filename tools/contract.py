@@ -3,7 +3,7 @@
 A tool is ``run(request: XRequest, ctx: ToolContext) -> XResult``. Requests hold hyperparameters and
 references (corpus specs, artifact ids), never arrays or text; results hold a short summary for the
 LLM, typed metrics, and artifact ids for anything large. This module imports only pydantic, the
-standard library and ``tools.kinds`` so that listing tools is instant; what runs a tool
+standard library, ``tools.kinds`` and the (light) ``tools.llm`` configuration so that listing tools is instant; what runs a tool
 (``tools.runtime``), stores its artifacts (``tools.artifacts``) and calls an LLM (``tools.llm``) is
 imported when first used, and none of those modules imports this one back.
 """
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from tools.kinds import ARTIFACT_KINDS, ArtifactKind
+from tools.llm import LLMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from tools.artifacts import Workspace
@@ -117,19 +118,6 @@ class Progress:
             self._bar.close()
         if self._sink is not None:
             self._emit(done=True)
-
-
-class LLMConfig(BaseModel):
-    """An OpenAI-compatible endpoint for tools (``CURATE_TOOL_LLM_*``, else ``CURATE_LLM_*``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8080/v1")
-    model: str = Field("default", description="model name the server expects")
-    api_key: str = Field("none", description="bearer token; local servers ignore it")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
-    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
-    max_retries: int = Field(2, ge=0, le=10, description="re-sends of a failed or unparsable request")
 
 
 class ToolContext(BaseModel):

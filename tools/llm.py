@@ -33,12 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.errors import PolicyDenied, ResourceUnavailable
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tools.contract import LLMConfig, ToolContext
+if TYPE_CHECKING:  # pragma: no cover - the contract imports this module, never the other way round
+    from tools.contract import ToolContext
 
 ENV_PREFIXES = ("CURATE_TOOL_LLM_", "CURATE_LLM_")
 HOW_TO_CONFIGURE = (
@@ -53,7 +53,20 @@ REPAIR = (
     "That reply is not valid: {error}. Reply again with only the corrected JSON object, matching the schema."
 )
 
-__all__ = ["LLMAnswer", "LLMBudgetExceeded", "ToolLLM", "resolve_config"]
+__all__ = ["LLMAnswer", "LLMBudgetExceeded", "LLMConfig", "ToolLLM", "resolve_config"]
+
+
+class LLMConfig(BaseModel):
+    """An OpenAI-compatible endpoint for tools (``CURATE_TOOL_LLM_*``, else ``CURATE_LLM_*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8080/v1")
+    model: str = Field("default", description="model name the server expects")
+    api_key: str = Field("none", description="bearer token; local servers ignore it")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
+    max_retries: int = Field(2, ge=0, le=10, description="re-sends of a failed or unparsable request")
 
 
 class LLMBudgetExceeded(PolicyDenied):
@@ -75,8 +88,6 @@ def resolve_config(config: LLMConfig | None = None) -> LLMConfig | None:
     """``config`` if given, else ``CURATE_TOOL_LLM_*``, else ``CURATE_LLM_*``; None when none is set."""
     if config is not None:
         return config
-    from tools.contract import LLMConfig
-
     env = os.environ
     for prefix in ENV_PREFIXES:
         url = env.get(prefix + "BASE_URL", "").strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from tools.errors import ResourceUnavailable
@@ -34,3 +35,17 @@ def model_label(name: str | None) -> str:
     if name is None or name in _DEFAULT_ALIASES:
         return DEFAULT_EMBEDDING_MODEL
     return name
+
+
+def model_fingerprint(ref: str, label: str) -> str:
+    """Identity of a model: its label plus, for a local directory, its files' names, sizes and mtimes."""
+    h = hashlib.sha256(label.encode())
+    p = Path(ref)
+    if p.is_dir():
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"):
+                st = f.stat()
+                h.update(f"{f.relative_to(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    else:
+        h.update(ref.encode())
+    return h.hexdigest()[:16]

@@ -19,25 +19,25 @@ document (the union of every target document's k nearest, re-ranked, which is ex
 The summary quotes ids, scores and domains only, never document text: text from the data must not
 reach the LLM as if it were instructions.
 
-This module also holds :func:`pool_embeddings`, the loader that ``semantic_dedup`` shares.
+Pool vectors come from :func:`tools.embeddings.pool_vectors` (documents without a vector in the
+given artifact are left out and counted as ``no_embedding``).
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from tools.contract import RowCounts, SelectionResult, ToolContext, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg, CorpusSpec, ReadStats, read_batches
-from tools.errors import BadInput, ResourceUnavailable, field_error
+from tools.embeddings import PoolVectors, normalize_rows, pool_vectors, text_vectors
+from tools.errors import BadInput
 from tools.refs import ArtifactOrPath
 from tools.selection import format_domain_counts, selection_table, write_selection
-from tools.vectorstore import check_vectors
 
 # ------------------------------------------------------------------------------------- schema
 
@@ -97,8 +97,14 @@ class NeighborsResult(SelectionResult):
     top: list[NeighborHit] = Field(default_factory=list, description="the best few hits (ids, not text)")
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Arguments for a small CPU run over the conformance corpus."""
+    return {"query": "integer prime equation", "k": 5}
+
+
 SPEC = ToolSpec(
     name="neighbors",
+    conformance="tools.neighbors:conformance_case",
     description="Find the pool documents most similar (cosine of sentence embeddings) to a text, to a "
     "document id, or to a target set (its centroid, or any of its documents), optionally only in some "
     "domains. Writes a selection of ids with scores; the summary lists top ids, never document text.",
@@ -115,184 +121,6 @@ SPEC = ToolSpec(
         "find examples like this one",
     ),
 )
-
-# ------------------------------------------------------------------------- pool embeddings
-
-
-@dataclass
-class PoolVectors:
-    """The pool's ids, domains and L2-normalised vectors (row i = ids[i]), plus where they came from."""
-
-    ids: list[str]
-    domains: list[str]
-    vectors: np.ndarray
-    model: str | None
-    source: str
-    lengths: np.ndarray | None = None
-    stats: ReadStats = field(default_factory=ReadStats)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-
-def normalize_rows(x: np.ndarray, ids: list[str] | None, where: str) -> np.ndarray:
-    """Finite, L2-normalised float32 rows; zero rows are refused with their ids (cosine is undefined)."""
-    x = check_vectors(x, ids, where)
-    norms = np.linalg.norm(x, axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        names = [ids[i] for i in zero[:10]] if ids is not None else zero[:10].tolist()
-        raise BadInput(f"must be non-zero vectors (cosine is undefined); {zero.size} zero rows: {names}", where=where)
-    return x / norms[:, None].astype(np.float32)
-
-
-def _label(name: str | None) -> str:
-    from tools.models import model_label
-
-    return model_label(name)
-
-
-def _manifest_label(manifest: dict[str, Any]) -> str | None:
-    for place in (manifest, manifest.get("metrics") or {}, manifest.get("request") or {}):
-        for key in ("model", "model_label"):
-            if isinstance(place.get(key), str):
-                return _label(place[key])
-    return None
-
-
-def encode(texts: list[str], model: str | None, ctx: ToolContext) -> np.ndarray:
-    """Embeddings of a few texts (queries, target sets) with the project's encoder."""
-    try:
-        from tools.embed import encode_texts
-    except ImportError:  # the embed tool not installed: stock sentence-transformers
-        return _stock_encode(texts, model, ctx)
-    return np.asarray(encode_texts(texts, model=model, device=ctx.device, normalize=True), dtype=np.float32)
-
-
-def _stock_encode(texts: list[str], model: str | None, ctx: ToolContext) -> np.ndarray:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise ResourceUnavailable(
-            "computing embeddings needs sentence-transformers", hint="pip install sentence-transformers, "
-            "or pass precomputed embeddings="
-        ) from e
-    from tools.models import resolve_embedding_model
-
-    st = SentenceTransformer(resolve_embedding_model(model), device=ctx.resolve_device())
-    return np.asarray(st.encode(texts, normalize_embeddings=True, show_progress_bar=False), dtype=np.float32)
-
-
-def _read_pool(corpus: CorpusSpec, ctx: ToolContext, *, texts: bool, lengths: bool) -> tuple[
-        list[str], list[str], list[str], np.ndarray | None, ReadStats]:
-    stats = ReadStats()
-    ids: list[str] = []
-    doms: list[str] = []
-    txt: list[str] = []
-    lens: list[int] = []
-    cols = ("id", "domain", "text") if (texts or lengths) else ("id", "domain")
-    for batch in read_batches(corpus, cols, allowed_roots=ctx.data_roots, stats=stats):
-        ids += batch.column("id").to_pylist()
-        doms += ["(none)" if d is None else d for d in batch.column("domain").to_pylist()]
-        if texts or lengths:
-            t = batch.column("text").to_pylist()
-            if texts:
-                txt += t
-            if lengths:
-                lens += [len(s or "") for s in t]
-    return ids, doms, txt, (np.asarray(lens, dtype=np.int64) if lengths else None), stats
-
-
-def _load_ref(tool: str, ref: str, n_rows: int, ctx: ToolContext) -> tuple[list[str] | None, np.ndarray, str | None]:
-    """(ids or None, matrix, model label) of an embedding artifact id/path or a .npy file."""
-    if ref.endswith(".npy"):
-        if not os.path.exists(ref):
-            raise field_error(tool, "embeddings", "an embedding artifact id or an existing .npy path", ref)
-        mat = np.load(ref, mmap_mode="r")
-        if mat.ndim == 2 and len(mat) != n_rows:
-            raise field_error(tool, "embeddings", f"one row per corpus document ({n_rows} rows)",
-                              f"{len(mat)} rows in {ref}")
-        return None, mat, None
-    art = ctx.workspace.get(ref)
-    manifest = art.manifest
-    if art.kind == "embeddings" and (art.path / "ids.parquet").exists():
-        from tools.embed.store import load_embeddings
-
-        ids, mat, manifest = load_embeddings(ref, ctx)
-        return list(ids), mat, _manifest_label(manifest)
-    if art.kind != "embeddings":
-        raise field_error(tool, "embeddings", "an embeddings artifact", f"{art.id} ({art.kind})")
-    mat = art.array()
-    try:
-        ids = art.table(["id"]).column("id").to_pylist()
-    except Exception:  # noqa: BLE001 - no id table: rows follow the corpus order
-        ids = None
-        if len(mat) != n_rows:
-            raise field_error(tool, "embeddings", f"one row per corpus document ({n_rows} rows)",
-                              f"{len(mat)} rows in {ref}") from None
-    return ids, mat, _manifest_label(manifest)
-
-
-def _embed_with_tool(corpus: CorpusSpec, model: str | None, ctx: ToolContext, vector_store: bool) -> str | None:
-    """Run the embed tool (cached by content); None when it is not available."""
-    try:
-        from tools import embed as embed_mod  # type: ignore[attr-defined]
-
-        run = embed_mod.run
-    except (ImportError, AttributeError):
-        return None
-    res = run({"corpus": corpus.model_dump(mode="json"), "model": model, "vector_store": vector_store}, ctx)
-    return res.artifacts["embeddings"]
-
-
-def pool_embeddings(
-    tool: str,
-    corpus: CorpusSpec,
-    embeddings: str | None,
-    model: str | None,
-    ctx: ToolContext,
-    *,
-    lengths: bool = False,
-    vector_store: bool = False,
-) -> PoolVectors:
-    """The pool's normalised vectors aligned with its ids, from ``embeddings`` or computed.
-
-    Documents without a vector in the given artifact are left out and counted (``no_embedding``);
-    NaN/inf or zero vectors are a :class:`BadInput` naming the ids; a model that differs from the
-    artifact's is a :class:`BadInput`.
-    """
-    source = embeddings
-    if embeddings is None:
-        source = _embed_with_tool(corpus, model, ctx, vector_store)
-    ids, doms, texts, lens, stats = _read_pool(corpus, ctx, texts=source is None, lengths=lengths)
-    if source is None:  # no embed tool: stock sentence-transformers over the texts
-        mat = _stock_encode(texts, model, ctx)
-        return PoolVectors(ids, doms, normalize_rows(mat, ids, f"{tool}.embeddings"), _label(model),
-                           "computed", lens, stats)
-    emb_ids, mat, label = _load_ref(tool, source, len(ids), ctx)
-    if model is not None and label is not None and _label(model) != label:
-        raise BadInput(
-            f"the embeddings come from {label!r} but model={model!r} was asked for",
-            where=f"{tool}.model", hint="leave model unset to use the embeddings' model, or re-embed",
-        )
-    if mat.ndim != 2:
-        raise field_error(tool, "embeddings", "a 2-d matrix (rows, dim)", f"shape {mat.shape}")
-    skipped: dict[str, int] = {}
-    if emb_ids is not None and list(emb_ids) != ids:
-        pos = {d: i for i, d in enumerate(emb_ids)}
-        keep = [i for i, d in enumerate(ids) if d in pos]
-        if not keep:
-            raise field_error(tool, "embeddings", "vectors for the corpus' ids",
-                              f"none of {len(ids)} ids found in {source}")
-        if len(keep) < len(ids):
-            skipped["no_embedding"] = len(ids) - len(keep)
-        rows = np.fromiter((pos[ids[i]] for i in keep), dtype=np.int64, count=len(keep))
-        mat = np.asarray(mat)[rows]
-        ids = [ids[i] for i in keep]
-        doms = [doms[i] for i in keep]
-        lens = lens[keep] if lens is not None else None
-    vectors = normalize_rows(np.asarray(mat), ids, f"{tool}.embeddings")
-    return PoolVectors(ids, doms, vectors, label or (_label(model) if embeddings is None else None),
-                       str(source), lens, stats, skipped)
-
 
 # ---------------------------------------------------------------------------------------- core
 
@@ -351,8 +179,8 @@ def _search_chroma(ctx: ToolContext, corpus: CorpusSpec, pool: PoolVectors, cand
 @SPEC.implement
 def run(request: NeighborsRequest, ctx: ToolContext) -> NeighborsResult:
     tool = SPEC.name
-    pool = pool_embeddings(tool, request.corpus, request.embeddings, request.model, ctx,
-                           vector_store=request.backend == "chroma")
+    pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, missing="skip",
+                        vector_store=request.backend == "chroma")
     model = request.model if request.model is not None else pool.model
     n = len(pool.ids)
     doms = np.asarray(pool.domains, dtype=object)
@@ -383,7 +211,7 @@ def run(request: NeighborsRequest, ctx: ToolContext) -> NeighborsResult:
             exclude.add(qrow)
     elif request.query is not None:
         kind = "query"
-        queries = normalize_rows(encode([request.query], model, ctx), None, f"{tool}.query")
+        queries = text_vectors([request.query], ctx, model=model)
     else:
         kind = "target"
         tstats = ReadStats()
@@ -391,7 +219,7 @@ def run(request: NeighborsRequest, ctx: ToolContext) -> NeighborsResult:
         for batch in read_batches(request.target, ("id", "text"), allowed_roots=ctx.data_roots, stats=tstats):
             target_ids += batch.column("id").to_pylist()
             texts += ["" if t is None else t for t in batch.column("text").to_pylist()]
-        tv = normalize_rows(encode(texts, model, ctx), target_ids, f"{tool}.target")
+        tv = normalize_rows(text_vectors(texts, ctx, model=model, normalize=False), target_ids, f"{tool}.target")
         if request.target_mode == "centroid":
             c = tv.mean(axis=0)
             norm = float(np.linalg.norm(c))

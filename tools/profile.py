@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -43,8 +44,14 @@ class ProfileResult(ScoresResult):
     duplicate_ids: int = 0
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Arguments for a small CPU run over the conformance corpus."""
+    return {}
+
+
 SPEC = ToolSpec(
     name="profile",
+    conformance="tools.profile:conformance_case",
     description="Profile a corpus: row count, documents per domain, length distributions in words and "
     "tokens, exact-duplicate rate, empty or garbled rows, with a histogram plot.",
     request_model=ProfileRequest,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -36,8 +37,14 @@ class SampleRequest(ToolRequest):
     seed: int = Field(0, description="random seed")
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Arguments for a small CPU run over the conformance corpus."""
+    return {"k": 10}
+
+
 SPEC = ToolSpec(
     name="sample",
+    conformance="tools.sample:conformance_case",
     description="Draw a random or domain-stratified sample of k documents with a seed: the baseline "
     "to compare every selector with.",
     request_model=SampleRequest,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -86,8 +87,14 @@ class SemanticDedupResult(SelectionResult):
     compare: str = ""
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Arguments for a small CPU run over the conformance corpus."""
+    return {}
+
+
 SPEC = ToolSpec(
     name="semantic_dedup",
+    conformance="tools.semantic_dedup:conformance_case",
     description="Remove near-duplicate documents by meaning (SemDeDup): k-means on sentence embeddings, "
     "then inside each cluster drop documents whose cosine similarity to a kept one exceeds a threshold "
     "(default 0.95), keeping a representative chosen by a stated rule. Writes the kept selection and a "
@@ -307,11 +314,11 @@ def semdedup(
 def run(request: SemanticDedupRequest, ctx: ToolContext) -> SemanticDedupResult:
     import pyarrow as pa
 
-    from tools.neighbors import pool_embeddings
+    from tools.embeddings import pool_vectors
 
     tool = SPEC.name
-    pool = pool_embeddings(tool, request.corpus, request.embeddings, request.model, ctx,
-                           lengths=request.keep == "longest")
+    pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, missing="skip",
+                        lengths=request.keep == "longest")
     n = len(pool.ids)
     if request.n_clusters is not None and request.n_clusters > n:
         raise field_error(tool, "n_clusters", f"at most the number of documents ({n})", request.n_clusters)

@@ -3,7 +3,7 @@
 ```
 from tools import vectorstore as vs
 name = vs.collection_name(corpus_fingerprint, "sentence-transformers/all-MiniLM-L6-v2")
-vs.upsert(ctx, name, ids, embeddings, [{"domain": "math"}, ...])   # or vs.upsert(ctx, name, "embeddings-…")
+vs.upsert(ctx, name, ids, embeddings, [{"domain": "math"}, ...])
 ids, scores, metas = vs.query(ctx, name, query_vectors, k=10, where={"domain": {"$in": ["math"]}})
 ```
 
@@ -29,13 +29,15 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from tools.contract import ToolContext
 from tools.errors import BadInput, ResourceUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tools.contract import ToolContext
 
 ENV_URL = "CURATE_CHROMA_URL"
 SPACE = "cosine"
@@ -234,22 +236,10 @@ def _clean_metadata(m: dict | None) -> dict | None:
     return out or None
 
 
-def _from_artifact(ctx: ToolContext, ref: str) -> tuple[list[str], np.ndarray, list[dict | None], dict]:
-    """ids, matrix, metadatas (domain) and manifest of an embedding artifact."""
-    from tools.embed.store import load_embeddings, load_rows
-
-    ids, mat, manifest = load_embeddings(ref, ctx)
-    try:
-        doms = load_rows(ref, ctx).column("domain").to_pylist()
-    except Exception:  # noqa: BLE001 - no domain column: no metadata
-        doms = [None] * len(ids)
-    return ids, mat, [{"domain": d} for d in doms], manifest
-
-
 def upsert(
     ctx: ToolContext,
     name: str,
-    ids: Sequence[str] | str,
+    ids: Sequence[str],
     embeddings: Any = None,
     metadatas: Sequence[dict | None] | None = None,
     *,
@@ -257,18 +247,12 @@ def upsert(
 ) -> int:
     """Upsert precomputed vectors (with per-id metadata such as ``domain``) into collection ``name``.
 
-    ``ids`` may instead be an embedding artifact id (the embed tool's call): its ids, matrix and
-    domains are read from the artifact. Batches of ``client.get_max_batch_size()`` with a progress
-    bar; returns the number of vectors written. NaN/inf rows are refused with their ids before
-    anything is written.
+    Batches of ``client.get_max_batch_size()`` with a progress bar; returns the number of vectors
+    written. NaN/inf rows are refused with their ids before anything is written. (The store knows
+    nothing of artifacts: the embed tool reads its own artifact and passes the arrays.)
     """
     if isinstance(ids, str):
-        art_ids, mat, metas, manifest = _from_artifact(ctx, ids)
-        collection_metadata = {
-            "model": manifest.get("model"), "dim": manifest.get("dim"), "artifact": ids,
-            **(collection_metadata or {}),
-        }
-        ids, embeddings, metadatas = art_ids, mat, metas
+        raise BadInput("must be a list of ids (pass the vectors, not an artifact id)", where="vectorstore.ids")
     ids = [str(i) for i in ids]
     if embeddings is None:
         raise BadInput("must be given (the store holds precomputed vectors only)", where="vectorstore.embeddings")

@@ -30,11 +30,12 @@ def fake_vec(text: str) -> np.ndarray:
 def fake_encoder(monkeypatch):  # noqa: ANN001, ANN201
     calls: list[int] = []
 
-    def encode(texts, model, ctx):  # noqa: ANN001, ANN202
+    def text_vectors(texts, ctx, *, model=None, normalize=True):  # noqa: ANN001, ANN202
         calls.append(len(texts))
-        return np.array([fake_vec(t) for t in texts], dtype=np.float32)
+        x = np.array([fake_vec(t) for t in texts], dtype=np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True) if normalize else x
 
-    monkeypatch.setattr(neighbors, "encode", encode)
+    monkeypatch.setattr(neighbors, "text_vectors", text_vectors)
     return calls
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -67,8 +68,19 @@ class DSIRResult(SelectionResult):
     score_columns: list[str] = Field(default_factory=list)
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """A small CPU run over the conformance corpus, with a 5-document target written into tmp_path."""
+    import json
+
+    target = tmp_path / "dsir-target.jsonl"
+    target.write_text("".join(json.dumps({"text": f"integer prime equation proof number {i} " * (i + 2)}) + "\n"
+                              for i in range(5)))
+    return {"k": 10, "min_example_length": 1, "target": str(target)}
+
+
 SPEC = ToolSpec(
     name="dsir",
+    conformance="tools.dsir.schema:conformance_case",
     version="1",
     description="DSIR importance resampling (Xie et al.): select k documents from a pool whose hashed "
     "unigram/bigram statistics match a target set; writes the selection and per-document log "

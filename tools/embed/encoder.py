@@ -37,13 +37,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from tools.errors import BadInput, ResourceUnavailable
-from tools.models import model_label, resolve_embedding_model
+from tools.models import model_fingerprint, model_label, resolve_embedding_model
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -282,22 +281,6 @@ class Encoder:
                 if on_batch:
                     on_batch(k)
             return out_dev.cpu().numpy()  # one synchronisation per chunk
-
-
-def model_fingerprint(ref: str, label: str) -> str:
-    """Identity of a model: its label plus, for a local directory, its files' names, sizes and mtimes."""
-    import hashlib
-
-    h = hashlib.sha256(label.encode())
-    p = Path(ref)
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"):
-                st = f.stat()
-                h.update(f"{f.relative_to(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    else:
-        h.update(ref.encode())
-    return h.hexdigest()[:16]
 
 
 def load_sentence_transformer(ref: str, label: str, device: str, *, unpadded: bool = False) -> Any:

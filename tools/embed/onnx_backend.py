@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tools.errors import ResourceUnavailable, missing_extra
+from tools.models import model_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from tools.embed.encoder import Encoder
@@ -40,8 +41,6 @@ def model_cache_root() -> Path:
 
 
 def _model_fingerprint(ref: str, label: str) -> str:
-    from tools.embed.encoder import model_fingerprint
-
     return hashlib.sha256(f"{model_fingerprint(ref, label)}|{EXPORT_VERSION}|{ONNX_OPSET}".encode()).hexdigest()[:16]
 
 

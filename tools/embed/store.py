@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from tools.contract import RowCounts, ToolContext
 from tools.corpus import ReadStats, count_rows, fingerprint, read_batches
+from tools.embed.schema import EmbedRequest, EmbedResult
 from tools.errors import BadInput
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tools.embed import EmbedRequest, EmbedResult
 
 READ_CHUNK_DOCS = 16384
 """Documents held in memory at once (texts of one chunk)."""
@@ -102,7 +100,6 @@ def _chunk_vectors(enc: Any, cache: Any, texts: list[str], batch_tokens: int | N
 
 
 def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
-    from tools.embed import EmbedResult
     from tools.embed.cache import EmbeddingCache
     from tools.embed.encoder import EncodeStats, get_encoder, l2_normalize
 
@@ -207,10 +204,11 @@ def _upsert_store(ctx: ToolContext, art_id: str, corpus_fp: str, label: str) -> 
 
     name = vs.collection_name(corpus_fp, label)
     ids, matrix, manifest = load_embeddings(art_id, ctx)
-    if len(set(ids)) == len(ids):
-        vs.upsert(ctx, name, art_id)
-        return name
     doms = load_rows(art_id, ctx).column("domain").to_pylist()
+    meta = {"model": manifest.get("model"), "dim": manifest.get("dim"), "artifact": art_id}
+    if len(set(ids)) == len(ids):
+        vs.upsert(ctx, name, ids, matrix, [{"domain": d} for d in doms], collection_metadata=meta)
+        return name
     first: dict[str, int] = {}
     for i, d in enumerate(ids):
         first.setdefault(d, i)

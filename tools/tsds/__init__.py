@@ -14,15 +14,15 @@ Notebook use::
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from tools.contract import RowCounts, ToolContext
-from tools.corpus import CorpusSpec, ReadStats, read_batches
-from tools.errors import BadInput, ResourceUnavailable, field_error
+from tools.corpus import count_rows
+from tools.embeddings import check_same_model, check_vectors, load_vectors, pool_vectors
+from tools.errors import field_error
 from tools.metrics import ot_distance
 from tools.selection import selection_table, write_selection
 from tools.tsds.core import (
@@ -61,83 +61,15 @@ TOOL = "tsds"
 # ------------------------------------------------------------------------------- embeddings
 
 
-def _read_ids(corpus: CorpusSpec, ctx: ToolContext) -> tuple[list[str], list[str], ReadStats]:
-    stats = ReadStats()
-    ids: list[str] = []
-    doms: list[str] = []
-    for batch in read_batches(corpus, ("id", "domain"), allowed_roots=ctx.data_roots, stats=stats):
-        ids += batch.column("id").to_pylist()
-        doms += ["(none)" if d is None else d for d in batch.column("domain").to_pylist()]
-    return ids, doms, stats
-
-
-def _label_of(manifest: dict[str, Any]) -> str | None:
-    for place in (manifest, manifest.get("metrics") or {}, manifest.get("request") or {}):
-        for key in ("model_label", "model"):
-            if isinstance(place.get(key), str):
-                from tools.models import model_label
-
-                return model_label(place[key])
-    return None
-
-
-def _load_matrix(field: str, ref: str, ids: list[str] | None, ctx: ToolContext) -> tuple[np.ndarray, str | None]:
-    """Embeddings for ``ids`` from an artifact (aligned by id) or a .npy file (rows in corpus order).
-
-    ``ids=None`` (target embeddings without a target corpus): the matrix as stored.
-    """
-    if ref.endswith(".npy") and os.path.exists(ref):
-        mat = np.load(ref, mmap_mode="r")
-        label = None
-        emb_ids = None
-    else:
-        art = ctx.workspace.get(ref)
-        manifest = art.manifest
-        if manifest.get("tool") == "embed":  # the embed tool's own layout
-            from tools import embed as embed_mod  # type: ignore[attr-defined]
-
-            emb_ids, mat, manifest = embed_mod.load_embeddings(ref, ctx)
-        else:  # a generic artifact: an array plus, optionally, a table with the row ids
-            mat = art.array()
-            try:
-                emb_ids = art.table(["id"]).column("id").to_pylist()
-            except Exception:  # noqa: BLE001 - no id table: rows follow the corpus order
-                emb_ids = None
-        label = _label_of(manifest)
-    if mat.ndim != 2:
-        raise field_error(TOOL, field, "a 2-d matrix (rows, dim)", f"shape {mat.shape}")
-    if ids is None:
-        pass
-    elif emb_ids is not None and list(emb_ids) != ids:
-        pos = {d: i for i, d in enumerate(emb_ids)}
-        missing = [d for d in ids if d not in pos]
-        if missing:
-            raise field_error(
-                TOOL, field, f"embeddings for every document ({len(missing)} ids missing, e.g. {missing[:3]})", ref
-            )
-        mat = np.asarray(mat)[np.fromiter((pos[d] for d in ids), dtype=np.int64, count=len(ids))]
-    elif len(mat) != len(ids):
-        raise field_error(TOOL, field, f"one row per document ({len(ids)} rows)", f"{len(mat)} rows in {ref}")
-    return np.ascontiguousarray(mat, dtype=np.float32), label
-
-
-def _embed_on_demand(
-    field: str, corpus: CorpusSpec, ids: list[str], model: str | None, ctx: ToolContext
-) -> tuple[np.ndarray, str | None]:
-    """Run the embed tool on ``corpus`` (cached by content, so a repeat computes nothing) and load it."""
-    try:
-        from tools import embed as embed_mod  # type: ignore[attr-defined]
-
-        embed_corpus = embed_mod.embed_corpus
-    except (ImportError, AttributeError) as e:
-        raise ResourceUnavailable(
-            f"{TOOL}.{field}: computing embeddings needs the embed tool", hint="pass precomputed embeddings"
-        ) from e
-    kwargs: dict[str, Any] = {"vector_store": False}
-    if model is not None:
-        kwargs["model"] = model
-    art_id = embed_corpus(corpus.model_dump(mode="json"), ctx, **kwargs)
-    return _load_matrix(field, art_id, ids, ctx)
+def _target_vectors(request: TsdsRequest, ctx: ToolContext) -> tuple[np.ndarray, str | None]:
+    """The target's vectors: aligned to the target corpus when one is given, else the matrix as stored."""
+    if request.target is not None:
+        tgt = pool_vectors(request.target, ctx, embeddings=request.target_embeddings, model=request.model,
+                           normalize=False, field="target_embeddings")
+        return tgt.vectors, tgt.model
+    assert request.target_embeddings is not None
+    stored = load_vectors(request.target_embeddings, ctx, field="target_embeddings")
+    return check_vectors(stored.matrix, None, f"{TOOL}.target_embeddings"), stored.model
 
 
 def check_matrix(field: str, x: np.ndarray) -> None:
@@ -158,30 +90,18 @@ def check_matrix(field: str, x: np.ndarray) -> None:
 def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     if request.target is None and request.target_embeddings is None:
         raise field_error(TOOL, "target", "a target corpus or target_embeddings", None)
-    ids, doms, stats = _read_ids(request.corpus, ctx)
+    n_pool, n_target = count_rows(request.corpus), count_rows(request.target) if request.target else 0
+    if n_target > n_pool:  # before anything is embedded
+        raise field_error(TOOL, "target", f"no larger than the pool ({n_pool} documents)", f"{n_target} target examples")
+    pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, normalize=False)
+    ids, doms, stats, xb, pool_label = pool.ids, pool.domains, pool.stats, pool.vectors, pool.model
     n = len(ids)
-    t_ids = _read_ids(request.target, ctx)[0] if request.target is not None else None
-    if t_ids is not None and len(t_ids) > n:
-        raise field_error(TOOL, "target", f"no larger than the pool ({n} documents)", f"{len(t_ids)} target examples")
-    if request.embeddings is not None:
-        xb, pool_label = _load_matrix("embeddings", request.embeddings, ids, ctx)
-    else:
-        xb, pool_label = _embed_on_demand("embeddings", request.corpus, ids, request.model, ctx)
-    if request.target_embeddings is not None:
-        xq, q_label = _load_matrix("target_embeddings", request.target_embeddings, t_ids, ctx)
-    else:
-        assert request.target is not None and t_ids is not None
-        xq, q_label = _embed_on_demand("target_embeddings", request.target, t_ids, request.model, ctx)
+    xq, q_label = _target_vectors(request, ctx)
     m = len(xq)
-    if xq.ndim != 2 or xq.shape[1] != xb.shape[1]:
+    if xq.shape[1] != xb.shape[1]:
         raise field_error(TOOL, "target_embeddings", f"dimension {xb.shape[1]} like the pool's", f"shape {xq.shape}")
-    if pool_label and q_label and pool_label != q_label:
-        raise BadInput(
-            f"target embeddings come from model {q_label!r} but the pool's from {pool_label!r}; "
-            "distances between them mean nothing",
-            where=f"{TOOL}.target_embeddings",
-            hint="embed both with the same model",
-        )
+    check_same_model(pool_label, q_label, where=f"{TOOL}.target_embeddings",
+                     what="the target embeddings and the pool's")
     if m > n:
         raise field_error(TOOL, "target", f"no larger than the pool ({n} documents)", f"{m} target examples")
     check_matrix("embeddings", xb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -80,8 +81,19 @@ class TsdsResult(SelectionResult):
     embedding_model: str | None = None
 
 
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """A small CPU run over the conformance corpus, with a 5-document target written into tmp_path."""
+    import json
+
+    target = tmp_path / "tsds-target.jsonl"
+    target.write_text("".join(json.dumps({"text": f"integer prime equation proof number {i} " * (i + 2)}) + "\n"
+                              for i in range(5)))
+    return {"k": 10, "target": str(target)}
+
+
 SPEC = ToolSpec(
     name="tsds",
+    conformance="tools.tsds.schema:conformance_case",
     description="Task-specific data selection (TSDS, Liu et al. 2024): pick pool documents whose "
     "embedding distribution matches a target set by optimal transport, with a kernel-density term "
     "that spreads mass away from near-duplicates. Needs a target set; returns sampling "

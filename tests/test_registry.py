@@ -1,0 +1,86 @@
+"""The registry: unique names, every SPEC in the tree registered, implementations bound lazily."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from tests.conftest import REPO
+from tools import registry
+
+
+def _spec_modules() -> set[str]:
+    """Modules under tools/ that assign a module-level ``SPEC = ToolSpec(...)``."""
+    out = set()
+    for p in (REPO / "tools").rglob("*.py"):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SPEC" for t in node.targets)
+                    and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "ToolSpec"):
+                parts = list(p.relative_to(REPO).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                out.add(".".join(parts))
+    return out
+
+
+def test_every_spec_in_the_tree_is_registered():
+    listed = {loc.partition(":")[0] for loc in registry.TOOL_LOCATIONS}
+    assert _spec_modules() - listed == set(), "a module defines SPEC but tools/registry.py does not list it"
+    assert len(listed) == len(registry.TOOL_LOCATIONS), "a location is listed twice"
+
+
+def test_names_unique_and_described():
+    names = registry.names()
+    assert len(names) == len(set(names))
+    for spec in registry.list_specs():
+        d = registry.describe(spec)
+        assert json.loads(json.dumps(d)) == d
+        assert registry.location_of(spec.name) in registry.TOOL_LOCATIONS
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_implementation_binds(name):
+    spec = registry.bind(registry.get(name))
+    assert spec.bound
+    loc = registry.location_of(name)
+    if loc.partition(":")[0].endswith(".schema"):
+        assert registry.implementation_module(spec) == (spec.implementation or loc.partition(":")[0][: -len(".schema")])
+
+
+def _package(root, name, init, impl=None, implementation=None):
+    pkg = root / name
+    pkg.mkdir()
+    extra = f", implementation={implementation!r}" if implementation else ""
+    (pkg / "schema.py").write_text(
+        "from tools.contract import ToolRequest, ToolResult, ToolSpec\n"
+        "class R(ToolRequest):\n    n: int = 1\n"
+        f"SPEC = ToolSpec(name={name!r}, description='probe', request_model=R, result_model=ToolResult,"
+        f" examples=('x',){extra})\n")
+    (pkg / "__init__.py").write_text(init)
+    if impl is not None:
+        (pkg / "impl.py").write_text(impl)
+
+
+RUN = ("from {name}.schema import SPEC\nfrom tools.contract import ToolResult\n"
+       "@SPEC.implement\ndef run(request, ctx):\n    return ToolResult(summary=f'n={{request.n}}')\n")
+
+
+def test_lazy_binding(tmp_path, monkeypatch, ctx):
+    _package(tmp_path, "lazy_impl", "", impl=RUN.format(name="lazy_impl"), implementation="lazy_impl.impl")
+    _package(tmp_path, "lazy_pkg", "")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from lazy_impl.schema import SPEC as a
+    from lazy_pkg.schema import SPEC as b
+
+    assert not a.bound and not b.bound  # importing a schema imports no implementation
+    with pytest.raises(RuntimeError, match="no implementation bound"):
+        a.impl  # noqa: B018
+    registry.bind(a)  # imports spec.implementation
+    assert a.bound and a.impl is not None
+    monkeypatch.setitem(registry._LOCATION_BY_NAME, "lazy_pkg", "lazy_pkg.schema:SPEC")
+    assert registry.implementation_module(b) == "lazy_pkg"
+    with pytest.raises(TypeError, match="decorated with @SPEC.implement"):
+        registry.bind(b)  # the package above .schema has no run
