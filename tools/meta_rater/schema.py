@@ -8,12 +8,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tools.contract import SelectionResult, ToolRequest, ToolSpec
-from tools.refs import ArtifactOrPath, CorpusRef
+from tools.refs import CorpusRef, artifact_of
+
+ScoresRef = artifact_of("scores", or_path=True)
 
 
 class MetaRaterRequest(ToolRequest):
     corpus: CorpusRef = Field(description="the pool the scores describe (its text trains the proxies)")
-    scores: ArtifactOrPath | list[ArtifactOrPath] = Field(
+    scores: ScoresRef | list[ScoresRef] = Field(
         description="scores artifact id(s) or Parquet file(s) with 'id' and one numeric column per signal "
         "(quality_signals, dsir, prrc_rate outputs); several are joined on id"
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from tools.contract import ScoresResult, ToolRequest, ToolSpec
-from tools.refs import ArtifactOrPath, CorpusRef
+from tools.refs import ArtifactOrPath, CorpusRef, artifact_of
 
 Dimension = Literal["professionalism", "readability", "reasoning", "cleanliness"]
 
@@ -28,7 +28,7 @@ class PRRCRateRequest(ToolRequest):
     distill: bool = Field(True, description="train embeddings -> grade on the rated sample and score the whole pool")
     distill_model: Literal["ridge", "logistic"] = Field("ridge", description="ridge regression or multinomial "
                                                         "logistic (expected grade) on the embeddings")
-    embeddings: ArtifactOrPath | None = Field(None, description="precomputed pool embeddings (artifact id or .npy)")
+    embeddings: artifact_of("embeddings", or_path=True) | None = Field(None, description="precomputed pool embeddings (artifact id or .npy)")
     max_chars: int = Field(6000, ge=200, description="characters of each document shown to the LLM")
     max_tokens: int = Field(300, ge=32, le=4096, description="answer tokens per rating")
     seed: int = Field(0, description="seed of the sample and the cross-validation folds")

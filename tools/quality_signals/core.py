@@ -73,52 +73,42 @@ def _codes(values: Any) -> np.ndarray:
     return _np(enc.indices if hasattr(enc, "indices") else enc.combine_chunks().indices, np.int64)
 
 
+def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort ``key`` once: (order, group id per sorted item, start of each group in sorted order)."""
+    order = np.argsort(key)
+    ks = key[order]
+    new = np.empty(ks.size, dtype=bool)
+    if ks.size:
+        new[0] = True
+        np.not_equal(ks[1:], ks[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    return order, np.cumsum(new) - 1, starts
+
+
 def _dup_stats(doc: np.ndarray, code: np.ndarray, length: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per document: elements that repeat an earlier one, and their characters (Gopher's find_duplicates)."""
+    """Per document: elements that repeat an earlier one, and their characters (Gopher's find_duplicates).
+
+    Equal elements have equal lengths, so a group of c copies contributes c - 1 repeats of its length.
+    """
     if doc.size == 0:
         return np.zeros(n_docs), np.zeros(n_docs)
-    key = doc * (int(code.max()) + 1) + code
-    order = np.argsort(key, kind="stable")
-    first = np.ones(key.size, dtype=bool)
-    first[order[1:]] = key[order[1:]] != key[order[:-1]]
-    dup = ~first
-    return (np.bincount(doc, weights=dup.astype(np.float64), minlength=n_docs),
-            np.bincount(doc, weights=np.where(dup, length, 0.0), minlength=n_docs))
+    order, _, starts = _groups(doc * (int(code.max()) + 1) + code)
+    sizes = np.diff(np.r_[starts, order.size]).astype(np.float64)
+    first = order[starts]
+    gdoc = doc[first]
+    return (np.bincount(gdoc, weights=sizes - 1, minlength=n_docs),
+            np.bincount(gdoc, weights=(sizes - 1) * length[first], minlength=n_docs))
 
 
 def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Combine 64-bit hashes (splitmix64 finaliser); wraps modulo 2**64."""
-    x = (h * np.uint64(0x9E3779B97F4A7C15)) ^ v.astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _ngram_keys(wcode: np.ndarray, wdoc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hash of every word n-gram that stays inside one document, and its start position."""
-    m = wcode.size - n + 1
-    if m <= 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    start = np.arange(m)
-    ok = wdoc[:m] == wdoc[n - 1 :]
-    start = start[ok]
     with np.errstate(over="ignore"):
-        h = np.full(start.size, np.uint64(n))
-        for j in range(n):
-            h = _mix(h, wcode[start + j] + 1)
-    return h, start
-
-
-def _group(doc: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort (doc, hash) pairs; return the order, group id per sorted item and group sizes."""
-    order = np.lexsort((h, doc))
-    ds, hs = doc[order], h[order]
-    new = np.ones(order.size, dtype=bool)
-    new[1:] = (ds[1:] != ds[:-1]) | (hs[1:] != hs[:-1])
-    gid = np.cumsum(new) - 1
-    return order, gid, np.bincount(gid)
+        x = (h * np.uint64(0x9E3779B97F4A7C15)) ^ v
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 def signals(texts: Any) -> dict[str, np.ndarray]:
@@ -152,8 +142,9 @@ def signals(texts: Any) -> dict[str, np.ndarray]:
     lower = pc.utf8_lower(words)
     lcode = _codes(lower)
     if lcode.size:
-        order, gid, sizes = _group(wdoc, lcode.astype(np.uint64))
-        gdoc = wdoc[order][np.r_[0, np.flatnonzero(np.diff(gid)) + 1]]
+        order, _, starts = _groups(wdoc * (int(lcode.max()) + 1) + lcode)
+        sizes = np.diff(np.r_[starts, order.size]).astype(np.float64)
+        gdoc = wdoc[order[starts]]
         uniq = np.bincount(gdoc, minlength=n_docs).astype(np.float64)
         clogc = np.bincount(gdoc, weights=sizes * np.log(sizes), minlength=n_docs)
     else:
@@ -196,40 +187,66 @@ def signals(texts: Any) -> dict[str, np.ndarray]:
         out[f"frac_chars_dup_{name}"] = _ratio(dchars, n_chars)
 
     # -- word n-grams ---------------------------------------------------------------------------
+    # An n-gram can repeat only where both its (n-1)-grams repeat, so after one full sort of the
+    # bigrams each larger n sorts only those candidate positions (usually a small share).
     wcode = _codes(words).astype(np.uint64)
     cum_len = np.r_[0.0, np.cumsum(wlen)]
-    for n in TOP_NGRAMS:
-        h, start = _ngram_keys(wcode, wdoc, n)
-        top = np.zeros(n_docs)
-        if h.size:
-            d = wdoc[start]
-            order, gid, sizes = _group(d, h)
-            first_pos = np.full(sizes.size, np.iinfo(np.int64).max)
-            np.minimum.at(first_pos, gid, start[order])
-            gdoc = d[order][np.r_[0, np.flatnonzero(np.diff(gid)) + 1]]
-            glen = cum_len[first_pos + n] - cum_len[first_pos] + (n - 1)
-            # most frequent n-gram per document; ties: the one seen first (Counter.most_common)
-            pick = np.lexsort((first_pos, -sizes, gdoc))
-            firsts = pick[np.r_[0, np.flatnonzero(np.diff(gdoc[pick])) + 1]]
-            top[gdoc[firsts]] = glen[firsts] * sizes[firsts]
-        out[f"frac_chars_top_{n}gram"] = _ratio(top, n_chars)
     word_chars = np.bincount(wdoc, weights=wlen, minlength=n_docs)
-    for n in DUP_NGRAMS:
-        h, start = _ngram_keys(wcode, wdoc, n)
-        covered_chars = np.zeros(n_docs)
-        if h.size:
-            d = wdoc[start]
-            order, gid, sizes = _group(d, h)
-            repeated = np.empty(h.size, dtype=bool)
-            repeated[order] = sizes[gid] > 1
-            s = start[repeated]
-            if s.size:
+    rep = np.zeros(wcode.size + 1, dtype=bool)  # rep[i]: the (n-1)-gram starting at i occurs again
+    # hashes of (document, n-gram) at candidate positions, built from the (n-1)-gram's hash
+    sc = np.arange(wcode.size, dtype=np.int64)
+    hc = _mix(wdoc.astype(np.uint64) + np.uint64(1), wcode + np.uint64(1))
+    start = np.zeros(0, np.int64)
+    for n in range(2, max(DUP_NGRAMS) + 1):
+        ok = sc + n - 1 < wcode.size
+        sc, hc = sc[ok], hc[ok]
+        ok = wdoc[sc] == wdoc[sc + n - 1]  # the n-gram stays inside one document
+        if n == 2:
+            start = sc[ok]  # every bigram start: the top-n-gram fallback needs each document's first n-gram
+        if n > 2:
+            ok &= rep[sc] & rep[sc + 1]
+        sc, hc = sc[ok], _mix(hc[ok], wcode[sc[ok] + n - 1] + np.uint64(1))
+        if n in TOP_NGRAMS and n > 2:
+            start = start[start + n - 1 < wcode.size]
+            start = start[wdoc[start] == wdoc[start + n - 1]]
+        rep = np.zeros(wcode.size + 1, dtype=bool)
+        sizes = np.zeros(0, np.int64)
+        if hc.size:
+            order, gid, starts = _groups(hc)
+            sizes = np.diff(np.r_[starts, order.size])
+            rep[sc[order[sizes[gid] > 1]]] = True
+        keep = rep[sc]  # only repeated n-grams can extend to repeated (n+1)-grams
+        sc_next, hc_next = sc[keep], hc[keep]
+        if n in TOP_NGRAMS:
+            top = np.zeros(n_docs)
+            if start.size:  # every document's first n-gram, count 1 (the answer when nothing repeats)
+                d = wdoc[start]
+                firsts = start[np.r_[0, np.flatnonzero(d[1:] != d[:-1]) + 1]]
+                top[wdoc[firsts]] = cum_len[firsts + n] - cum_len[firsts] + (n - 1)
+            multi = sizes > 1
+            if multi.any():
+                # most frequent n-gram per document, ties to the one seen first (Counter.most_common):
+                # the largest (count, -first position), packed into one integer per n-gram
+                first_pos = np.minimum.reduceat(sc[order], starts)[multi]
+                packed = sizes[multi].astype(np.int64) * (1 << 32) - first_pos
+                best = np.full(n_docs, np.iinfo(np.int64).min)
+                np.maximum.at(best, wdoc[first_pos], packed)
+                has = best > np.iinfo(np.int64).min
+                cnt = -(-best[has] // (1 << 32))
+                pos = cnt * (1 << 32) - best[has]
+                top[has] = (cum_len[pos + n] - cum_len[pos] + (n - 1)) * cnt
+            out[f"frac_chars_top_{n}gram"] = _ratio(top, n_chars)
+        if n in DUP_NGRAMS:
+            covered_chars = np.zeros(n_docs)
+            s_rep = np.flatnonzero(rep[:-1])
+            if s_rep.size:
                 diff = np.zeros(wcode.size + 1, np.int64)
-                np.add.at(diff, s, 1)
-                np.add.at(diff, s + n, -1)
+                np.add.at(diff, s_rep, 1)
+                np.add.at(diff, s_rep + n, -1)
                 cov = np.cumsum(diff[:-1]) > 0
                 covered_chars = np.bincount(wdoc, weights=np.where(cov, wlen, 0.0), minlength=n_docs)
-        out[f"frac_chars_dup_{n}gram"] = _ratio(covered_chars, word_chars)
+            out[f"frac_chars_dup_{n}gram"] = _ratio(covered_chars, word_chars)
+        sc, hc = sc_next, hc_next
     return {k: out[k] for k in SIGNALS}
 
 

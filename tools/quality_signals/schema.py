@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from tools.contract import ScoresResult, ToolRequest, ToolSpec
-from tools.refs import ArtifactOrPath, CorpusRef, InputPath
+from tools.refs import CorpusRef, InputPath, artifact_of
 
 HeuristicSignal = Literal[
     "char_count", "word_count", "mean_word_length", "unique_word_fraction", "unigram_entropy",
@@ -46,7 +46,7 @@ class QualitySignalsRequest(ToolRequest):
         None, description="reference documents of the quality wanted; adds 'embed_classifier', the probability "
                           "from a logistic regression on embeddings, reference vs. a random pool sample"
     )
-    embeddings: ArtifactOrPath | None = Field(
+    embeddings: artifact_of("embeddings", or_path=True) | None = Field(
         None, description="precomputed pool embeddings for classifier_reference (artifact id or .npy)"
     )
     classifier_negatives: int = Field(2000, ge=10, description="pool documents drawn as the classifier's negatives")
