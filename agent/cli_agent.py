@@ -134,9 +134,12 @@ def _decide(pid: str, decision: str, note: str, policy: str | None, as_json: boo
         svc = _service(policy)
         rec = svc.proposal(pid)
         _check_decision(svc, rec, decision)
+        before = rec.get("updated_at")
         events, code = _drive(svc.review(rec["thread_id"], pid, decision, weights=weights, note=note),  # type: ignore[arg-type]
                               as_json=as_json)
         rec = svc.proposal(pid)
+        if decision == "edit" and rec.get("updated_at") == before:
+            code = code or 2  # the edit was refused (the message above says why)
     except Exception as e:  # noqa: BLE001
         _fail(e)
         return
@@ -319,7 +322,12 @@ def propose_cmd(
         text = spec.get("request") or "Run the steps of the request file."
         svc = _service(policy or spec.get("policy"), spec.get("planner") or planner)
         digest = hashlib.sha256(request.read_bytes()).hexdigest()[:8]
-        tid = spec.get("thread") or f"propose-{request.stem}-{digest}"
+        # a fresh thread per run: a request file on a schedule leaves a new proposal each time
+        from datetime import UTC, datetime
+        from uuid import uuid4
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{uuid4().hex[:4]}"
+        tid = spec.get("thread") or f"propose-{request.stem}-{digest}-{stamp}"
         events, code = _run_request(svc, tid, text, spec.get("corpus"), spec.get("target"), as_json, extra)
     except Exception as e:  # noqa: BLE001
         _fail(e)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from policies.enforce import proposal_problems, weight_problems
 from policies.schema import Policy
 from tools.contract import ToolContext
@@ -25,6 +27,62 @@ from tools.errors import BadInput, PolicyDenied, StateConflict
 
 Status = Literal["pending", "approved", "rejected", "exported"]
 STATUSES = ("pending", "approved", "rejected", "exported")
+
+
+class ProposalBase(BaseModel):
+    """Fields every proposal record has (records are stored as JSON; unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    thread_id: str = ""
+    request: str = ""
+    planner: str = ""
+    weights: dict[str, float] = Field(default_factory=dict, description="domain -> share of the whole proposal")
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    plots: list[str] = Field(default_factory=list)
+    plan: list[dict[str, Any]] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    policy: str = ""
+    problems: list[str] = Field(default_factory=list)
+    status: Status = "pending"
+    note: str = ""
+    export: dict[str, Any] | None = None
+    created_at: str = ""
+
+
+class SelectionProposal(ProposalBase):
+    kind: Literal["selection"] = "selection"
+    selection: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    n_docs: int = 0
+
+
+class StagePlan(BaseModel):
+    stage: int
+    weights: dict[str, float]
+    tokens: dict[str, int]
+
+
+class MixtureProposal(ProposalBase):
+    kind: Literal["mixture"] = "mixture"
+    mixture: str | None = None
+    method: str = ""
+    stages: list[StagePlan] = Field(default_factory=list)
+    pool_share: dict[str, float] = Field(default_factory=dict)
+    pool_tokens: dict[str, int] = Field(default_factory=dict)
+    token_budget: int = 0
+    max_epochs: float | None = None
+    bytes_per_token: float = 4.0
+    corpus: Any = None
+    seed: int = 0
+    corrections: list[str] = Field(default_factory=list)
+    n_docs: int = 0
+
+
+def parse_proposal(rec: dict[str, Any]) -> SelectionProposal | MixtureProposal:
+    """The typed view of a stored record (the UI and the CLI read fields from this, not raw keys)."""
+    return (MixtureProposal if rec.get("kind") == "mixture" else SelectionProposal).model_validate(rec)
 
 
 def _now() -> str:
@@ -124,6 +182,7 @@ def build_proposal(
         art_id = arts.get("mixture") or f"{last['tool']}-{last.get('call_id', '')}"
         weights = {d: float(w) for d, w in (result.get("weights") or {}).items()}
         counts = {}
+        mix = mixture_fields(tctx, arts.get("mixture"))
     evidence = []
     plots: list[str] = []
     for s in steps:
@@ -163,7 +222,32 @@ def build_proposal(
         "export": None,
         "created_at": _now(),
     }
+    if kind == "mixture":
+        rec.update(mix)
+        for st in mix.get("stages", []):
+            rec["problems"] += [f"stage {st['stage']}: {p}" for p in weight_problems(st["weights"], policy)
+                                if p not in rec["problems"]]
     return rec
+
+
+def mixture_fields(tctx: ToolContext, art_id: str | None) -> dict[str, Any]:
+    """The per-stage plan, pool shares and provenance of a mixture artifact (empty if there is none)."""
+    if not art_id or not tctx.workspace.exists(art_id):
+        return {}
+    art = tctx.workspace.get(art_id)
+    doc = art.json()
+    return {
+        "method": doc.get("method", ""),
+        "stages": [{"stage": st["stage"], "weights": st["weights"], "tokens": st["tokens"]} for st in doc.get("stages", [])],
+        "pool_share": doc.get("pool", {}).get("share", {}),
+        "pool_tokens": doc.get("pool", {}).get("tokens", {}),
+        "token_budget": doc.get("token_budget", 0),
+        "max_epochs": doc.get("max_epochs"),
+        "bytes_per_token": doc.get("bytes_per_token", 4.0),
+        "corpus": (art.manifest.get("request") or {}).get("corpus"),
+        "seed": doc.get("seed", 0),
+        "corrections": list(doc.get("corrections", [])),
+    }
 
 
 # --------------------------------------------------------------------------------- deciding
@@ -228,6 +312,11 @@ def export_proposal(
             data_path.unlink(missing_ok=True)
             raise StateConflict(f"proposal {rec['id']}: {info['missing']} of the {info['selected']} selected ids "
                                 "are no longer in the corpus; nothing was exported", hint="re-run the request")
+    elif rec.get("kind") == "mixture" and rec.get("stages"):
+        from agent.mixture_export import export_mixture
+
+        data_path = out / "mixture.json"
+        info = export_mixture(parse_proposal(rec), tctx, out, fmt=fmt)  # type: ignore[arg-type]
     elif rec.get("weights"):
         data_path = out / "mixture.json"
         data_path.write_text(json.dumps(rec["weights"], indent=2), encoding="utf-8")
@@ -261,6 +350,7 @@ def export_proposal(
         "corpus_fingerprint": info.get("corpus_fingerprint"),
         "format": info.get("format"),
         "sha256": _sha256(data_path) if data_path and data_path.exists() else None,
+        "stages": info.get("stages"),
         "reproduce": [f"curate tool {c['tool']} --args '{json.dumps(c['args'])}'" for c in rec.get("plan", [])],
         "note": rec.get("note", ""),
         "exported_at": _now(),
@@ -313,11 +403,17 @@ def decide(
     *,
     tctx: ToolContext,
     policy: Policy,
-    weights: dict[str, float] | None = None,
+    weights: dict[str, float] | list[dict[str, float]] | None = None,
     note: str = "",
     fmt: str = "jsonl",
 ) -> dict[str, Any]:
-    """Apply a reviewer's decision; returns the updated record (``outcome`` says what happened)."""
+    """Apply a reviewer's decision; returns the updated record (``outcome`` says what happened).
+
+    For a mixture, ``weights`` is one ``domain -> weight`` map for every stage or a list with one
+    per stage; a stage that does not sum to one is renormalised and the record says so
+    (``edit_notes``); caps and floors of the policy and the epoch allowance are checked, an edit
+    that breaks them is refused.
+    """
     rec = store.get(pid)
     if decision == "approve":
         if rec["status"] in ("exported", "approved") and rec.get("export"):
@@ -339,6 +435,20 @@ def decide(
             raise StateConflict(f"proposal {pid} is already exported")
         rec = store.save({**rec, "status": "rejected", "note": note})
         return {**rec, "outcome": "rejected"}
+    if decision == "edit" and rec.get("kind") == "mixture" and rec.get("stages"):
+        if not weights:
+            raise BadInput("an edit needs per-domain weights", where="weights")
+        from agent.mixture_export import edit_stages
+
+        stages, notes = edit_stages(parse_proposal(rec), weights, policy)
+        total: dict[str, int] = {}
+        for st in stages:
+            for d, n in st["tokens"].items():
+                total[d] = total.get(d, 0) + n
+        tsum = sum(total.values()) or 1
+        rec = store.save({**rec, "stages": stages, "weights": {d: n / tsum for d, n in total.items()}, "edited": True,
+                          "edit_notes": notes, "note": note, "status": "pending", "problems": []})
+        return {**rec, "outcome": "edited"}
     if decision == "edit":
         if not weights:
             raise BadInput("an edit needs per-domain weights", where="weights")
