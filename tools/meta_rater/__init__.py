@@ -117,7 +117,8 @@ class ProxyRunner:
         from tools.proxy_lm import ProxyConfig
 
         self.req, self.texts, self.ids, self.val_texts, self.oracle = request, texts, ids, val_texts, oracle
-        self.cfg = ProxyConfig(kind="bigram" if request.proxy == "bigram" else "transformer")
+        device = "cpu" if request.proxy != "transformer" else ctx.resolve_device()
+        self.cfg = ProxyConfig(kind="bigram" if request.proxy == "bigram" else "transformer", device=device)
         self.cache = ctx.workspace.cache_dir("meta_rater")
         self.base_key = json.dumps({"proxy": request.proxy, "cfg": self.cfg.__dict__, "tokens": request.proxy_tokens,
                                     "seed": request.seed, "val": val_key, "corpus": fingerprint(request.corpus)},
