@@ -259,6 +259,7 @@ def metarater_fit(
     budget_tokens: float,
     run_proxy: Callable[[np.ndarray, np.ndarray], float],
     *,
+    run_batch: Callable[[list[np.ndarray]], list[float]] | None = None,
     n_proxies: int = 64,
     refine_fraction: float = 0.25,
     regressor: RegressorName = "auto",
@@ -266,7 +267,8 @@ def metarater_fit(
     top_k: int = 128,
     seed: int = 0,
 ) -> MetaRaterFit:
-    """The whole loop on normalised scores ``Xn`` (N x K); ``run_proxy(w, selected_idx) -> loss``.
+    """The whole loop on normalised scores ``Xn`` (N x K); ``run_proxy(w, selected_idx) -> loss``
+    (or ``run_batch([selected_idx, ...]) -> losses`` for a round at once).
 
     ``refine_fraction`` of the proxy runs (0 = the paper's single round) are spent in a second round
     drawn around the first round's w*, where the regressor's fit matters most; the final fit and
@@ -280,8 +282,11 @@ def metarater_fit(
     losses: list[float] = []
 
     def measure(batch: np.ndarray) -> None:
-        for w in batch:
-            losses.append(float(run_proxy(w, select_top(Xn @ w, doc_tokens, budget_tokens))))
+        picks = [select_top(Xn @ w, doc_tokens, budget_tokens) for w in batch]
+        if run_batch is not None:  # e.g. proxies trained in parallel
+            losses.extend(float(v) for v in run_batch(picks))
+        else:
+            losses.extend(float(run_proxy(w, idx)) for w, idx in zip(batch, picks, strict=True))
 
     measure(W)
     center = None
