@@ -166,3 +166,9 @@ def test_policy_check_warns_on_root_slash(cli, tmp_path):
     p.write_text('name: wide\ndata_roots: ["/"]\n')
     out = cli("policy", "check", str(p))
     assert out.code == 0 and "warning: data root '/'" in out.stdout
+
+
+@pytest.mark.slow
+def test_run_without_a_corpus_exits_non_zero(cli, tmp_path):
+    out = cli("run", "select 10 documents that look like the target set", "--planner", "offline")
+    assert_clean_error(out, 2, "nothing ran")

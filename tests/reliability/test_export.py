@@ -123,3 +123,18 @@ def test_review_state_conflicts_exit_5(cli, pool, tmp_path):
     assert out.code == 0, out.stderr
     assert_clean_error(cli("review", "approve", pid), 5, "rejected")
     assert_clean_error(cli("review", "edit", pid, "--weights", '{"a": 1}'), 5, "already rejected")
+
+
+def test_approval_of_an_unchanged_corpus_exports_every_selected_row(cli, tmp_path):
+    rows = [{"id": f"d{i % 9}", "text": f"doc {i}", "domain": "a"} for i in range(30)]  # duplicate ids
+    corpus = write_jsonl(tmp_path / "data" / "dup.jsonl", rows)
+    sel = _select(cli, corpus, k=9)
+    pid = _proposal(tmp_path, sel, 9)
+    out = cli("review", "approve", pid, "--json")
+    assert out.code == 0, out.stderr
+    m = json.loads((tmp_path / ".curate" / "exports" / pid / "manifest.json").read_text())
+    lines = (tmp_path / ".curate" / "exports" / pid / "data.jsonl").read_text().splitlines()
+    assert m["rows"] == len(lines) == len({json.loads(x)["id"] for x in lines})
+    assert m["missing"] == 0 and m["corpus_fingerprint"]
+    again = cli("review", "approve", pid, "--json")  # idempotent
+    assert again.code == 0 and (tmp_path / ".curate" / "exports" / pid / "data.jsonl").read_text().splitlines() == lines
