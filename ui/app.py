@@ -306,9 +306,26 @@ def latest_pending(view: ChatView, choices: list[tuple[str, str]]) -> str | None
     return None
 
 
+def proposal_stages(rec: dict[str, Any] | None) -> list[Any] | None:
+    """The per-stage plans of a mixture proposal (typed), or None for other proposals."""
+    if not rec or rec.get("kind") != "mixture" or not rec.get("stages"):
+        return None
+    from agent.proposals import parse_proposal
+
+    return list(parse_proposal(rec).stages)
+
+
 def weights_frame(rec: dict[str, Any] | None) -> Any:
     import pandas as pd
 
+    stages = proposal_stages(rec)
+    if stages:  # a mixture: one editable column per stage, the pool's shares beside them
+        pool = (rec or {}).get("pool_share") or {}
+        doms = sorted(set(pool) | {d for st in stages for d in st.weights})
+        cols = [f"stage {st.stage}" for st in stages]
+        rows = [{"domain": d, **{c: round(st.weights.get(d, 0.0), 6) for c, st in zip(cols, stages, strict=True)},
+                 "pool share": round(float(pool.get(d, 0.0)), 6)} for d in doms]
+        return pd.DataFrame(rows, columns=["domain", *cols, "pool share"])
     weights = proposal_weights(rec)
     counts = proposal_counts(rec)
     rows = [{"domain": d, "weight": round(w, 6), "documents": int(counts.get(d, 0))} for d, w in weights.items()]
@@ -329,6 +346,28 @@ def frame_weights(df: Any) -> dict[str, float]:
             out[d] = float(r.get("weight"))
         except (TypeError, ValueError):
             raise ValueError(f"weight of {d!r} is not a number: {r.get('weight')!r}") from None
+    return out
+
+
+def frame_stage_weights(df: Any) -> list[dict[str, float]] | None:
+    """Per-stage domain -> weight from the edited mixture table (None when it has no stage columns)."""
+    if df is None:
+        return None
+    headers = list(df.columns) if hasattr(df, "columns") else list(df["headers"])
+    rows = df.to_dict("records") if hasattr(df, "to_dict") else [dict(zip(headers, r, strict=False)) for r in df["data"]]
+    cols = [str(c) for c in headers if str(c).startswith("stage ")]
+    if not cols:
+        return None
+    out: list[dict[str, float]] = [{} for _ in cols]
+    for r in rows:
+        d = str(r.get("domain") or "").strip()
+        if not d:
+            continue
+        for j, c in enumerate(cols):
+            try:
+                out[j][d] = float(r.get(c))
+            except (TypeError, ValueError):
+                raise ValueError(f"{c} weight of {d!r} is not a number: {r.get(c)!r}") from None
     return out
 
 
@@ -506,6 +545,10 @@ class Handlers:
                 fig = plots.artifact_figure(ws.get(rec["selection"]))  # selection vs pool vs target
             except Exception:  # noqa: BLE001
                 fig = None
+        stages = proposal_stages(rec)
+        if fig is None and stages:
+            fig = plots.stage_mix_figure(rec.get("pool_share") or {}, [st.weights for st in stages],
+                                         f"{rec.get('method') or 'mixture'}: weights per stage beside the pool")
         if fig is None:
             fig = plots.weights_figure(proposal_weights(rec), "proposed weights")
         images = []
@@ -533,6 +576,9 @@ class Handlers:
         rec = find_proposal(s, pid, view)
         if rec is None:
             yield result(f"Proposal {plain(pid)} is no longer available.")
+            return
+        if proposal_stages(rec):
+            yield from self._review_mixture(decision, pid, rec, df, note, session)
             return
         try:
             edited = frame_weights(df)
@@ -588,6 +634,66 @@ class Handlers:
         yield ("\n\n".join(lines), _msgs(view), session, banner_update(view.banner),
                gr.update(choices=proposal_choices(s, view), value=None if decision != "edit" else pid),
                gr.update(choices=_artifact_choices(view)))
+
+    def _review_mixture(self, decision: str, pid: str, rec: dict[str, Any], df: Any, note: str,
+                        session: dict[str, Any]):  # noqa: ANN202
+        """Review of a mixture: per-stage edits checked against the policy, renormalised with a note."""
+        from agent.mixture_export import edit_stages
+        from agent.proposals import parse_proposal
+        from tools.errors import BadInput
+
+        view: ChatView = session["view"]
+
+        def result(text: str, done: bool = False):  # noqa: ANN202
+            if not done:
+                return (text, _msgs(view), session, banner_update(view.banner), gr.skip(), gr.skip())
+            return (text, _msgs(view), session, banner_update(view.banner),
+                    gr.update(choices=proposal_choices(s, view), value=None if decision != "edit" else pid),
+                    gr.update(choices=_artifact_choices(view)))
+
+        s = self.svc()
+        try:
+            edited = frame_stage_weights(df)
+        except ValueError as e:
+            yield result(f"**Edit not accepted**: {plain(e)}")
+            return
+        original = [st.weights for st in (proposal_stages(rec) or [])]
+        changed = edited is not None and (len(edited) != len(original) or any(
+            weights_changed({d: v for d, v in e.items() if v or d in o}, o) for e, o in zip(edited, original, strict=False)))
+        if decision == "edit" and not changed:
+            yield result("Nothing to save: the weights are unchanged.")
+            return
+        notes: list[str] = []
+        if changed and decision in ("approve", "edit"):
+            try:
+                _, notes = edit_stages(parse_proposal(rec), edited, s.policy)  # type: ignore[arg-type]
+            except BadInput as e:
+                yield result("**Edit not accepted** (policy):\n\n" + "\n".join(
+                    f"- {plain(p)}" for p in e.message.split("; ")))
+                return
+        tid = str(rec.get("thread_id") or session.get("thread_id") or "")
+        steps = ([("edit", edited)] if changed and decision != "reject" else []) + (
+            [(decision, None)] if decision != "edit" else [])
+        for step, weights in steps:
+            verb = {"approve": "Approving", "reject": "Rejecting", "edit": "Saving the edit of"}[step]
+            yield result(f"{verb} {plain(pid)}…")
+            try:
+                for ev in pump(lambda st=step, w=weights: s.review(tid, pid, st, weights=w, note=note or "")):
+                    view.apply(ev)
+            except Exception as e:  # noqa: BLE001
+                view.banner = f"review failed: {type(e).__name__}: {e}"
+                yield result(f"**Review failed**: {plain(e)}", done=True)
+                return
+        after = find_proposal(s, pid, view) or {}
+        lines = [f"**{plain(pid)}**: {plain(after.get('status') or '?')}"]
+        lines += [f"ℹ️ {plain(n)}" for n in notes]
+        path = export_path(after)
+        if path:
+            lines.append(f"Exported to: {code(path)}")
+            manifest = (after.get("export") or {}).get("manifest") if isinstance(after.get("export"), dict) else None
+            if manifest:
+                lines.append(f"Manifest: {code(manifest)}")
+        yield result("\n\n".join(lines), done=True)
 
     def upload(self, file: Any):  # noqa: ANN202
         s = self.svc()
@@ -718,7 +824,9 @@ def build_app(
                         with gr.Row():
                             weights_df = gr.Dataframe(
                                 headers=["domain", "weight", "documents"], datatype=["str", "number", "number"],
-                                interactive=True, static_columns=[0, 2], label="Weights (edit the weight column)",
+                                interactive=True, static_columns=[0],
+                                label="Weights (edit the weight or stage columns; documents and pool share are for "
+                                "reference; a stage that does not sum to 1 is renormalised, with a note)",
                                 elem_id="weights",
                             )
                             weights_plot = gr.Plot(label="Domain mix / proposed weights", visible=False)

@@ -270,3 +270,28 @@ def artifact_image(art: Any) -> Any:
 
     with Image.open(art.path / pngs[0]) as im:
         return im.copy()
+
+
+def stage_mix_figure(pool: dict[str, float], stages: list[dict[str, float]], title: str = "mixture per stage"
+                     ) -> Figure | None:
+    """Stacked bars: the pool's domain shares, then one bar per stage of a mixture proposal."""
+    if not stages:
+        return None
+    domains = sorted(set(pool) | {d for st in stages for d in st})
+    cols = [pool, *stages]
+    labels = ["pool"] + [f"stage {i + 1}" for i in range(len(stages))]
+    fig = _fig(max(4.5, 0.8 * len(cols) + 2.5), 3.4)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(cols))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    for i, d in enumerate(domains):
+        vals = np.array([float(c.get(d, 0.0)) for c in cols])
+        ax.bar(labels, vals, bottom=bottom, label=d, color=cmap(i % 20), edgecolor="white", linewidth=0.5)
+        bottom += vals
+    ax.set_ylim(0, max(1.0, float(bottom.max())))
+    ax.set_ylabel("share of tokens")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    return fig
