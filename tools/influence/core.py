@@ -67,8 +67,9 @@ class RademacherProjector:
     """
 
     def __init__(self, dim: int, proj_dim: int, *, seed: int = 0, device: str = "cpu",
-                 block_dims: int | None = None, cache_bytes: int = 512 << 20):
+                 block_dims: int | None = None, cache_bytes: int = 512 << 20, gen_device: str | None = None):
         self.dim, self.k, self.seed, self.device = dim, proj_dim, seed, device
+        self.gen_device = gen_device or device  # the random stream depends on the generator's device
         self.block_dims = block_dims or max(1, min(dim, (64 << 20) // (4 * proj_dim)))
         self.n_blocks = math.ceil(dim / self.block_dims)
         self._cache: dict[int, Any] | None = {} if dim * proj_dim * 4 <= cache_bytes else None
@@ -80,10 +81,11 @@ class RademacherProjector:
             return self._cache[b]
         lo = b * self.block_dims
         rows = min(self.block_dims, self.dim - lo)
-        gen = torch.Generator(device=self.device)
+        gen = torch.Generator(device=self.gen_device)
         gen.manual_seed(int(self.seed) * 1_000_003 + b)
-        P = torch.empty((rows, self.k), dtype=torch.float32, device=self.device).bernoulli_(0.5, generator=gen)
+        P = torch.empty((rows, self.k), dtype=torch.float32, device=self.gen_device).bernoulli_(0.5, generator=gen)
         P.mul_(2 / math.sqrt(self.k)).sub_(1 / math.sqrt(self.k))  # in place: {0,1} -> {-1,+1}/sqrt(k)
+        P = P.to(self.device)
         if self._cache is not None:
             self._cache[b] = P
         return P
