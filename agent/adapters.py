@@ -9,8 +9,6 @@ data; the full (small) result rides along as the ToolMessage's ``artifact`` for 
 from __future__ import annotations
 
 import json
-import os
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,12 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 
 from agent import prompts
-from agent.context import CurateContext
+from agent.context import CurateContext, resolve_workspace
 from policies.enforce import PlannedCall
 from policies.schema import Policy, load_policy
 from tools.contract import ProgressEvent, ToolContext, ToolSpec
 from tools.errors import CurateError
-
-_PATHLIKE = re.compile(r"\.(jsonl|json|parquet|csv|tsv|arrow|npy|txt)(\.gz|\.zst)?$|[*?]", re.I)
+from tools.refs import is_artifact_id, ref_fields
 
 
 @cache
@@ -65,8 +62,9 @@ def tool_context(ctx: CurateContext, policy: Policy, *, tool: str = "", writer: 
             writer({"type": "tool_progress", "tool": tool or ev.tool, "progress": ev.model_dump(mode="json")})
 
     return ToolContext(
-        workspace_dir=Path(policy.workspace) if policy.workspace else ctx.workspace,
+        workspace_dir=resolve_workspace(ctx, policy),
         data_roots=policy.resolved_roots(),
+        max_llm_calls=policy.budgets.max_llm_calls,
         show_progress=False,
         on_progress=on_progress if writer is not None else None,
     )
@@ -132,21 +130,26 @@ def build_tools(specs: list[ToolSpec] | None = None) -> list[StructuredTool]:
     return [make_tool(s) for s in specs]
 
 
-def _field_is_corpus(spec: ToolSpec, name: str) -> bool:
-    f = spec.request_model.model_fields.get(name)
-    return f is not None and "CorpusSpec" in str(f.annotation)
-
-
 def call_paths(spec: ToolSpec, args: dict[str, Any]) -> list[str]:
-    """Files a call would read: corpus-typed fields, plus strings that look like data paths."""
+    """Files a call would read: the values of its typed reference fields (:mod:`tools.refs`), found by
+    type, whatever their names or suffixes; artifact ids are not paths."""
+    refs = ref_fields(spec.request_model)
     out: list[str] = []
-    for name, value in args.items():
+
+    def add(value: Any, kind: str) -> None:
         if isinstance(value, dict) and isinstance(value.get("path"), str):
             out.append(value["path"])
-        elif isinstance(value, str) and (_field_is_corpus(spec, name) or (
-            _PATHLIKE.search(value) and (os.sep in value or os.path.exists(value))
-        )):
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                add(v, kind)
+        elif isinstance(value, str) and value and kind != "artifact":
+            if kind == "artifact_or_path" and is_artifact_id(value):
+                return
             out.append(value)
+
+    for name, value in args.items():
+        if name in refs:
+            add(value, refs[name].kind)
     return out
 
 

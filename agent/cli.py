@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agent import cli_common
 from agent.console import emit, error, say
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Curation assistant command line.")
@@ -20,29 +21,8 @@ artifacts_app = typer.Typer(no_args_is_help=True, help="List, show and export ar
 app.add_typer(artifacts_app, name="artifacts")
 
 
-def debug_enabled() -> bool:
-    return os.environ.get("CURATE_DEBUG", "").lower() not in ("", "0", "false", "no")
-
-
-def _fail(exc: BaseException) -> None:
-    """Every failure -> one ``error:`` line and the documented exit code; the traceback only with --debug."""
-    from tools.errors import CurateError
-
-    if isinstance(exc, (typer.Exit, typer.Abort, KeyboardInterrupt)):
-        raise exc
-    if debug_enabled():
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, CurateError):
-        error(exc.render())
-        raise typer.Exit(exc.exit_code)
-    if isinstance(exc, MemoryError):
-        error("out of memory; try a smaller input or batch size")
-    else:
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        error(f"{type(exc).__name__}: {msg[:300]}" + ("" if debug_enabled() else " (rerun with --debug for the traceback)"))
-    raise typer.Exit(4)
+debug_enabled = cli_common.debug_enabled
+_fail = cli_common.fail  # the one failure path (kept under its old name for callers and tests)
 
 
 @app.callback()
@@ -52,10 +32,10 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="print tracebacks 
         os.environ["CURATE_DEBUG"] = "1"
 
 
-def _ctx(quiet: bool = False):  # noqa: ANN202
+def _ctx(quiet: bool = False, policy: str | None = None):  # noqa: ANN202
     from tools.contract import ToolContext
 
-    return ToolContext(show_progress=not quiet and sys.stderr.isatty())
+    return ToolContext(workspace_dir=cli_common.workspace_dir(policy), show_progress=not quiet and sys.stderr.isatty())
 
 
 def _parse_args(args: str) -> dict[str, Any]:
@@ -168,11 +148,12 @@ def tool_cmd(
 def artifacts_list(
     kind: Annotated[str | None, typer.Option("--kind")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    policy: Annotated[str | None, typer.Option("--policy", help="use this policy's workspace")] = None,
 ) -> None:
-    """List artifacts in the workspace, newest first."""
+    """List artifacts in the workspace (the policy's, if it names one), newest first."""
     from tools.artifacts import Workspace
 
-    ws = Workspace()
+    ws = Workspace(cli_common.workspace_dir(policy))
     rows = [
         {"id": a.id, "kind": a.kind, "tool": a.manifest.get("tool"), "created_at": a.manifest.get("created_at"),
          "rows_out": a.manifest.get("rows", {}).get("rows_out"), "path": str(a.path)}
@@ -188,12 +169,15 @@ def artifacts_list(
 
 
 @artifacts_app.command("show")
-def artifacts_show(art_id: str) -> None:
+def artifacts_show(
+    art_id: str,
+    policy: Annotated[str | None, typer.Option("--policy", help="use this policy's workspace")] = None,
+) -> None:
     """Print an artifact's manifest."""
     from tools.artifacts import Workspace
 
     try:
-        emit(Workspace().get(art_id).manifest, as_json=True)
+        emit(Workspace(cli_common.workspace_dir(policy)).get(art_id).manifest, as_json=True)
     except Exception as e:  # noqa: BLE001
         _fail(e)
 
@@ -279,21 +263,13 @@ def chat_cmd(
 ) -> None:
     """Open the chat UI: streamed tool calls, the thread's artifacts, proposal review."""
     try:
-        from agent.service import AgentService
-        from ui.app import launch, parse_auth
-
-        creds = parse_auth(auth) if auth else None
-        if host not in ("127.0.0.1", "localhost", "::1") and creds is None:
-            say(f"warning: binding {host} without --auth; anyone who can reach this port can use the app")
-        service = AgentService(planner=planner, policy=policy)  # type: ignore[arg-type]
+        launch = cli_common.ui_launcher("chat")
+        launch(host=host, port=port, auth=auth, share=share, planner=planner, policy=policy, say=say)
     except ValueError as e:
         error(str(e))
         raise typer.Exit(2) from None
     except Exception as e:  # noqa: BLE001
         _fail(e)
-        return
-    say(f"chat UI on http://{host}:{port} (planner {service.settings().get('planner')}; Ctrl+C to stop)")
-    launch(host=host, port=port, auth=creds, share=share, service=service)
 
 
 from agent.cli_agent import register as _register_agent_commands  # noqa: E402 - after the app exists
@@ -301,35 +277,12 @@ from agent.cli_agent import register as _register_agent_commands  # noqa: E402 -
 _register_agent_commands(app)
 
 
-def _guarded(fn: Any) -> Any:
-    import functools
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - the one error path: an error line and an exit code
-            _fail(e)
-
-    return run
-
-
-def guard_commands(typer_app: typer.Typer) -> None:
-    """Route every command's failures through :func:`_fail` (one ``error:`` line, documented exit code)."""
-    for cmd in typer_app.registered_commands:
-        if cmd.callback is not None and not getattr(cmd.callback, "__wrapped__", None):
-            cmd.callback = _guarded(cmd.callback)
-    for group in typer_app.registered_groups:
-        if group.typer_instance is not None:
-            guard_commands(group.typer_instance)
-
-
+guard_commands = cli_common.guard_commands
 guard_commands(app)
 
 
-def main() -> None:  # pragma: no cover
+def main() -> None:
+    """The ``curate`` script's entry point (``[project.scripts]``): process defaults, then the app."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agent.cli_common import fail, ui_launcher, workspace_dir
 from agent.console import emit, error, say
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list, show, approve, reject proposals.")
@@ -36,10 +37,7 @@ def _service(policy: str | None = None, planner: str = "auto"):  # noqa: ANN202
     return AgentService(policy=policy, planner=planner)  # type: ignore[arg-type]
 
 
-def _fail(exc: BaseException) -> None:
-    from agent.cli import _fail as fail
-
-    fail(exc)
+_fail = fail
 
 
 def _short(ev: Any) -> str | None:
@@ -84,12 +82,12 @@ def _drive(events: Any, *, as_json: bool) -> tuple[list[Any], int]:
 def review_list(
     status: Annotated[str, typer.Option("--status", help="pending, approved, rejected, exported or all")] = "pending",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    policy: Annotated[str | None, typer.Option("--policy", help="use this policy's workspace")] = None,
 ) -> None:
-    """List proposals (pending by default)."""
+    """List proposals (pending by default) in the workspace (the policy's, if it names one)."""
     from agent.proposals import ProposalStore
-    from tools.contract import ToolContext
 
-    recs = ProposalStore(ToolContext().workspace.root).list(None if status == "all" else status)
+    recs = ProposalStore(workspace_dir(policy)).list(None if status == "all" else status)
     rows = [{"id": r["id"], "status": r["status"], "kind": r["kind"], "n_docs": r.get("n_docs"),
              "request": r.get("request", "")[:70], "created_at": r.get("created_at")} for r in recs]
     if as_json:
@@ -102,13 +100,15 @@ def review_list(
 
 
 @review_app.command("show")
-def review_show(pid: str) -> None:
+def review_show(
+    pid: str,
+    policy: Annotated[str | None, typer.Option("--policy", help="use this policy's workspace")] = None,
+) -> None:
     """Print a proposal record (counts, weights, evidence, plan, status)."""
     from agent.proposals import ProposalStore
-    from tools.contract import ToolContext
 
     try:
-        emit(ProposalStore(ToolContext().workspace.root).get(pid), as_json=True)
+        emit(ProposalStore(workspace_dir(policy)).get(pid), as_json=True)
     except Exception as e:  # noqa: BLE001
         _fail(e)
 
@@ -466,11 +466,11 @@ def demo_cmd(
         return
     if chat:
         try:
-            from ui.app import launch
-        except ImportError as e:
+            launch = ui_launcher("chat")
+        except Exception as e:  # noqa: BLE001 - the demo already ran; the UI is optional
             say(f"the chat UI is not available here ({e}); skipping --chat")
             return
-        launch(host=host, port=port)
+        launch(host=host, port=port, say=say)
 
 
 def register(app: typer.Typer) -> None:

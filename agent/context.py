@@ -103,3 +103,16 @@ class CurateContext:
 
     def with_(self, **kw: Any) -> CurateContext:
         return replace(self, **kw)
+
+
+def resolve_workspace(ctx: CurateContext, policy: Any = None) -> Path:
+    """The one workspace the graph and every command use: the active policy's ``workspace:`` when it
+    sets one, else ``ctx.workspace`` (``CURATE_HOME``, the config file, or ``.curate``).
+
+    ``policy`` is a loaded :class:`policies.schema.Policy`; None loads ``ctx.policy``.
+    """
+    if policy is None:
+        from policies.schema import load_policy
+
+        policy = load_policy(ctx.policy)
+    return Path(policy.workspace) if policy.workspace else Path(ctx.workspace)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent import prompts
 from tools.contract import ToolSpec
+from tools.refs import Ref, ref_fields
 
 
 class PlanStep(BaseModel):
@@ -27,31 +28,35 @@ class JsonPlan(BaseModel):
     steps: list[PlanStep] = Field(default_factory=list)
 
 
-def _type_name(annotation: Any) -> str:
-    text = str(annotation)
-    if "CorpusSpec" in text:
-        return "path"
+_REF_TYPE = {"corpus": "path", "artifact": "artifact id", "path": "path", "artifact_or_path": "artifact id or path"}
+
+
+def _type_name(annotation: Any, ref: Ref | None = None) -> str:
+    if ref is not None:  # typed references (tools.refs), found by type
+        return _REF_TYPE[ref.kind]
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return "|".join(repr(v) for v in typing.get_args(annotation))
     if isinstance(annotation, type):
         return annotation.__name__
-    return text.replace("typing.", "")
+    return str(annotation).replace("typing.", "")
 
 
 def signature(spec: ToolSpec) -> str:
     parts = []
+    refs = ref_fields(spec.request_model)
     for name, f in spec.request_model.model_fields.items():
-        t = _type_name(f.annotation)
+        t = _type_name(f.annotation, refs.get(name))
         parts.append(f"{name}: {t}" if f.is_required() else f"{name}: {t} = {f.default!r}")
     return f"{spec.name}({', '.join(parts)}) - {spec.description}"
 
 
-def _field_schema(annotation: Any) -> dict[str, Any]:
+def _field_schema(annotation: Any, ref: Ref | None = None) -> dict[str, Any]:
     """A flat JSON schema for one argument (grammar-friendly: no $refs, no nulls)."""
-    text = str(annotation)
-    if "CorpusSpec" in text:
-        return {"type": "string"}
+    if ref is not None:  # a corpus, artifact id or path: a string (a list of them for list fields)
+        many = typing.get_origin(annotation) in (list, tuple) or any(
+            typing.get_origin(a) in (list, tuple) for a in typing.get_args(annotation))
+        return {"type": "array", "items": {"type": "string"}} if many and ref.kind != "corpus" else {"type": "string"}
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
@@ -69,7 +74,8 @@ def _field_schema(annotation: Any) -> dict[str, Any]:
 
 
 def step_schema(spec: ToolSpec) -> dict[str, Any]:
-    props = {n: _field_schema(f.annotation) for n, f in spec.request_model.model_fields.items()}
+    refs = ref_fields(spec.request_model)
+    props = {n: _field_schema(f.annotation, refs.get(n)) for n, f in spec.request_model.model_fields.items()}
     required = [n for n, f in spec.request_model.model_fields.items() if f.is_required()]
     return {
         "type": "object",

@@ -43,6 +43,7 @@ __all__ = [
     "InputPath",
     "Ref",
     "artifact_of",
+    "is_artifact_id",
     "fingerprint_input",
     "iter_refs",
     "ref_fields",
@@ -76,6 +77,16 @@ ArtifactOrPath = Annotated[str, Ref("artifact_or_path")]
 def artifact_of(*kinds: str, or_path: bool = False) -> Any:
     """``Annotated[str, Ref(...)]`` accepting only artifacts of ``kinds`` (or, with ``or_path``, a path)."""
     return Annotated[str, Ref("artifact_or_path" if or_path else "artifact", tuple(kinds))]
+
+
+def is_artifact_id(value: str) -> bool:
+    """Whether ``value`` has the shape of an artifact id (``<kind>-<12 hex>``), without a workspace."""
+    import re
+
+    from tools.kinds import ARTIFACT_KINDS
+
+    kind, sep, key = value.partition("-")
+    return bool(sep) and kind in ARTIFACT_KINDS and re.fullmatch(r"[0-9a-f]{12}", key) is not None
 
 
 # ------------------------------------------------------------------------------------ finding
