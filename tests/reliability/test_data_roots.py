@@ -116,3 +116,27 @@ def test_policy_check_warns_on_broad_roots(tmp_path):
         (w,) = parse_policy(f"data_roots: [{json.dumps(root)}]").root_warnings()
         assert why in w
     assert parse_policy(f"data_roots: [{json.dumps(str(tmp_path / 'a' / 'data'))}]").root_warnings() == []
+
+
+@pytest.mark.parametrize("tool,field", [("semantic_dedup", "embeddings"), ("neighbors", "embeddings")])
+def test_non_corpus_paths_are_checked_against_the_roots(tool, field, tmp_path, monkeypatch):
+    """An embeddings folder (any folder with a manifest.json) outside the roots is refused, not loaded."""
+    import numpy as np
+
+    from tools import registry
+    from tools.contract import ToolContext
+
+    if tool not in registry.names():
+        pytest.skip(f"{tool} is not registered")
+    root = tmp_path / "root"
+    corpus = write_jsonl(root / "c.jsonl", ROWS)
+    fake = tmp_path / "outside" / "embeddings-0123456789ab"
+    fake.mkdir(parents=True)
+    (fake / "manifest.json").write_text(json.dumps({"id": fake.name, "kind": "embeddings", "files": ["data.npy"]}))
+    np.save(fake / "data.npy", np.ones((len(ROWS), 4), dtype=np.float32))
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", data_roots=(root,), show_progress=False)
+    args = {"corpus": str(corpus), field: str(fake)}
+    if tool == "neighbors":
+        args.update(query="allowed document", k=2)
+    with pytest.raises(PolicyDenied, match="outside"):
+        registry.invoke(tool, args, ctx)
