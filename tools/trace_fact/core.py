@@ -292,8 +292,12 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 
-def verify_prompt(items: Sequence[tuple[str, str]], doc_chars: int = 1500) -> str:
-    """One batch prompt: numbered (fact, document) items; documents JSON-quoted so they stay data."""
+def verify_prompt(items: Sequence[tuple[str, str]], doc_chars: int = 1500, attempt: int = 0) -> str:
+    """One batch prompt: numbered (fact, document) items; documents JSON-quoted so they stay data.
+
+    ``attempt`` > 0 (a re-ask) adds a note, which also keeps the LLM client's response cache from
+    returning the invalid answer again.
+    """
     import json
 
     lines = []
@@ -302,6 +306,8 @@ def verify_prompt(items: Sequence[tuple[str, str]], doc_chars: int = 1500) -> st
                      f"{json.dumps(doc[:doc_chars], ensure_ascii=False)}")
     return (
         "\n".join(lines)
+        + (f"\n\n(Request {attempt + 1}: an earlier answer to some of these items was missing or invalid; "
+           "answer every item, quoting spans exactly.)" if attempt else "")
         + f"\n\nFor each of the {len(items)} items decide whether the document supports the fact. Reply "
         '{"verdicts": [{"item": <number>, "supports": true|false, "span": "<exact quote from the document that '
         'states the fact; empty when supports is false>"}, ...]} with one entry per item.'
@@ -357,12 +363,12 @@ class LLMVerifier(Verifier):
         out: list[Judgement | None] = [None] * len(pairs)
         why: list[str] = ["llm: no valid answer"] * len(pairs)
         todo = list(range(len(pairs)))
-        for _ in range(self.max_rounds):
+        for attempt in range(self.max_rounds):
             if not todo:
                 break
             batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
-            prompts = [verify_prompt([(facts[pairs[p][0]].query, pairs[p][1]) for p in b], self.doc_chars)
-                       for b in batches]
+            prompts = [verify_prompt([(facts[pairs[p][0]].query, pairs[p][1]) for p in b], self.doc_chars,
+                                     attempt) for b in batches]
             answers = self.ask(prompts)
             self.batches += len(batches)
             retry: list[int] = []

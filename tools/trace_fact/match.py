@@ -291,7 +291,7 @@ def extract_arguments(statement: str) -> tuple[str, str]:
     "gummi candy was created in Germany" -> ("gummi candy", "Germany"). Empty strings when not found.
     """
     raw = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[^\W_]+(?:['’][^\W_]+)*", statement)]
-    raw = [(re.sub(r"['’]s$", "", w), a, b) for w, a, b in raw]
+    raw = [(w[:-2], a, b - 2) if re.search(r"['’]s$", w) else (w, a, b) for w, a, b in raw]
     chunks: list[tuple[int, int]] = []  # token index ranges
     i = 0
     while i < len(raw):
