@@ -204,3 +204,37 @@ def test_proxy_env_trains_the_torch_lm_in_stages(shared_raw, tmp_path):
     fb1, _ = env.step(np.array([0.8, 0.1, 0.1]), 8192)
     fb2, _ = env.step(np.array([0.8, 0.1, 0.1]), 8192)
     assert env.lm.stage == 2 and fb2[1] < fb1[1] < fb0[1]
+
+
+def test_clusters_as_domains_when_the_corpus_has_none(tmp_path, ctx):
+    """No domain column: k-means clusters of given embeddings become the domains."""
+    from tools import propose_mixture as pm
+
+    rows = [{"id": f"d{i:03d}", "text": f"document {i} " + "w " * (10 + i % 3)} for i in range(60)]
+    pool = tmp_path / "nodomain.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rng = np.random.default_rng(0)
+    centers = np.eye(8, dtype=np.float32)[:3] * 5
+    vecs = np.stack([centers[i % 3] + rng.normal(0, 0.1, 8) for i in range(60)]).astype(np.float32)
+    np.save(tmp_path / "emb.npy", vecs)
+    with pytest.raises(BadInput, match="no domain column; pass clusters"):
+        pm.run({"corpus": str(pool), "method": "uniform"}, ctx)
+    res = pm.run({"corpus": str(pool), "method": "proportional", "clusters": 3, "embeddings": str(tmp_path / "emb.npy"),
+                  "max_epochs": None}, ctx)
+    assert len(res.domains) == 3 and all(d.startswith("cluster-") for d in res.domains)
+    assert sum(json.loads(ctx.workspace.get(res.artifacts["mixture"]).file().read_text())["pool"]["docs"].values()) == 60
+    assert all(n == 20 for n in ctx.workspace.get(res.artifacts["mixture"]).json()["pool"]["docs"].values())
+
+
+def test_agent_over_proxy_lm_runs(shared_raw, tmp_path, ctx):
+    """method=agent with trajectories from proxy LM runs (bigram proxy, a few trajectories)."""
+    from tools import propose_mixture as pm
+
+    pool = _real_corpus(shared_raw, tmp_path, n=20)
+    res = pm.run({"corpus": str(pool), "method": "agent", "env": "proxy_lm", "proxy_model": "bigram",
+                  "target_domains": ["math"], "stages": 3, "n_trajectories": 6, "agent_steps": 50,
+                  "proxy_tokens": 4000, "max_epochs": None}, ctx)
+    assert len(res.stages) == 3 and res.evidence["runs"] == 6
+    assert set(res.expected_feedback[0]) == {"source_loss", "target_loss"}
+    traj = ctx.workspace.get(res.evidence["trajectories"]).table()
+    assert traj.num_rows == 18

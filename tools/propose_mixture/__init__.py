@@ -56,7 +56,7 @@ def _cluster_labels(request: ProposeMixtureRequest, ctx: ToolContext) -> dict[st
 
     from tools.embeddings import pool_vectors
 
-    pv = pool_vectors(request.corpus, ctx)
+    pv = pool_vectors(request.corpus, ctx, embeddings=request.embeddings)
     if len(pv.ids) < request.clusters:
         raise field_error(T, "clusters", f"at most the {len(pv.ids)} documents", request.clusters)
     km = KMeans(n_clusters=request.clusters, n_init=4, random_state=request.seed).fit(pv.vectors)
@@ -307,7 +307,7 @@ def _write_trajectories(ctx: ToolContext, trajs: list) -> str:
 @SPEC.implement
 def run(request: ProposeMixtureRequest, ctx: ToolContext) -> ProposeMixtureResult:
     needs_texts = request.method in _PROXY_METHODS or (request.method == "regmix" and not request.proxy_runs) or \
-        (request.method == "agent" and request.env == "proxy" and not request.agent)
+        (request.method == "agent" and request.env == "proxy_lm" and not request.agent)
     docs, nbytes, texts, stats = _read_pool(request, ctx, needs_texts)
     doms = _domains(request, docs)
     empty = [d for d in doms if nbytes.get(d, 0) == 0]

@@ -23,6 +23,10 @@ class ProposeMixtureRequest(ToolRequest):
         None, ge=2, le=256,
         description="when the corpus has no domain column: k-means clusters of the embeddings as domains",
     )
+    embeddings: ArtifactOrPath | None = Field(
+        None, description="with clusters: an embeddings artifact or .npy (rows in corpus order) to cluster; "
+        "default: embed the corpus"
+    )
     target_domains: list[str] = Field(
         default_factory=list,
         description="the target field (e.g. ['math']) of continued pre-training; the rest is the source field",
@@ -65,7 +69,7 @@ class ProposeMixtureRequest(ToolRequest):
         "transformer", description="the proxy LM: a tiny byte-level transformer, or the closed-form byte bigram"
     )
     doremi_rounds: int = Field(8, ge=1, le=200, description="doremi: proxy rounds (weight updates)")
-    env: Literal["simulator", "proxy"] = Field(
+    env: Literal["simulator", "proxy_lm"] = Field(
         "simulator", description="agent: trajectories from the analytic simulator, or from proxy LM runs"
     )
     agent: ArtifactOrPath | None = Field(None, description="agent: a saved agent artifact to reuse (no training)")
@@ -78,6 +82,8 @@ class ProposeMixtureRequest(ToolRequest):
         overlap = set(self.target_domains) & set(self.source_domains or [])
         if overlap:
             raise ValueError(f"domains {sorted(overlap)} are in both the source and the target field")
+        if self.embeddings and not self.clusters:
+            raise ValueError("embeddings are used only with clusters=k")
         if self.proxy_metrics and not self.proxy_runs:
             raise ValueError("proxy_metrics needs proxy_runs (the mixtures table)")
         return self
