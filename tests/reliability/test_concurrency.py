@@ -133,3 +133,34 @@ def test_parallel_dsir_runs_and_a_reader(tmp_path, pool):
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     assert_workspace_consistent(tmp_path / ".curate")
+
+
+_CHECKPOINT_WRITER = """
+import sys
+from langgraph.checkpoint.base import empty_checkpoint
+from agent.service import AgentService
+svc = AgentService(planner="offline", workspace=sys.argv[1])
+cfg = {"configurable": {"thread_id": "w" + sys.argv[2], "checkpoint_ns": ""}}
+for i in range(int(sys.argv[3])):
+    cp = empty_checkpoint()
+    cfg = svc.checkpointer.put(cfg, cp, {"source": "input", "step": i, "writes": {}}, {})
+svc.close()
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_checkpointer_takes_concurrent_writers_from_several_processes(tmp_path):
+    ws = tmp_path / "ws"
+    n = 40
+    procs = [subprocess.Popen([sys.executable, "-c", _CHECKPOINT_WRITER, str(ws), str(i), str(n)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0 and out.strip().endswith("ok"), err[-2000:]
+    import sqlite3
+
+    con = sqlite3.connect(str(ws / "threads.sqlite"))
+    counts = dict(con.execute("SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id").fetchall())
+    assert counts == {f"w{i}": n for i in range(4)}, "every write of every process landed"
