@@ -39,7 +39,7 @@ def test_hand_computed_values():
     assert s["unigram_entropy"] == pytest.approx(-(p * np.log(p)).sum())
     assert s["frac_words_no_alpha"] == pytest.approx(1 / 15)
     assert s["stop_word_fraction"] == pytest.approx(7 / 15)  # the x4, on x2, a
-    assert s["gopher_stop_words"] == 2  # case-sensitive 'the' twice
+    assert s["gopher_stop_words"] == 1  # distinct and case-sensitive: only 'the' (twice)
     assert s["symbol_word_ratio_hash"] == 0 and s["symbol_word_ratio_ellipsis"] == pytest.approx(1 / 15)
     assert s["line_count"] == 4  # str.splitlines: two sentences, an empty line, the bullet
     assert s["frac_lines_bullet"] == pytest.approx(1 / 4) and s["frac_lines_ellipsis"] == pytest.approx(1 / 4)

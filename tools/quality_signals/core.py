@@ -12,8 +12,9 @@ Definitions (Rae et al. 2021, "Gopher", appendix A; RedPajama-V2 ``rps_doc_*``):
   filter); the ratios below divide by all words, as Gopher does.
 - ``unique_word_fraction``, ``unigram_entropy`` (nats): over lower-cased words.
 - ``frac_words_no_alpha``: words with no letter (Unicode L*), i.e. 1 - Gopher's alpha-word ratio.
-- ``stop_word_fraction``: words in a small English function-word list; ``gopher_stop_words``: count
-  of Gopher's eight ("the", "be", "to", "of", "and", "that", "have", "with"), which needs >= 2.
+- ``stop_word_fraction``: words in a small English function-word list; ``gopher_stop_words``: how
+  many of Gopher's eight ("the", "be", "to", "of", "and", "that", "have", "with") occur (distinct,
+  case-sensitive); Gopher keeps documents with at least 2.
 - ``symbol_word_ratio_hash`` = count("#") / words; ``symbol_word_ratio_ellipsis`` = (count("...") +
   count("…")) / words.
 - lines split at line breaks (``str.splitlines``); ``frac_lines_bullet``: lines starting (after
@@ -157,8 +158,10 @@ def signals(texts: Any) -> dict[str, np.ndarray]:
                                                     minlength=n_docs), n_words)
     stop = _np(pc.is_in(lower, value_set=pa.array(STOP_WORDS)), bool)
     out["stop_word_fraction"] = _ratio(np.bincount(wdoc, weights=stop.astype(np.float64), minlength=n_docs), n_words)
-    gstop = _np(pc.is_in(words, value_set=pa.array(GOPHER_STOP_WORDS)), bool)
-    out["gopher_stop_words"] = np.bincount(wdoc, weights=gstop.astype(np.float64), minlength=n_docs)
+    gidx = _np(pc.index_in(words, value_set=pa.array(GOPHER_STOP_WORDS)).fill_null(-1), np.int64)
+    hit = gidx >= 0
+    pairs = np.unique(wdoc[hit] * len(GOPHER_STOP_WORDS) + gidx[hit])  # distinct (document, stop word)
+    out["gopher_stop_words"] = np.bincount(pairs // len(GOPHER_STOP_WORDS), minlength=n_docs).astype(np.float64)
     out["symbol_word_ratio_hash"] = _ratio(_np(pc.count_substring(texts, "#")), n_words)
     ell = _np(pc.count_substring(texts, "...")) + _np(pc.count_substring(texts, "…"))
     out["symbol_word_ratio_ellipsis"] = _ratio(ell, n_words)
@@ -283,7 +286,7 @@ def signals_python(text: str) -> dict[str, float]:
         "unigram_entropy": -sum(c / nw * math.log(c / nw) for c in cnt.values()) if nw else 0.0,
         "frac_words_no_alpha": sum(not any(c.isalpha() for c in w) for w in words) / nw if nw else 0.0,
         "stop_word_fraction": sum(w in STOP_WORDS for w in lower) / nw if nw else 0.0,
-        "gopher_stop_words": sum(w in GOPHER_STOP_WORDS for w in words),
+        "gopher_stop_words": len(set(GOPHER_STOP_WORDS) & set(words)),
         "symbol_word_ratio_hash": text.count("#") / nw if nw else 0.0,
         "symbol_word_ratio_ellipsis": (text.count("...") + text.count("…")) / nw if nw else 0.0,
         "line_count": len(lines),
