@@ -92,6 +92,17 @@ def test_batched_per_example_grads_equal_one_backward_per_example(tmp_path, arch
         torch.testing.assert_close(G[i], ref, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(core.per_example_grads(model, lp, params, ids, labels, batched=False), G,
                                rtol=1e-4, atol=1e-6)
+    starts = [2, 1, 3, 2, 1]  # prompt tokens before these positions carry no loss (LESS masks them)
+    ids, labels = core.pad_batch(seqs, starts)
+    G = core.per_example_grads(model, lp, params, ids, labels, batched=True)
+    for i, s in enumerate(seqs):
+        model.zero_grad()
+        x = torch.tensor([s])
+        y = x.clone()
+        y[0, : starts[i]] = -100
+        model(input_ids=x, labels=y).loss.backward()
+        ref = torch.cat([dict(model.named_parameters())[n].grad.reshape(-1) for n in lp.names])
+        torch.testing.assert_close(G[i], ref, rtol=1e-4, atol=1e-6)
 
 
 # -- end to end --------------------------------------------------------------------------------------
@@ -219,6 +230,25 @@ def test_bring_your_own_matrix(tiny_setup, tmp_path, ctx):
     with pytest.raises(BadInput, match=r"influence.val_tasks"):
         influence.run({"corpus": str(tiny_setup["pool"]), "matrix": str(tmp_path / "less.npy"),
                        "val_tasks": ["x"] * 5}, ctx)
+
+
+def test_prompt_field_masks_the_prompt(tiny_setup, tmp_path, ctx):
+    from tools import influence
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for r in _task_rows(rng, "copy", 6) + _task_rows(rng, "reverse", 6):
+        prompt, _, answer = r["text"].partition(" => ")
+        rows.append({**r, "prompt": prompt + " =>", "text": answer})
+    pool = write_jsonl(tmp_path / "pp.jsonl", rows)
+    val = write_jsonl(tmp_path / "pv.jsonl", rows[:2])
+    args = {"corpus": str(pool), "validation": str(val), "model": tiny_setup["model"], **ARGS, "warmup_fraction": 0.5}
+    masked = influence.run({**args, "prompt_field": "prompt"}, ctx)
+    A = ctx.workspace.get(masked.artifacts["influence"]).array()
+    assert A.shape == (12, 2) and np.isfinite(A).all()
+    assert 0 in np.argsort(-A[:, 0])[:3]  # a training row is among the closest to itself as a validation row
+    with pytest.raises(BadInput, match="influence.prompt_field"):
+        influence.run({**args, "prompt_field": "nope"}, ctx)
 
 
 @pytest.mark.gpu

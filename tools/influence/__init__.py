@@ -142,9 +142,15 @@ def _load_model(request: InfluenceRequest, device: str) -> tuple[Any, Any]:
     return tok, model.to(device)
 
 
-def _tokenize(tok: Any, texts: list, max_length: int) -> list[list[int]]:
-    enc = tok([t or "" for t in texts], truncation=True, max_length=max_length, add_special_tokens=True)
-    return [list(x) for x in enc["input_ids"]]
+def _tokenize(tok: Any, texts: list, max_length: int, prompts: list | None = None) -> tuple[list[list[int]], list[int]]:
+    """Token ids per row and where its loss starts (after the prompt's tokens, if prompts are given)."""
+    if prompts is None:
+        enc = tok([t or "" for t in texts], truncation=True, max_length=max_length, add_special_tokens=True)
+        return [list(x) for x in enc["input_ids"]], [0] * len(texts)
+    p_ids = tok([p or "" for p in prompts], add_special_tokens=True)["input_ids"]
+    r_ids = tok([" " + (t or "") for t in texts], add_special_tokens=False)["input_ids"]
+    seqs = [(list(p) + list(r))[:max_length] for p, r in zip(p_ids, r_ids, strict=True)]
+    return seqs, [min(len(p), max_length) for p in p_ids]
 
 
 def _save_atomic(path: Path, save: Any) -> None:
@@ -174,9 +180,15 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     from tools.artifacts import stable_hash
     from tools.corpus import fingerprint as corpus_fp
 
-    pool = _read(request.corpus, ctx, "corpus")
-    val = _read(request.validation, ctx, "validation", (request.task_field,))
+    extra = (request.prompt_field,) if request.prompt_field else ()
+    pool = _read(request.corpus, ctx, "corpus", extra)
+    val = _read(request.validation, ctx, "validation", (request.task_field, *extra))
     tasks = _val_tasks(request, val[request.task_field])
+    if request.prompt_field:
+        for name, rows in (("corpus", pool), ("validation", val)):
+            if all(p is None for p in rows[request.prompt_field]):
+                raise field_error(_TOOL, "prompt_field", f"a field present in the {name} rows",
+                                  request.prompt_field)
     counts, warnings = _unequal(tasks)
     N, M = len(pool["id"]), len(tasks)
 
@@ -205,12 +217,14 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
         raise field_error(_TOOL, "precision", "'bfloat16' only on a CUDA device", request.precision)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else None
 
-    train_seqs = _tokenize(tok, pool["text"], request.max_length)
-    val_seqs = _tokenize(tok, val["text"], request.max_length)
-    short = sum(len(s) < 2 for s in train_seqs)
+    pf = request.prompt_field
+    train_seqs, train_from = _tokenize(tok, pool["text"], request.max_length, pool[pf] if pf else None)
+    val_seqs, val_from = _tokenize(tok, val["text"], request.max_length, val[pf] if pf else None)
+    short = sum(len(s) - max(f, 1) < 1 for s, f in zip(train_seqs, train_from, strict=True))
     if short:
-        warnings.append(f"{short} training rows have < 2 tokens (no next-token loss): influence 0")
-    if all(len(s) < 2 for s in val_seqs):
+        warnings.append(f"{short} training rows have no token to predict (too short, or the prompt fills "
+                        f"max_length): influence 0")
+    if all(len(s) - max(f, 1) < 1 for s, f in zip(val_seqs, val_from, strict=True)):
         raise field_error(_TOOL, "validation", "examples of at least 2 tokens", "all shorter")
 
     key_fields = request.model_dump(mode="json", exclude={"block_rows", "micro_batch", "batched", "matrix"})
@@ -231,7 +245,8 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
 
         steps = (request.warmup_epochs - len(done)) * -(-n_warm // request.batch_size)
         with ctx.progress("influence: LoRA warm-up", total=steps, unit="steps") as bar:
-            ckpts += core.warmup(model, [train_seqs[i] for i in subset], epochs=request.warmup_epochs,
+            ckpts += core.warmup(model, [train_seqs[i] for i in subset], label_from=[train_from[i] for i in subset],
+                                 epochs=request.warmup_epochs,
                                  lr=request.lr, batch_size=request.batch_size, micro_batch=request.micro_batch,
                                  seed=request.seed, device=device, autocast=autocast,
                                  resume=ckpts[-1] if ckpts else None, on_epoch=save, on_step=bar.update)
@@ -245,7 +260,7 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     computed = reused = rows_done = 0
     grad_s = 0.0
 
-    def block_feats(c: int, split: str, seqs: list, b: int, params: tuple, moments: Any) -> np.ndarray:
+    def block_feats(c: int, split: str, seqs: list, starts: list, b: int, params: tuple, moments: Any) -> np.ndarray:
         nonlocal computed, reused, rows_done, grad_s, batched
         path = cache / "feat" / f"c{c}-{split}-{b:05d}.npy"
         if path.exists():
@@ -253,23 +268,24 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
             return np.load(path)
         lo = b * request.block_rows
         part = seqs[lo : lo + request.block_rows]
+        start = starts[lo : lo + request.block_rows]
         out = np.zeros((len(part), request.proj_dim), dtype=np.float32)
         order = sorted(range(len(part)), key=lambda i: len(part[i]))  # similar lengths share a batch
-        order = [i for i in order if len(part[i]) >= 2]
+        order = [i for i in order if len(part[i]) - max(start[i], 1) >= 1]  # rows with a token to predict
         t0 = time.perf_counter()
         for s in range(0, len(order), request.micro_batch):
             rows = order[s : s + request.micro_batch]
-            batch = [part[i] for i in rows]
+            batch, bfrom = [part[i] for i in rows], [start[i] for i in rows]
             try:
                 f = core.features(model, lp, params, batch, proj, moments=moments, batched=batched,
-                                  autocast=autocast, device=device)
+                                  autocast=autocast, device=device, label_from=bfrom)
             except RuntimeError as e:
                 if not batched or "vmap" not in str(e):
                     raise
                 batched = False  # the model has data-dependent control flow: one backward per row
                 warnings.append("vmap failed on this model; per-example gradients fell back to a loop")
                 f = core.features(model, lp, params, batch, proj, moments=moments, batched=False,
-                                  autocast=autocast, device=device)
+                                  autocast=autocast, device=device, label_from=bfrom)
             out[rows] = f
         grad_s += time.perf_counter() - t0
         rows_done += len(order)
@@ -285,11 +301,11 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
             model.load_state_dict(ck.lora, strict=False)
             params = tuple(dict(model.named_parameters())[n].detach() for n in lp.names)
             moments = (ck.exp_avg.to(device), ck.exp_avg_sq.to(device))
-            val_feats.append(np.concatenate([block_feats(c, "val", val_seqs, b, params, None)
+            val_feats.append(np.concatenate([block_feats(c, "val", val_seqs, val_from, b, params, None)
                                              for b in range(nb_val)]))
             bar.update(nb_val)
             for b in range(nb_train):
-                block_feats(c, "train", train_seqs, b, params, moments)
+                block_feats(c, "train", train_seqs, train_from, b, params, moments)
                 bar.update(1)
 
     # -- 3. lr-weighted cosine over checkpoints ---------------------------------------------------------

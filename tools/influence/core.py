@@ -230,14 +230,14 @@ def pad_batch(seqs: Sequence[Sequence[int]], label_from: Sequence[int] | None = 
 
 def features(model: Any, lp: LoraParams, params: tuple, seqs: Sequence[Sequence[int]], proj: RademacherProjector,
              *, moments: tuple[torch.Tensor, torch.Tensor] | None = None, batched: bool = True,
-             autocast: Any = None, device: str = "cpu") -> np.ndarray:
+             autocast: Any = None, device: str = "cpu", label_from: Sequence[int] | None = None) -> np.ndarray:
     """Projected, L2-normalised gradient features of one batch of token lists: (B, k) float32.
 
     ``moments`` (flattened Adam m, v) turn the gradients into LESS's Adam direction (training rows).
     """
     import torch
 
-    ids, labels = pad_batch(seqs)
+    ids, labels = pad_batch(seqs, label_from)
     G = per_example_grads(model, lp, params, ids.to(device), labels.to(device), batched=batched,
                           autocast=autocast)
     if moments is not None:
@@ -266,11 +266,13 @@ def warmup(model: Any, seqs: Sequence[Sequence[int]], *, epochs: int, lr: float,
            micro_batch: int, seed: int, warmup_ratio: float = 0.03, device: str = "cpu",
            autocast: Any = None, resume: Checkpoint | None = None,
            on_epoch: Callable[[Checkpoint], None] | None = None,
-           on_step: Callable[[int], None] | None = None) -> list[Checkpoint]:
+           on_step: Callable[[int], None] | None = None,
+           label_from: Sequence[int] | None = None) -> list[Checkpoint]:
     """Train the LoRA parameters with Adam (betas 0.9/0.999, eps 1e-8, no weight decay), linear lr.
 
     ``batch_size`` rows per optimizer step (gradient accumulation over ``micro_batch`` rows), one
-    seeded shuffle per epoch; ``resume`` continues after that checkpoint's epoch.
+    seeded shuffle per epoch; ``resume`` continues after that checkpoint's epoch. ``label_from[i]``:
+    the loss starts at that token of row i (prompt tokens before it are masked, as in LESS).
     """
     import contextlib
 
@@ -300,7 +302,9 @@ def warmup(model: Any, seqs: Sequence[Sequence[int]], *, epochs: int, lr: float,
                 g["lr"] = cur
             opt.zero_grad(set_to_none=True)
             for lo in range(0, rows.size, micro_batch):
-                ids, labels = pad_batch([seqs[i] for i in rows[lo : lo + micro_batch]])
+                part = rows[lo : lo + micro_batch]
+                ids, labels = pad_batch([seqs[i] for i in part],
+                                        None if label_from is None else [label_from[i] for i in part])
                 with autocast() if autocast is not None else contextlib.nullcontext():
                     logits = model(input_ids=ids.to(device), use_cache=False).logits
                 loss = example_loss(logits, labels.to(device)).sum() / rows.size

@@ -30,6 +30,11 @@ class InfluenceRequest(ToolRequest):
         None, description="with `matrix` and no `validation`: the task label of each column"
     )
     task_field: str = Field("task", description="validation field holding the task label")
+    prompt_field: str | None = Field(
+        None,
+        description="field holding each row's prompt: the model reads prompt + text and the loss covers only "
+        "the text (the response), as LESS masks prompt tokens; default: loss over all of text",
+    )
     max_length: int = Field(512, ge=8, le=32768, description="tokens per example (LESS: 2048)")
     warmup_fraction: float = Field(
         0.05, gt=0.0, le=1.0, description="random share of the pool for the LoRA warm-up (LESS: 0.05)"
