@@ -158,7 +158,7 @@ def _desc_keys(v: np.ndarray, row: np.ndarray) -> np.ndarray:
 
 def _key_values(keys: np.ndarray) -> np.ndarray:
     s = (-(keys >> 32)).astype(np.int32)
-    return (s ^ ((s >> 31) & 0x7FFFFFFF)).view(np.float32).astype(np.float64)
+    return (s ^ ((s >> 31) & 0x7FFFFFFF)).view(np.float32)
 
 
 def _thresholds(Z: np.ndarray, L: int) -> np.ndarray:
@@ -177,15 +177,16 @@ def _thresholds(Z: np.ndarray, L: int) -> np.ndarray:
 
 
 def _top_lists(Z: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column the L best rows in (value desc, row asc) order: (M, L) rows and float64 values.
+    """Per column the L best rows in (value desc, row asc) order: (M, L) int32 rows and float32 values
+    (exactly Z's values; the loop widens them to float64 as the naive loop does).
 
     Candidates are the entries at or above a sampled threshold; one int64 key per candidate orders
     by value, then row, so partition + sort of the keys gives exactly the top L, ties at the cut
     going to the lowest rows.
     """
     N, M = Z.shape
-    rows = np.empty((M, L), dtype=np.intp)
-    vals = np.empty((M, L), dtype=np.float64)
+    rows = np.empty((M, L), dtype=np.int32 if N < 2**31 else np.int64)
+    vals = np.empty((M, L), dtype=np.float32)
     thr = _thresholds(Z, L) if L < N else None
     for c0 in range(0, M, _COL_BLOCK):
         blk = np.ascontiguousarray(Z[:, c0 : c0 + _COL_BLOCK].T, dtype=np.float32)  # (B, N)
@@ -213,8 +214,8 @@ def bids_fast(Z: np.ndarray, budget: int) -> Selection:
     L = min(N, budget + 1)
     rows, vals = _top_lists(Z, L)
     ptr = np.zeros(M, dtype=np.intp)
-    top_row = rows[:, 0].copy()
-    top_val = vals[:, 0].copy()
+    top_row = rows[:, 0].astype(np.intp)
+    top_val = vals[:, 0].astype(np.float64)
     selected = np.zeros(N, dtype=bool)
     sums = np.zeros(M, dtype=np.float64)
     picks = np.empty(budget, dtype=np.intp)
@@ -229,9 +230,9 @@ def bids_fast(Z: np.ndarray, budget: int) -> Selection:
             a = aid[j]
             k = int(ptr[j])
             while k < L:
-                r = rows[j, k]
+                r = int(rows[j, k])
                 if not selected[r]:
-                    if vals[j, k] - a != V:
+                    if np.float64(vals[j, k]) - a != V:
                         break
                     if r < best:
                         best = r
