@@ -27,6 +27,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.bids.schema:SPEC",
     "tools.influence.schema:SPEC",
     "tools.fact_index.schema:SPEC",
+    "tools.trace_fact.schema:SPEC",
     "tools.meta_rater.schema:SPEC",
     "tools.quality_signals.schema:SPEC",
     "tools.prrc_rate.schema:SPEC",
