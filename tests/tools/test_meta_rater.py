@@ -293,3 +293,12 @@ def test_real_documents_chain_from_quality_signals(shared_raw, tmp_path, ctx):
     assert res.learned_loss < res.random_loss and res.search_loss < res.random_loss
     assert "gopher_pass" in res.weights or "gopher_pass" in res.dropped_signals
     assert set(res.weights) | set(res.dropped_signals) == set(qs.score_columns)
+
+
+def test_tool_same_result_for_any_worker_count(tmp_path):
+    corpus, sig, _ = _pool(tmp_path, n=80)
+    args = dict(corpus=str(corpus), scores=str(sig), columns=["a", "b", "c"], proxy="bigram", n_proxies=10,
+                n_search=2000, proxy_tokens=2000)
+    one = _run(ToolContext(workspace_dir=tmp_path / "w1", show_progress=False, num_workers=1), **args)
+    two = _run(ToolContext(workspace_dir=tmp_path / "w2", show_progress=False, num_workers=2), **args)
+    assert one.weights == two.weights and one.learned_loss == two.learned_loss and one.spearman == two.spearman
