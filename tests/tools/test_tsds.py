@@ -261,7 +261,7 @@ def demo_embeddings(demo_dir, tmp_path):
 def test_tool_selects_target_like_documents(demo_dir, demo_embeddings, ctx):
     pool, target, pe, te = demo_embeddings
     args = {"corpus": str(demo_dir / "pool.jsonl"), "target": str(demo_dir / "target_math.jsonl"), "k": 300,
-            "embeddings": pe, "target_embeddings": te}
+            "embeddings": pe, "target_embeddings": te, "calibrate": "paper", "replace": True}
     res = tsds.run(args, ctx)
     assert res.pool_size == pool.num_rows and res.target_size == target.num_rows
     # hashed bag-of-words vectors are crude; at the defaults every target spreads over all K neighbours
@@ -430,7 +430,8 @@ def test_tool_embeds_on_demand_with_the_embed_tool(tiny_corpus, ctx, tmp_path):
         json.dumps({"id": f"t{i}", "text": t}) + "\n"
         for i, t in enumerate(["solve the prime equation for the integer root", "a polynomial with integer roots"])
     ))
-    args = {"corpus": str(tiny_corpus), "target": str(target), "k": 20, "alpha": 0.9}
+    # k distinct documents by default: 10 of a pool holding 15 math documents
+    args = {"corpus": str(tiny_corpus), "target": str(target), "k": 10, "alpha": 0.9}
     res = tsds.run(args, ctx)
     assert res.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert res.domain_mass["math"] > 0.5 > res.pool_domain_share["math"]

@@ -63,6 +63,11 @@ class TsdsOutput:
     kde_evaluated: int = 0  # points of U whose density was needed (and computed)
     index_kind: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    C: float = 0.0  # the distance scale used (given, the paper's, or calibrated)
+    sigma: float = 0.0  # the KDE radius used
+    shrink: float = 0.0  # weight of the target centre in each target example (0: the paper)
+    effective_neighbours: np.ndarray | None = None  # (M,) 1 / sum_i (M gamma_ji)^2 per target
+    calibration_steps: int = 0  # x1.5 raises of C needed for k candidates with mass
 
 
 # -------------------------------------------------------------------------- closed-form LP
@@ -85,14 +90,15 @@ def transport_probabilities(
     float64, the level s, the number of candidates each query sends mass to, and how many queries ran
     out of prefetched neighbours.
     """
-    probs, s, used, truncated = _transport(dists, ids, n, alpha=alpha, C=C, density=density)
+    probs, s, used, truncated, _ = _transport(dists, ids, n, alpha=alpha, C=C, density=density)
     return probs, s, used, int(truncated.sum())
 
 
 def _transport(
     dists: np.ndarray, ids: np.ndarray, n: int, *, alpha: float, C: float, density: np.ndarray | None
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """:func:`transport_probabilities` with the per-row truncation mask."""
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`transport_probabilities` with the per-row truncation mask and the effective number of
+    candidates per query, ``1 / sum_i (M gamma_ji)^2`` (the inverse Simpson index of its plan row)."""
     d = np.asarray(dists, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
     m, k = d.shape
@@ -143,9 +149,10 @@ def _transport(
     probs = np.bincount(ids[valid], weights=share[valid], minlength=n)
     probs /= probs.sum()  # only rounding to undo: every row sums to 1/M by construction
     used = (share > 0).sum(axis=1)
+    eff = 1.0 / np.maximum(np.sum((share * m) ** 2, axis=1), 1e-300)
     last_key = c[rows, np.maximum(length - 2, 0)]
     truncated = (length >= 2) & ((last_key <= s) if exhausted else (last_key < s))
-    return probs, s, used, truncated
+    return probs, s, used, truncated, eff
 
 
 def objective(dist_matrix: np.ndarray, gamma: np.ndarray, rho: np.ndarray, alpha: float, C: float) -> float:
@@ -359,13 +366,51 @@ def effective_k(max_K: int, kde_K: int, n: int, cap_by_pool: bool) -> tuple[int,
     return max(2, min(max_K, cap, n)) if n >= 2 else 1, max(1, min(kde_K, max(cap, 1), n))
 
 
+def shrink_factor(query: np.ndarray, pool_mean: np.ndarray) -> float:
+    """James-Stein-style weight pulling each target example towards the target's centre.
+
+    A target example is a noisy draw around what the target has in common (its centre ``mu``): its
+    own topic is noise for a selector asked for "documents like this set". The target's second moment
+    about the pool mean splits into a within part ``W = mean |q - mu|^2`` and a between part
+    ``B = |mu - mu_pool|^2``; ``W / (W + B)`` is the share of a target example's offset from the pool
+    that is its own rather than the target's. Scale-free (a ratio of squared distances).
+    """
+    q = np.asarray(query, dtype=np.float64)
+    mu = q.mean(axis=0)
+    w = float(np.mean(np.sum((q - mu) ** 2, axis=1)))
+    b = float(np.sum((mu - np.asarray(pool_mean, dtype=np.float64)) ** 2))
+    return 0.0 if w + b <= 0 else w / (w + b)
+
+
+def geometry_scale(dists: np.ndarray, ids: np.ndarray, k: int) -> tuple[float, float]:
+    """``(C, sigma)`` from the observed target-to-neighbour distances (``dists`` sorted per row).
+
+    With ``r = ceil(k / M)`` neighbours per target (each target's share of the budget), ``C = r *
+    median_j (d_{j,r} - d_{j,0})``: the transport cost of spreading one target's mass over its first
+    r neighbours when distances grow about linearly is ``r * (d_r - d_0) / 2``, so at ``alpha = 0.5``
+    (stop where the mean cost reaches ``C * (1 - alpha) / alpha``) each target uses a neighbourhood of
+    the order of its share, whatever the units of the embeddings. ``sigma = median_j d_{j,0} / 4``: a
+    kernel radius well inside the typical target-to-nearest-document distance, so the density term
+    spreads mass away from near-duplicates rather than out of the target's region.
+    """
+    m, kk = dists.shape
+    length = (ids >= 0).sum(axis=1)
+    r = int(min(max(1, -(-k // m)), kk - 1))
+    rows = np.arange(m)
+    far = dists[rows, np.minimum(r, length - 1)]
+    gap = float(np.median(far - dists[:, 0]))
+    near = float(np.median(dists[:, 0]))
+    scale = float(np.median(far)) or 1.0  # every neighbour at the same distance: any positive scale
+    return (r * gap if gap > 0 else r * scale * 1e-3), near / 4.0
+
+
 def tsds_probabilities(
     query: np.ndarray,
     cand: np.ndarray,
     *,
     alpha: float = 0.5,
-    C: float = 5.0,
-    sigma: float = 0.75,
+    C: float | None = 5.0,
+    sigma: float | None = 0.75,
     max_K: int = 5000,
     kde_K: int = 1000,
     index: IndexKind = "auto",
@@ -375,6 +420,9 @@ def tsds_probabilities(
     device: str = "cpu",
     kde_prefix: int | None = 64,
     progress: Callable[[str, int, int], None] | None = None,
+    calibrate: Literal["paper", "auto"] = "paper",
+    shrink: float | None = None,
+    k: int | None = None,
 ) -> TsdsOutput:
     """End to end: kNN of each query in the pool, KDE of the neighbours, the LP's probabilities.
 
@@ -386,11 +434,27 @@ def tsds_probabilities(
     first computed for this many neighbours per target, more only where the solution needs them
     (``None``: all K up front; same result, slower).
     ``progress(stage, done, total)`` is called as the stages ("index", "search", "kde") advance.
+
+    ``calibrate="paper"``: ``C``, ``sigma`` as given (``None`` = the paper's 5 and 0.75, meant for
+    embeddings of norm about 5) and ``shrink`` 0. ``calibrate="auto"`` (needs ``k``, the budget): a
+    ``None`` is taken from the data: ``shrink`` by :func:`shrink_factor`, ``C`` and ``sigma`` by
+    :func:`geometry_scale` on the (shrunk) targets' neighbours, K is at least ``4 * ceil(k / M)``
+    (the N // 10 cap can be smaller than that), and ``C`` is then raised (x1.5 a step)
+    until at least ``k`` candidates get mass, so that k distinct documents can be drawn. Every target
+    example is first moved to ``(1 - shrink) q + shrink * mean(q)``.
     """
     xq = np.ascontiguousarray(query, dtype=np.float32)
     xb = np.ascontiguousarray(cand, dtype=np.float32)
     n = len(xb)
+    if calibrate == "auto" and k is None:
+        raise ValueError("calibrate='auto' needs k, the number of documents to select")
+    if shrink is None:
+        shrink = shrink_factor(xq, xb.mean(axis=0, dtype=np.float64)) if calibrate == "auto" else 0.0
+    if shrink > 0:
+        xq = np.ascontiguousarray((1.0 - shrink) * xq + shrink * xq.mean(axis=0, dtype=np.float64), dtype=np.float32)
     K, KK = effective_k(max_K, kde_K, n, cap_by_pool)
+    if calibrate == "auto":  # enough neighbours for k distinct documents even when the pool cap is small
+        K = int(min(n, max(K, 4 * -(-int(k) // len(xq)))))
     t: dict[str, float] = {}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -410,6 +474,13 @@ def tsds_probabilities(
     report("search", len(xq), len(xq))
     dists = np.sqrt(np.maximum(d2, 0.0, where=ids >= 0, out=np.zeros_like(d2)))
     t["search_s"] = time.perf_counter() - t0
+    if calibrate == "auto":
+        c_auto, s_auto = geometry_scale(dists, ids, int(k))
+        C_val = c_auto if C is None else float(C)
+        sigma = s_auto if sigma is None else float(sigma)
+    else:
+        C_val = DEFAULTS["C"] if C is None else float(C)
+        sigma = DEFAULTS["sigma"] if sigma is None else float(sigma)
     density = None
     union = 0
     kde_kind = ""
@@ -431,39 +502,52 @@ def tsds_probabilities(
         kde_kind = ("flat" if union <= KDE_EXACT_MAX else "ivf") if index == "auto" else index
         dens = Density(xb[uniq], sigma=sigma, kde_K=KK, kind=kde_kind, nprobe=nprobe, seed=seed)
         t["kde_index_s"] = time.perf_counter() - t0
-        rho_u = np.full(union, np.nan)
+        rho_u = np.full(union, np.nan)  # shared by every solve below: densities are computed once
         done = [0]
 
         def tick(b: int) -> None:
             done[0] += b
             report("kde", done[0], union)
 
-        length = full_len.copy() if kde_prefix is None else np.minimum(full_len, max(2, kde_prefix))
         cols = np.arange(ids.shape[1])[None, :]
-        while True:
-            prefix = cols < length[:, None]
+
+        def solve(c_val: float) -> tuple:
+            length = full_len.copy() if kde_prefix is None else np.minimum(full_len, max(2, kde_prefix))
+            while True:
+                prefix = cols < length[:, None]
+                t0 = time.perf_counter()
+                need = np.unique(pos[prefix])
+                need = need[np.isnan(rho_u[need])]
+                if need.size:
+                    rho_u[need] = dens(need, on_batch=tick)
+                t["kde_s"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                dn = np.where(prefix, rho_u[pos], np.nan)
+                out = _transport(dists, np.where(prefix, ids, -1), n, alpha=alpha, C=c_val,
+                                 density=np.where(prefix, dn, 1.0))
+                t["probabilities_s"] += time.perf_counter() - t0
+                grow = out[3] & (length < full_len)
+                if not grow.any():
+                    return (*out, dn)
+                length[grow] = np.minimum(length[grow] * 4, full_len[grow])
+    else:
+
+        def solve(c_val: float) -> tuple:
             t0 = time.perf_counter()
-            need = np.unique(pos[prefix])
-            need = need[np.isnan(rho_u[need])]
-            if need.size:
-                rho_u[need] = dens(need, on_batch=tick)
-            t["kde_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            density = np.where(prefix, rho_u[pos], np.nan)
-            probs, s, used, trunc = _transport(
-                dists, np.where(prefix, ids, -1), n, alpha=alpha, C=C, density=np.where(prefix, density, 1.0)
-            )
+            out = _transport(dists, ids, n, alpha=alpha, C=c_val, density=None)
             t["probabilities_s"] += time.perf_counter() - t0
-            grow = trunc & (length < full_len)
-            if not grow.any():
-                break
-            length[grow] = np.minimum(length[grow] * 4, full_len[grow])
+            return (*out, None)
+
+    probs, s, used, trunc, eff, density = solve(C_val)
+    steps = 0
+    if calibrate == "auto" and C is None:  # raise C until k candidates get mass (or K runs out)
+        while np.count_nonzero(probs) < k and not trunc.all() and steps < 60:
+            C_val *= 1.5
+            steps += 1
+            probs, s, used, trunc, eff, density = solve(C_val)
+    if sigma > 0:
         evaluated = done[0]
         report("kde", union, union)
-    else:
-        t0 = time.perf_counter()
-        probs, s, used, trunc = _transport(dists, ids, n, alpha=alpha, C=C, density=None)
-        t["probabilities_s"] = time.perf_counter() - t0
     truncated = int(trunc.sum())
     return TsdsOutput(
         probs=probs,
@@ -477,6 +561,11 @@ def tsds_probabilities(
         kde_evaluated=evaluated,
         index_kind=pool_kind + (f"+kde-{kde_kind}" if sigma > 0 else ""),
         timings=t,
+        C=C_val,
+        sigma=sigma,
+        shrink=float(shrink),
+        effective_neighbours=eff,
+        calibration_steps=steps,
     )
 
 

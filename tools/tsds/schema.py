@@ -34,10 +34,25 @@ class TsdsRequest(ToolRequest):
         0.5, ge=0.0, le=1.0, description="trade-off: 1 = pure alignment (each target's nearest neighbour), "
         "lower = more diverse; paper default 0.5"
     )
-    C: float = Field(5.0, gt=0.0, description="distance scale, same order as the embedding norm; paper default 5")
-    sigma: float = Field(
-        0.75, ge=0.0, description="KDE kernel radius in embedding distance; 0 turns the density term off "
-        "(KNN-Uniform); paper default 0.75"
+    calibrate: Literal["auto", "paper"] = Field(
+        "auto", description="'auto': C, sigma and shrink left unset are taken from the data (the "
+        "targets' neighbour distances, so unit-norm and unnormalised vectors behave alike; C raised "
+        "until k documents get mass); 'paper': the paper's constants C=5, sigma=0.75, shrink=0"
+    )
+    C: float | None = Field(
+        None, gt=0.0, description="distance scale of the transport cost; unset: calibrated ('auto': "
+        "ceil(k/M) x the median gap between a target's nearest and ceil(k/M)-th neighbour) or the "
+        "paper's 5 ('paper', meant for embeddings of norm about 5)"
+    )
+    sigma: float | None = Field(
+        None, ge=0.0, description="KDE kernel radius in embedding distance; 0 turns the density term off "
+        "(KNN-Uniform); unset: a quarter of the median target-to-nearest-document distance ('auto') "
+        "or the paper's 0.75"
+    )
+    shrink: float | None = Field(
+        None, ge=0.0, le=1.0, description="weight of the target centre in each target example before "
+        "transport (0 = the paper; 1 = every target at the centroid); unset: 'auto' uses W/(W+B), the "
+        "targets' within spread over their spread about the pool mean, 'paper' uses 0"
     )
     max_K: int = Field(5000, ge=2, description="neighbours prefetched per target example; paper default 5000")
     kde_K: int = Field(1000, ge=1, description="neighbours used for the density estimate; paper default 1000")
@@ -50,7 +65,8 @@ class TsdsRequest(ToolRequest):
     )
     nprobe: int = Field(10, ge=1, description="IVF lists probed per query; reference default 10")
     replace: bool = Field(
-        True, description="draw with replacement (the reference's multinomial draw) or k distinct documents"
+        False, description="false: k distinct documents (Gumbel top-k on the probabilities); true: the "
+        "reference's multinomial draw with replacement (fewer distinct documents, repeats as weights)"
     )
     ot_max_points: int = Field(
         1000, ge=10, description="subsample target and selection to at most this many points for the "
@@ -79,6 +95,13 @@ class TsdsResult(SelectionResult):
     )
     ot_points: int = Field(0, description="points per side used for the OT distance (after subsampling)")
     embedding_model: str | None = None
+    C: float = Field(0.0, description="the distance scale used")
+    sigma: float = Field(0.0, description="the KDE radius used")
+    shrink: float = Field(0.0, description="the weight of the target centre used")
+    calibrate: str = ""
+    effective_neighbours: float = Field(
+        0.0, description="effective candidates per target example, mean of 1 / sum_i (M gamma_ji)^2"
+    )
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
