@@ -134,11 +134,10 @@ def _decide(pid: str, decision: str, note: str, policy: str | None, as_json: boo
         svc = _service(policy)
         rec = svc.proposal(pid)
         _check_decision(svc, rec, decision)
-        before = rec.get("updated_at")
         events, code = _drive(svc.review(rec["thread_id"], pid, decision, weights=weights, note=note),  # type: ignore[arg-type]
                               as_json=as_json)
         rec = svc.proposal(pid)
-        if decision == "edit" and rec.get("updated_at") == before:
+        if decision == "edit" and any(e.kind == "message" and " not applied" in (e.text or "") for e in events):
             code = code or 2  # the edit was refused (the message above says why)
     except Exception as e:  # noqa: BLE001
         _fail(e)

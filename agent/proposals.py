@@ -224,6 +224,10 @@ def build_proposal(
     }
     if kind == "mixture":
         rec.update(mix)
+        known = set(rec.get("pool_share") or weights)
+        stray = sorted(d for d in policy.domains if d != "*" and d not in known)
+        if stray:  # visible, not blocking: the policy may serve other corpora too
+            rec["notes"] = [f"policy {policy.name} has caps/floors for {stray}, which are not domains of this mixture"]
         for st in mix.get("stages", []):
             rec["problems"] += [f"stage {st['stage']}: {p}" for p in weight_problems(st["weights"], policy)
                                 if p not in rec["problems"]]

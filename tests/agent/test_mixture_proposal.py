@@ -133,3 +133,14 @@ def test_typed_views():
     assert isinstance(m, MixtureProposal) and m.stages[0].tokens == {"a": 5}
     s = parse_proposal({"id": "prop-2", "kind": "selection", "counts": {"a": 3}})
     assert isinstance(s, SelectionProposal) and s.counts == {"a": 3}
+
+
+def test_policy_cap_on_an_unknown_domain_is_shown(setup, tmp_path):
+    pool, _, req = setup
+    policy = tmp_path / "policy2.yaml"
+    policy.write_text(f"name: stray\ndata_roots: [{tmp_path}]\ndomains:\n  wiki: {{cap: 0.2}}\n")
+    r = CliRunner().invoke(app, ["propose", "--request", str(req), "--policy", str(policy), "--json"])
+    assert r.exit_code == 0, r.output
+    prop = _json(r.output)["proposals"][0]
+    rec = json.loads(CliRunner().invoke(app, ["review", "show", prop["id"]]).output)
+    assert any("wiki" in n and "not domains of this mixture" in n for n in rec["notes"])
