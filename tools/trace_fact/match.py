@@ -111,7 +111,8 @@ GENERIC = frozenset(
 )
 STOP = frozenset(
     """a an the of in on at to for from by with and or is was are were be been being has have had that this which
-    who whom whose as its it his her their he she they also born known de la le du des del da von van der den""".split()
+    who whom whose as its it his her their he she they also born known de la le du des del da von van der den
+    after before like than""".split()
 )
 
 
@@ -284,6 +285,16 @@ _VERBISH = frozenset(
 )
 
 
+# nouns that name the relation, not an argument ("an actor by profession", "plays jazz music")
+RELATION_NOUNS = frozenset(
+    """profession occupation job trade training position role player music musician musicians genre style
+    language languages tongue religion faith expertise field domain activity area honor honour name named called
+    official officially citizen citizenship nationality national origin birthplace birth death capital city
+    cities twin sister member part type kind subclass instance work works product owner manufacturer developer
+    label network channel headquarters founded located location home hometown country continent such""".split()
+)
+
+
 def extract_arguments(statement: str) -> tuple[str, str]:
     """(subject, object) of a plain statement: first and last entity chunk, else the content at the ends.
 
@@ -297,10 +308,14 @@ def extract_arguments(statement: str) -> tuple[str, str]:
     while i < len(raw):
         w = raw[i][0]
         cap = w[:1].isupper() or w[:1].isdigit()
-        if cap and not (i == 0 and fold(w) in STOP | {"in", "the", "a", "an"}):
+        if cap and i == 0 and (fold(w) in STOP | {"in", "the", "a", "an"} or fold(w) in RELATION_NOUNS):
+            cap = False
+        if cap:
             j = i + 1
             while j < len(raw):
                 nxt = raw[j][0]
+                if statement[raw[j - 1][2] : raw[j][1]].strip(" -'’"):  # punctuation ends a chunk
+                    break
                 if nxt[:1].isupper() or nxt[:1].isdigit():
                     j += 1
                 elif fold(nxt) in _CONNECT and j + 1 < len(raw) and raw[j + 1][0][:1].isupper():
@@ -319,7 +334,8 @@ def extract_arguments(statement: str) -> tuple[str, str]:
         return text_of(*chunks[0]), text_of(*chunks[-1])
 
     def content_run(rng: range) -> tuple[int, int] | None:
-        idx = [k for k in rng if fold(raw[k][0]) not in STOP and fold(raw[k][0]) not in _VERBISH]
+        idx = [k for k in rng if fold(raw[k][0]) not in STOP and fold(raw[k][0]) not in _VERBISH
+               and fold(raw[k][0]) not in RELATION_NOUNS and not raw[k][0][:1].isupper()]
         if not idx:
             return None
         # the contiguous run at the end nearest the sentence edge
