@@ -238,3 +238,25 @@ def test_agent_over_proxy_lm_runs(shared_raw, tmp_path, ctx):
     assert set(res.expected_feedback[0]) == {"source_loss", "target_loss"}
     traj = ctx.workspace.get(res.evidence["trajectories"]).table()
     assert traj.num_rows == 18
+
+
+@pytest.mark.gpu
+def test_proxy_env_on_gpu(shared_raw, tmp_path):
+    """The same environment with a larger proxy on CUDA (run where a GPU is present)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from tools.corpus import read_table
+    from tools.mixing.proxy_env import ProxyLMEnv
+    from tools.proxy_lm import ProxyConfig
+
+    pool = _real_corpus(shared_raw, tmp_path, n=40)
+    t = read_table(str(pool))
+    texts: dict[str, list[str]] = {}
+    for d, x in zip(t.column("domain").to_pylist(), t.column("text").to_pylist(), strict=True):
+        texts.setdefault(d, []).append(x)
+    cfg = ProxyConfig(device="cuda", d_model=256, n_layers=4, n_heads=8, context=128, batch_size=64)
+    env = ProxyLMEnv(texts, source=["web", "code"], target=["math"], config=cfg, seed=0)
+    fb0 = env.reset(0)
+    fb1, _ = env.step(np.array([0.6, 0.2, 0.2]), 200_000)
+    assert (fb1 < fb0).all()
