@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from tools.contract import ProgressEvent
 
-EventKind = Literal["plan", "tool_start", "tool_progress", "tool_end", "message", "proposal", "error", "done"]
+EventKind = Literal["plan", "tool_start", "tool_progress", "tool_end", "message", "question", "proposal", "error",
+                   "done"]
 
 
 class AgentEvent(BaseModel):
@@ -32,6 +33,9 @@ class AgentEvent(BaseModel):
     proposal: dict[str, Any] | None = Field(None, description="a proposal record awaiting review")
     error_kind: str | None = Field(
         None, description="an 'error' event's kind (bad_input, policy_denied, state_conflict, busy, ...): the CLI's exit code"
+    )
+    choices: list[str] = Field(
+        default_factory=list, description="a 'question' event's options (tool names), shown as buttons in the chat"
     )
     role: Literal["user", "assistant"] | None = Field(
         None, description="history replays: who wrote a 'message' event (None = the assistant, live)"

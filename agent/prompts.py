@@ -40,6 +40,10 @@ NO_ROUTE = (
     "Tools: {tools}. Name a tool step (e.g. 'profile the pool', 'select 2000 documents like the target'), "
     "or configure an LLM for free-form requests: CURATE_LLM_BASE_URL and CURATE_LLM_MODEL, or `curate llm serve`."
 )
+OFF_TOPIC = (
+    "That is not a data-curation request, so I ran nothing. I work on pools of training documents with these "
+    "tools: {tools}. Ask e.g. 'profile the pool' or 'select 2000 documents like the target'."
+)
 MISSING_ARGS = "Cannot run {tool}: {problems}. Name it in the request or pass it (--corpus / --target in the CLI)."
 
 TOOL_RESULT = "<data>\n{body}\n</data>"

@@ -1,135 +1,128 @@
-"""The offline planner: a semantic router over the tool texts plus argument extraction.
+"""The offline planner's reading of a request: which tools (per clause) and which arguments.
 
-With no LLM configured the agent still plans: the request is split into clauses ("profile the pool,
-then select 2000 like the target"), each clause is matched against every tool's description and
-example requests with the default embedding model (MiniLM, cosine), and each chosen tool's
-arguments are filled from the request and the thread: corpus and target paths, ``k`` ("20k",
-"2,000"), seeds, domains, enum values named in the words, artifact ids of earlier steps.
+With no LLM configured the agent still plans: the request is split into clauses at sequence words
+("profile the pool, then select 2000 like the target"), each clause is scored for every registered
+tool by :mod:`agent.classifier` (embeddings + method cues), and each chosen tool's arguments are
+filled from the words and the thread, found by the request fields' *types* (``tools.refs``: a
+corpus, an artifact or a path; ``Literal`` choices; counts, fractions, token budgets, thresholds,
+quoted texts, model names), never by a list of tool names.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tools.contract import ARTIFACT_KINDS, ToolSpec
 
-ROUTE_THRESHOLD = 0.45
-"""Below this cosine a clause is not routed (the request is not about any tool)."""
-CLAUSE_THRESHOLD = 0.5
-"""Extra clauses of a multi-step request need at least this much to add a step."""
-NAME_BONUS = 0.1
-"""Added to a tool's score when the request names it ("run TSDS", "profile the pool")."""
+NONE = "none"
 
-_SPLIT = re.compile(
-    r"\s*(?:;|,?\s+and then\s+|,?\s+then\s+|,?\s+after that,?\s+|,?\s+afterwards,?\s+|,?\s+followed by\s+|"
-    r"\.\s+(?=[A-Za-z]))\s*",
+_SEQ = re.compile(
+    r"\s*(?:;|,?\s+and\s+then\s+|,?\s+then\s+|,?\s+after\s+that,?\s+|,?\s+afterwards,?\s+|,?\s+followed\s+by\s+|"
+    r",?\s+and\s+afterwards\s+|,?\s+once\s+(?:that|done|finished)(?:\s+is\s+done)?,?\s+|\.\s+(?:then|next|after\s+that|"
+    r"afterwards|finally),?\s+)\s*",
     re.I,
 )
-_PATH = re.compile(r"(?<![\w@])((?:~|\.{1,2})?/?(?:[\w.*?-]+/)*[\w.*?-]+\.(?:jsonl|json|parquet|csv|tsv|arrow)(?:\.gz)?"
-                   r"|(?:~|\.{1,2})?/(?:[\w.*?-]+/?)+|(?:[\w.-]+/)+[\w.*?-]*)")
-_NUM = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(k|m|b|thousand|million|billion)?(?![\w%])", re.I)
-_SEED = re.compile(r"\bseed\s*(?:=|of|:)?\s*(\d+)", re.I)
-_TARGET_CUE = re.compile(r"(target|like|similar|resembl|match|close to|reference)\W*(?:\w+\W+){0,3}$", re.I)
+_DATA_SUFFIX = r"(?:jsonl|json|parquet|csv|tsv|arrow|npy|npz|txt)(?:\.gz|\.zst)?"
+_PATH = re.compile(
+    rf"(?<![\w@'\"])((?:~|\.{{1,2}})?/?(?:[\w.*?-]+/)*[\w.*?-]*[\w*?]\.{_DATA_SUFFIX}"
+    r"|(?:~|\.{1,2})?/(?:[\w.*?-]+/?)+|(?:[\w.-]+/)+[\w.*?-]*)"
+)
+_NUM = re.compile(
+    r"(?<![\w.\-/])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(k|m|b|bn|thousand|million|billion)?(?![\w.]*\d)(?![\w%])",
+    re.I,
+)
+_PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent\b|per\s*cent\b|pct\b)", re.I)
+_WORD_FRACTION = {"half": 0.5, "a third": 1 / 3, "one third": 1 / 3, "a quarter": 0.25, "one quarter": 0.25,
+                  "a tenth": 0.1, "one tenth": 0.1, "a fifth": 0.2, "one fifth": 0.2}
+_SEED = re.compile(r"\bseed\s*(?:=|of|:|is)?\s*(\d+)", re.I)
+_TARGET_CUE = re.compile(
+    r"(target|like|similar|resembl|match|close to|closer to|reference|towards|toward|against)"
+    r"\W*(?:\w+\W+){0,3}$", re.I)
+_CORPUS_CUE = re.compile(r"(pool|corpus|crawl|from|in|of|over|on|dataset|data set|file|scrape|dump)\W*(?:\w+\W+){0,2}$",
+                         re.I)
 _DOMAIN_LIST = re.compile(
     r"\b(?:only|from|in|of|the|keep|drop|exclude|without)\s+(?:the\s+)?"
     r"((?:[a-z_]+)(?:\s*(?:,|and|or)\s*[a-z_]+)*)\s+domains?\b"
-    r"|\bdomains?\s*(?:=|:)?\s+((?:[a-z_]+)(?:\s*(?:,|and|or)\s*[a-z_]+)*)",
+    r"|\bdomains?\s*(?:=|:)?\s+((?:[a-z_]+)(?:\s*(?:,|and|or)\s*[a-z_]+)*)"
+    r"|\b([a-z_]+)\s+domain\s+only\b",
     re.I,
 )
 _NOT_DOMAINS = {"all", "each", "every", "the", "these", "those", "other", "both", "per", "across", "of", "by", "any",
-                "some", "many", "several", "balanced", "equally", "different", "its", "their", "my", "two", "three"}
-_MULT = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000, "b": 10**9, "billion": 10**9}
+                "some", "many", "several", "balanced", "equally", "different", "its", "their", "my", "two", "three",
+                "only", "in", "from", "pool", "corpus", "over", "a", "one", "same", "whole", "at", "random", "is",
+                "are", "with", "to", "for", "and", "or", "that", "which", "must", "should", "have", "has", "be"}
+_MULT = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000, "b": 10**9, "bn": 10**9,
+         "billion": 10**9}
+_QUOTED = re.compile(r"\"([^\"]{3,})\"|“([^”]{3,})”|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")
+_THAT_CLAUSE = re.compile(
+    r"\b(?:says?|said|states?|stated|claims?|claiming|mentions?|teach(?:es)?(?: the model)?|support(?:s|ing)?|"
+    r"evidence|the fact|the claim)\s+(?:that\s+)?(?:for\s+)?(?:the\s+(?:fact|claim)\s+)?(?:that\s+)?"
+    r"([^?.!;]{6,}?)\s*(?:[?.!;]|$|,\s*(?:verified|only|please|pls|and)\b)", re.I)
+_DOC_ID = re.compile(r"\b(?:doc(?:ument)?s?\s*(?:id)?|id)\s*[:=#]?\s*([A-Za-z][\w]*[-_]\d+|\d{2,})\b", re.I)
+_ID_LIKE = re.compile(r"\b([a-z][a-z0-9]*-\d{2,})\b")
+_MODEL = re.compile(
+    r"\b(?:model|encoder|lm|llm)\s*(?:=|:|is)?\s*([A-Za-z][\w.-]*(?:/[\w.-]+)?)"
+    r"|\b(?:with|using|via|under|on|by)\s+(?:the\s+)?(?:model\s+)?([A-Za-z][\w.]*(?:/[\w.-]+)?-[\w.-]+|"
+    r"[A-Za-z]+\d[\w.-]*|[A-Z][\w.-]*/[\w.-]+|[a-z][\w.-]*/[\w.-]*\d[\w.-]*)",
+)
+_COUNT_VERBS = re.compile(
+    r"\b(select|selecting|pick|picking|choose|choosing|sample|sampling|keep|keeping|take|taking|grab|draw|get|"
+    r"want|need|budget|top|retrieve|return|find|give|subsample|down to|k|n|limit|size)\W*(?:\w+\W+){0,3}$", re.I)
+_COUNT_NOUNS = re.compile(r"^\s*(?:\w+\s+){0,2}?(docs?|documents?|examples?|exmaples?|rows?|samples?|items?|records?|"
+                          r"texts?|results?|neighbou?rs?|matches|instances|pairs|entries|lines|files|hits)\b", re.I)
+_TOKENS_AFTER = re.compile(r"^\s*-?\s*(?:tokens?|tok)\b", re.I)
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "stratified": ("balanced", "per domain", "each domain", "across domains", "stratif"),
-    "equal": ("equally", "same number", "equal number", "each domain equally"),
+    "stratified": ("balanced", "per domain", "each domain", "every domain", "across domains", "stratif",
+                   "same number", "domain proportions"),
+    "equal": ("equally", "same number", "equal number", "each domain equally", "equal per domain",
+              "documents per domain", "docs per domain", "examples per domain", "from every domain",
+              "from each domain"),
+    "data_mixing_agent": ("mixing agent", "rl-based", "reinforcement learning"),
+    "agent": ("mixing agent", "rl-based", "reinforcement learning", "learned policy"),
 }
 
 
 # ------------------------------------------------------------------------------------ routing
 
 
-_MODEL_LOCK = threading.Lock()
-_MODEL: Any = None
-_TEXT_CACHE: dict[str, np.ndarray] = {}
-
-
-def embedder() -> Any:
-    """The default sentence-transformers model, loaded once per process (CPU; offline)."""
-    global _MODEL
-    with _MODEL_LOCK:
-        if _MODEL is None:
-            from sentence_transformers import SentenceTransformer
-
-            from tools.models import resolve_embedding_model
-
-            _MODEL = SentenceTransformer(resolve_embedding_model(None), device="cpu")
-        return _MODEL
-
-
-def encode(texts: list[str]) -> np.ndarray:
-    return np.asarray(embedder().encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False))
-
-
-def tool_texts(spec: ToolSpec) -> list[str]:
-    return [spec.description, *spec.examples]
+def split_clauses(request: str) -> list[str]:
+    """The request's steps, split at sequence words ("then", "after that", ";")."""
+    return [c.strip(" ,.") for c in _SEQ.split(request) if c and c.strip(" ,.")]
 
 
 class Router:
-    """Cosine similarity of a request to each tool's description and example requests."""
+    """Scores of a request (and of each of its clauses) for every registered tool and ``none``."""
 
     def __init__(self, specs: list[ToolSpec]):
+        from agent.classifier import classifier_for
+
         self.specs = {s.name: s for s in specs}
-        texts: list[str] = []
-        owner: list[str] = []
-        for s in specs:
-            for t in tool_texts(s):
-                texts.append(t)
-                owner.append(s.name)
-        key = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()
-        if key not in _TEXT_CACHE:  # encoded tool texts are cached per process by content
-            _TEXT_CACHE[key] = encode(texts) if texts else np.zeros((0, 384), dtype=np.float32)
-        self.matrix = _TEXT_CACHE[key]
-        self.owner = np.array(owner)
+        self.clf = classifier_for(specs)
+
+    def score_many(self, texts: list[str]) -> list[dict[str, dict[str, float]]]:
+        """Quoted text (a query, a fact, a clause to search for) is data, not intent: it is masked."""
+        masked = [_QUOTED.sub('"..."', t) for t in texts]
+        return self.clf.score_texts(masked) if self.specs else [{} for _ in texts]
 
     def scores(self, text: str) -> dict[str, float]:
-        if not self.specs:
-            return {}
-        q = encode([text])[0]
-        sims = self.matrix @ q
-        out: dict[str, float] = {}
-        low = text.lower()
-        for name in self.specs:
-            named = re.search(rf"\b{re.escape(name.replace('_', ' '))}\b|\b{re.escape(name)}\b", low)
-            out[name] = float(sims[self.owner == name].max()) + (NAME_BONUS if named else 0.0)
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def route(self, request: str) -> tuple[list[tuple[str, str, float]], tuple[str, float]]:
-        """Tools for the request, in order, as (tool, clause, score); plus the best overall match."""
-        clauses = [c.strip(" ,.") for c in _SPLIT.split(request) if c and c.strip(" ,.")]
-        whole = self.scores(request)
-        best = next(iter(whole.items()), ("", 0.0))
-        chosen: list[tuple[str, str, float]] = []
-        if len(clauses) > 1:
-            for c in clauses:
-                sc = self.scores(c)
-                if not sc:
-                    continue
-                name, s = next(iter(sc.items()))
-                if s >= CLAUSE_THRESHOLD and all(name != n for n, _, _ in chosen):
-                    chosen.append((name, c, s))
-        if not chosen and best[1] >= ROUTE_THRESHOLD:
-            chosen = [(best[0], request, best[1])]
-        return chosen, best
+        """Combined score per label, best first."""
+        return {k: v["score"] for k, v in self.score_many([text])[0].items()}
 
 
 # ------------------------------------------------------------------------- argument extraction
+
+
+@dataclass
+class Number:
+    value: float
+    start: int
+    end: int
+    decimal: bool
+    score: int = 0
+    tokens: bool = False
 
 
 @dataclass
@@ -137,9 +130,22 @@ class Extracted:
     corpus: str | None = None
     target: str | None = None
     numbers: list[int] = field(default_factory=list)
+    """counts (k), best candidate first"""
     seed: int | None = None
     domains: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    fraction: float | None = None
+    tokens: list[int] = field(default_factory=list)
+    decimals: list[float] = field(default_factory=list)
+    quoted: list[str] = field(default_factory=list)
+    model: str | None = None
+    doc_id: str | None = None
+    thread_corpus: str | None = None
+    corpus_from_text: bool = False
+    path_spans: list[tuple[str, int]] = field(default_factory=list)
+    text: str = ""
+    masked: str = ""
+    """``text`` with quotes and paths blanked (same offsets): what surrounds the values"""
 
 
 def parse_number(digits: str, suffix: str | None) -> int:
@@ -149,37 +155,128 @@ def parse_number(digits: str, suffix: str | None) -> int:
     return int(round(value))
 
 
+def _model_like(raw: str) -> bool:
+    """``org/name`` without a data suffix that reads as a model name (BAAI/bge-small-en-v1.5)."""
+    if raw.startswith(("/", ".", "~")) or raw.endswith("/") or raw.count("/") != 1 or re.search(r"[*?]", raw):
+        return False
+    if re.search(rf"\.{_DATA_SUFFIX}$", raw, re.I):
+        return False
+    org, name = raw.split("/")
+    return bool(re.search(r"[A-Z]", org) or re.search(r"\d", name) or "-" in name)
+
+
+def _numbers(text: str) -> list[Number]:
+    out: list[Number] = []
+    for m in _NUM.finditer(text):
+        digits, suffix = m.group(1), m.group(2)
+        if suffix and suffix.lower() in ("m", "b") and re.match(r"\s*[a-z]", text[m.end():], re.I) and not re.match(
+            r"\s*(?:tokens?|docs?|documents?|rows?|examples?)", text[m.end():], re.I
+        ) and m.group(0).endswith(" " + suffix):
+            suffix = None  # "5 m tall" is metres
+        value = float(digits.replace(",", "")) * (_MULT[suffix.lower()] if suffix else 1)
+        n = Number(value, m.start(), m.end(), "." in digits and not suffix)
+        before, after = text[max(0, m.start() - 40): m.start()], text[m.end(): m.end() + 30]
+        n.tokens = bool(_TOKENS_AFTER.match(after)) or bool(re.search(r"tokens?\s*(?:budget)?\s*(?:of|=|:|is)?\s*$",
+                                                                      before, re.I))
+        if re.search(r"\bk\s*=\s*$", before, re.I):
+            n.score += 3
+        if _COUNT_VERBS.search(before):
+            n.score += 1
+        if _COUNT_NOUNS.match(after):
+            n.score += 1
+        if re.search(r"(?:~|about|around|approximately)\s*$", before, re.I) and re.match(r"\s*examples?\s+of", after):
+            n.score -= 2
+        if re.search(r"\b(?:have|has|had|with|of|from|across|in|into|for)\s+(?:~|about|around)?\s*$", before, re.I):
+            n.score -= 1
+        out.append(n)
+    return out
+
+
+def _quoted(text: str) -> list[str]:
+    return [next(g for g in m.groups() if g) .strip() for m in _QUOTED.finditer(text)]
+
+
 def extract(text: str, *, corpus: str | None = None, target: str | None = None) -> Extracted:
-    """Paths, counts, seed and domains named in ``text``; thread defaults for corpus/target."""
-    ex = Extracted()
+    """Paths, counts, fractions, seed, domains, quotes, model and ids named in ``text``; thread defaults."""
+    ex = Extracted(text=text, thread_corpus=corpus)
+    ex.quoted = _quoted(text)
     rest = text
-    for m in _PATH.finditer(text):
-        raw = m.group(1).rstrip(".,;:)")
-        if not raw or raw.endswith("/") and len(raw) < 2:
+    for q in ex.quoted:
+        rest = rest.replace(q, " " * len(q))  # same length: path offsets stay those of ``text``
+    spans = []
+    for m in _PATH.finditer(rest):
+        raw = m.group(1).rstrip(".,;:)?!")
+        if not raw or len(raw) < 3 or (raw.endswith("/") and len(raw) < 3) or _model_like(raw):
             continue
+        if re.fullmatch(r"[\d./,]+", raw) or raw.lower() in ("and/or", "w/", "n/a") or re.fullmatch(r"\w+/\w+", raw) and \
+                not re.search(r"\.\w+$", raw) and raw.split("/")[0].lower() in ("p_target", "and", "or", "either"):
+            continue
+        spans.append((raw, m.start()))
+    for raw, start in spans:
         ex.paths.append(raw)
-        before = text[max(0, m.start() - 40): m.start()]
+        ex.path_spans.append((raw, start))
+        before = rest[max(0, start - 40): start]
+        if re.search(r"\.npy$|\.npz$", raw, re.I):
+            continue  # arrays: never a corpus or target
         if ("target" in raw.lower() or _TARGET_CUE.search(before)) and ex.target is None:
             ex.target = raw
         elif ex.corpus is None:
             ex.corpus = raw
+            ex.corpus_from_text = True
         elif ex.target is None:
             ex.target = raw
-        rest = rest.replace(m.group(1), " ")
+    masked = rest
+    for raw in ex.paths:
+        rest = rest.replace(raw, " ")
+        masked = masked.replace(raw, " " * len(raw))
+    ex.masked = masked
     ms = _SEED.search(rest)
     if ms:
         ex.seed = int(ms.group(1))
         rest = rest[: ms.start()] + " " + rest[ms.end():]
-    ex.numbers = [parse_number(m.group(1), m.group(2)) for m in _NUM.finditer(rest)]
+    pm = _PERCENT.search(rest)
+    if pm:
+        ex.fraction = float(pm.group(1)) / 100.0
+        rest = rest[: pm.start()] + " " + rest[pm.end():]
+    else:
+        low = rest.lower()
+        for w, v in _WORD_FRACTION.items():
+            if re.search(rf"\b{w}\b", low):
+                ex.fraction = v
+                break
+    nums = _numbers(rest)
+    ex.tokens = [int(n.value) for n in nums if n.tokens]
+    ex.decimals = [n.value for n in nums if n.decimal]
+    counts = [n for n in nums if not n.tokens and not n.decimal and n.value >= 1]
+    ex.numbers = [int(n.value) for n in sorted(counts, key=lambda n: -n.score)]
+    if ex.fraction is None:
+        m = re.search(r"\b(?:keep|top|best|select|retain|fraction|ratio)\s*(?:=|:|of)?\s*(0?\.\d+)\b", rest, re.I)
+        if m:
+            ex.fraction = float(m.group(1))
     for m in _DOMAIN_LIST.finditer(text):
-        words = re.split(r"\s*(?:,|\band\b|\bor\b)\s*", (m.group(1) or m.group(2) or "").lower())
+        words = re.split(r"\s*(?:,|\band\b|\bor\b)\s*", (m.group(1) or m.group(2) or m.group(3) or "").lower())
         for w in words:
             w = w.strip()
             if w and w not in _NOT_DOMAINS and not w.isdigit() and w not in ex.domains:
                 ex.domains.append(w)
+    mm = _MODEL.search(text)
+    while mm:
+        cand = (mm.group(1) or mm.group(2) or "").rstrip(".,;:")
+        if cand and not re.search(rf"\.{_DATA_SUFFIX}$", cand, re.I) and cand.lower() not in (
+            "the", "a", "an", "it", "my", "this", "that", "threshold", "seed", "alpha"
+        ) and (re.search(r"[\d/-]", cand) or mm.group(1)):
+            ex.model = cand
+            break
+        mm = _MODEL.search(text, mm.end())
+    md = _DOC_ID.search(rest) or _ID_LIKE.search(rest)
+    if md:
+        ex.doc_id = md.group(1)
     ex.corpus = ex.corpus or corpus
     ex.target = ex.target or target
     return ex
+
+
+# --------------------------------------------------------------------------------- filling
 
 
 def _literal_values(annotation: Any) -> list[str]:
@@ -187,16 +284,83 @@ def _literal_values(annotation: Any) -> list[str]:
     for a in (annotation, *typing.get_args(annotation)):
         if typing.get_origin(a) is typing.Literal:
             out += [v for v in typing.get_args(a) if isinstance(v, str)]
+        elif typing.get_origin(a) in (list, tuple, set):
+            out += _literal_values(typing.get_args(a)[0]) if typing.get_args(a) else []
+    return list(dict.fromkeys(out))
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(typing.get_origin(a) in (list, tuple, set) for a in (annotation, *typing.get_args(annotation)))
+
+
+def _base_types(annotation: Any) -> set[type]:
+    out: set[type] = set()
+    for a in (annotation, *typing.get_args(annotation)):
+        if isinstance(a, type):
+            out.add(a)
+        if typing.get_origin(a) is typing.Annotated:
+            out |= _base_types(typing.get_args(a)[0])
     return out
 
 
-def _mentions(text: str, value: str) -> bool:
+def _mentions(text: str, value: str, *, stem: bool = False) -> bool:
     low = text.lower()
-    if re.search(rf"\b{re.escape(value.lower().replace('_', ' '))}\b", low) or re.search(
-        rf"\b{re.escape(value.lower())}\b", low
+    v = value.lower()
+    if re.search(rf"\b{re.escape(v.replace('_', ' '))}\b", low) or re.search(rf"\b{re.escape(v)}\b", low) or (
+        "_" in v and re.search(rf"\b{re.escape(v.replace('_', '-'))}\b", low)
     ):
         return True
+    if stem and len(v) >= 7 and re.search(rf"\b{re.escape(v[:5])}", low):
+        return True
     return any(s in low for s in SYNONYMS.get(value, ()))
+
+
+def _aliases(name: str) -> list[str]:
+    from agent.classifier import arg_aliases
+
+    return [name, name.replace("_", " "), *arg_aliases().get(name, [])]
+
+
+def _near_alias(text: str, name: str, pattern: str) -> re.Match[str] | None:
+    """``<alias> [=:|of|is|at] <value>`` or ``<value> <alias>`` for one field."""
+    for a in _aliases(name):
+        ea = re.escape(a) if len(a) > 1 else re.escape(a)
+        flags = 0 if len(a) == 1 else re.I  # "T=0.7" but not "t" inside words
+        m = re.search(rf"(?<![\w]){ea}\s*(?:=|:|of|is|at|to)?\s*(?:~|about)?\s*({pattern})(?![\w.])", text, flags)
+        if m:
+            return m
+        m = re.search(rf"(?<![\w.])({pattern})\s+{ea}\b", text, flags)
+        if m:
+            return m
+    return None
+
+
+def _kind_of_field(name: str, ref: Any) -> str | None:
+    kinds = tuple(getattr(ref, "artifact_kinds", ()) or ())
+    if kinds:
+        return kinds[0]
+    stem = name.removesuffix("_id")
+    for cand in (stem, stem.rstrip("s"), stem + "s"):
+        if cand in ARTIFACT_KINDS:
+            return cand
+    return None
+
+
+def _path_for(name: str, ex: Extracted, taken: set[str]) -> str | None:
+    """A path in the text that follows one of the field's aliases (``val data/v.jsonl``)."""
+    for raw, start in ex.path_spans:
+        if raw in taken:
+            continue
+        before = (ex.masked or ex.text)[max(0, start - 50): start].lower()
+        for a in _aliases(name):
+            if len(a) > 2 and re.search(rf"\b{re.escape(a.lower())}\b(?:\W+\w+){{0,2}}\W*$", before):
+                return raw
+    return None
+
+
+COUNT_FIELDS = ("k", "n", "num_docs", "n_docs", "budget_docs", "n_select", "sample_size", "subset_size", "n_samples",
+                "num_samples")
+"""Integer fields that take the request's document count ("2000 docs", "k=500")."""
 
 
 def fill_args(
@@ -208,40 +372,165 @@ def fill_args(
     produced: set[str] | None = None,
 ) -> dict[str, Any]:
     """Arguments for ``spec`` from what the request and the thread name (unknowns left out)."""
+    from tools.refs import ref_fields
+
     artifacts = artifacts or {}
+    produced = produced or set()
     args: dict[str, Any] = {}
     fields = spec.request_model.model_fields
-    count_used = False
+    refs = ref_fields(spec.request_model)
+    corpus_fields = [n for n, r in refs.items() if r.kind == "corpus"]
+    primary = "corpus" if "corpus" in corpus_fields else (corpus_fields[0] if corpus_fields else None)
+    taken: set[str] = set()
+    corpus, target = ex.corpus, ex.target
+    needs_target = spec.needs_target or ("target" in corpus_fields and fields["target"].is_required())
+    if needs_target and target is None and ex.corpus_from_text and ex.thread_corpus and ex.corpus != ex.thread_corpus:
+        corpus, target = ex.thread_corpus, ex.corpus  # one path named next to a pool we already know: the target
+    count_fields = [n for n in fields if n in COUNT_FIELDS and int in _base_types(fields[n].annotation)]
     for name, f in fields.items():
-        ann = str(f.annotation)
-        if name == "corpus" or (name in ("pool", "data", "dataset") and "CorpusSpec" in ann):
-            if ex.corpus:
-                args[name] = ex.corpus
-        elif name == "target" or (name.startswith("target") and "CorpusSpec" in ann):
-            if ex.target:
-                args[name] = ex.target
-        elif name in ("k", "n", "num_docs", "n_docs", "budget_docs") and ex.numbers and not count_used:
-            args[name] = ex.numbers[0]
-            count_used = True
-        elif name == "seed" and ex.seed is not None:
-            args[name] = ex.seed
-        elif name == "domains" and ex.domains:
-            args[name] = list(ex.domains)
-        elif name in ARTIFACT_KINDS or name.rstrip("s") in ARTIFACT_KINDS or name.endswith("_id"):
-            kind = name.removesuffix("_id")
-            kind = kind if kind in ARTIFACT_KINDS else kind.rstrip("s") if kind.rstrip("s") in ARTIFACT_KINDS else kind
-            if kind in artifacts:
+        ref = refs.get(name)
+        ann = f.annotation
+        types = _base_types(ann)
+        default = f.get_default(call_default_factory=True) if not f.is_required() else None
+        if ref is not None and ref.kind == "corpus":
+            if name == primary:
+                val = _path_for(name, ex, taken) if name != "corpus" else None
+                val = val or (corpus if corpus not in taken else ex.thread_corpus)
+            elif name == "target":
+                val = target
+            else:
+                val = _path_for(name, ex, taken) or (target if target not in taken else None)
+            if val:
+                args[name] = val
+                taken.add(val)
+            continue
+        if ref is not None and name in QUERY_FIELDS and _is_list(ann):  # statements, or a file of them
+            path = _path_for(name, ex, taken) or next(
+                (p for p in ex.paths if p not in taken and p not in (corpus, target) and p.endswith(".jsonl")
+                 and re.search(r"fact|quer|claim|question", p, re.I)), None)
+            qs = ex.quoted or [m.group(1).strip() for m in _THAT_CLAUSE.finditer(text)][:1]
+            if path or qs:
+                args[name] = path or qs
+            continue
+        if ref is not None:  # an artifact id or a path
+            kind = _kind_of_field(name, ref)
+            path = None
+            if kind in ("embeddings", "influence") or name in ("influence", "matrix", "embeddings"):
+                path = next((p for p in ex.paths if p not in taken and re.search(r"\.(npy|npz)$", p, re.I)), None)
+            path = path or _path_for(name, ex, taken)
+            if path:
+                args[name] = path
+                taken.add(path)
+            elif kind and kind in artifacts:
                 args[name] = artifacts[kind]
-            elif produced and kind in produced and f.is_required():
+            elif kind and kind in produced and (f.is_required() or kind in spec.consumes):
                 args[name] = f"${kind}"
-        else:
-            values = _literal_values(f.annotation)
-            default = f.default if not f.is_required() else None
-            hits = [v for v in values if v != default and _mentions(text, v)]
+            continue
+        if name == "seed":
+            if ex.seed is not None:
+                args[name] = ex.seed
+            continue
+        if name == "domains" and _is_list(ann):
+            if ex.domains:
+                args[name] = list(ex.domains)
+            continue
+        values = _literal_values(ann)
+        if values and _is_list(ann):
+            hits = [v for v in values if _mentions(text, v, stem=True)]
+            if hits:
+                args[name] = hits
+            continue
+        if values and not (types & {int, float}):
+            hits = [v for v in values if _mentions(text, v)]
+            hits = [v for v in hits if v != default] or hits  # a named default is kept: it was asked for
             if hits:
                 args[name] = hits[0]
+            continue
+        if name in count_fields and int in types:
+            own = _near_alias(text, name, r"\d[\d,]*(?:\.\d+)?\s*(?:k|m|thousand|million)?") if name not in (
+                "k", "n") else None
+            if own:
+                num = re.match(r"([\d,.]+)\s*(k|m|thousand|million)?", own.group(1).strip())
+                args[name] = parse_number(num.group(1), num.group(2)) if num else ex.numbers[0]
+            elif ex.numbers and not any(a in args for a in count_fields) and (
+                name in ("k", "n") or not any(c in fields for c in ("k", "n"))
+            ):
+                args[name] = ex.numbers[0]
+            continue
+        if ("token" in name and "budget" in name or name in ("tokens", "total_tokens", "n_tokens")) and (
+            int in types or float in types
+        ):
+            if ex.tokens:
+                args[name] = ex.tokens[0]
+            continue
+        if name in ("fraction", "frac", "keep_fraction", "ratio", "top_fraction") and float in types:
+            if ex.fraction is not None:
+                args[name] = ex.fraction
+            continue
+        if types & {int, float} and bool not in types:
+            m = _near_alias(text, name, r"\d+(?:\.\d+)?|\.\d+")
+            if m:
+                v = float(m.group(1))
+                args[name] = int(v) if int in types and float not in types and v.is_integer() else v
+            continue
+        if name in ("target", "target_domains", "target_domain") and spec.family == "mixture" and str in types:
+            dom = _mixture_target(text)
+            if dom:
+                args[name] = [dom] if _is_list(ann) else dom
+            continue
+        if str in types and _is_list(ann):
+            if name in QUERY_FIELDS:
+                qs = ex.quoted or [m.group(1).strip() for m in _THAT_CLAUSE.finditer(text)][:1]
+                if qs:
+                    args[name] = qs
+            continue
+        if str in types:
+            val = None
+            if name == "model" and ex.model:
+                val = ex.model
+            elif name in ("query", "text", "fact", "question") and ex.quoted:
+                val = ex.quoted[0]
+            elif name in ("doc_id", "id", "document_id") and ex.doc_id:
+                val = ex.doc_id
+            if val:
+                args[name] = val
     return args
 
 
+QUERY_FIELDS = ("queries", "facts", "claims", "statements", "questions")
+
+
+def _mixture_target(text: str) -> str | None:
+    """The domain a mixture should favour: "CPT on code", "targeting legal", "math-heavy"."""
+    skip = _NOT_DOMAINS | {"continued", "pretraining", "pre", "cpt", "next", "domains", "it", "this", "continual",
+                           "training", "stage", "stages", "tokens", "the", "run", "model", "mix", "mixture"}
+    m = re.search(r"\b([a-z]+)-(?:heavy|focused|centric)\b", text, re.I)
+    if m and m.group(1).lower() not in skip:
+        return m.group(1).lower()
+    for m in re.finditer(r"\b(?:targeting|target|towards|on|for|boost(?:ing)?|focus(?:ed)? on|strengthen)\s+"
+                         r"(?:the\s+)?([a-z]+)\b", text, re.I):
+        if m.group(1).lower() not in skip:
+            return m.group(1).lower()
+    return None
+
+
 def missing_required(spec: ToolSpec, args: dict[str, Any]) -> list[str]:
-    return [n for n, f in spec.request_model.model_fields.items() if f.is_required() and n not in args]
+    """Required fields not filled, plus what the request model's own checks reject (one of ...)."""
+    from pydantic import ValidationError
+
+    fields = spec.request_model.model_fields
+    missing = [n for n, f in fields.items() if f.is_required() and n not in args]
+    if spec.needs_target and not any(n.startswith("target") and args.get(n) for n in fields) and "target" in fields:
+        missing.append("target")  # a target-based selector without any target
+    if missing:
+        return missing
+    probe = {k: (v if not (isinstance(v, str) and v.startswith("$")) else "placeholder") for k, v in args.items()}
+    try:
+        spec.request_model.model_validate(probe)
+    except ValidationError as e:
+        out = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or err["msg"].removeprefix("Value error, ")
+            out.append(loc)
+        return out
+    return []

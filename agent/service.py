@@ -61,6 +61,7 @@ class AgentService:
         self.checkpointer = SqliteSaver(self._conn)
         self.checkpointer.setup()
         self.graph = build_graph(self.checkpointer, specs=specs)
+        self.specs = specs
         self._lock = threading.RLock()
         self.max_concurrent = max_concurrent or int(os.environ.get("CURATE_CHAT_WORKERS", DEFAULT_CONCURRENT_RUNS))
         self._slots = threading.BoundedSemaphore(self.max_concurrent)
@@ -186,6 +187,10 @@ class AgentService:
                             elif isinstance(m, ToolMessage):
                                 yield self._tool_end(thread_id, m, calls)
                                 running.pop(m.name or "", None)
+                            elif isinstance(m, AIMessage) and node == "plan" and (plan or {}).get("question"):
+                                status = "question"
+                                yield AgentEvent(kind="question", thread_id=thread_id, text=content_text(m.content),
+                                                 planner=planner, choices=plan["question"].get("choices") or [])
                             elif isinstance(m, AIMessage):
                                 yield AgentEvent(kind="message", thread_id=thread_id, text=content_text(m.content),
                                                  planner=planner)
@@ -339,12 +344,13 @@ class AgentService:
     def dry_run(self, message: str, *, corpus: str | None = None, target: str | None = None) -> dict[str, Any]:
         """The plan (and the policy's verdict on each step) without running anything."""
         from agent.adapters import planned_call
-        from agent.nodes.plan import json_steps, offline_steps, plan_text
+        from agent.nodes.plan import json_steps, plan_text
         from policies.enforce import Usage, judge
         from tools.registry import list_specs
 
-        specs = {s.name: s for s in list_specs()}
+        specs = {s.name: s for s in (self.specs or list_specs())}
         state = {"inputs": {k: v for k, v in (("corpus", corpus), ("target", target)) if v}, "artifacts": {}}
+        question = None
         kind = self.ctx.effective_planner()
         if kind == "llm":  # a native tool-call planner decides step by step; show its first step
             from agent.adapters import build_tools
@@ -356,14 +362,24 @@ class AgentService:
             why = None if steps else content_text(reply.content)
         elif kind == "json":
             steps, why, _ = json_steps(message, specs, state, self.ctx)
-        else:
-            steps, why = offline_steps(message, specs, state)
+        else:  # the offline planner: a plan, a question (its candidate steps pending) or an off-topic answer
+            from agent import prompts
+            from agent.nodes.plan import offline_decision
+
+            decision, _ = offline_decision(message, specs, state)
+            steps = decision.steps
+            why = (decision.question if decision.kind == "ask" else
+                   prompts.OFF_TOPIC.format(tools=", ".join(specs)) if decision.kind == "none" else None)
+            if decision.kind == "ask":
+                question = decision.question_record(message)
         label = "offline" if kind == "offline" else f"{kind}:{self.ctx.model or 'default'}"
         plan = {"planner": label, "steps": steps}
         decisions = [judge(planned_call(specs[s["tool"]], s["args"]), self.policy, Usage(tool_calls=i)).model_dump()
                      for i, s in enumerate(steps) if s["tool"] in specs]
-        return {"planner": label, "text": plan_text(plan) if steps else (why or ""),
-                "steps": [{"tool": s["tool"], "args": s["args"]} for s in steps], "policy": decisions}
+        status = "pending" if question else "planned"
+        return {"planner": label, "text": plan_text(plan) if steps and not question else (why or ""),
+                "steps": [{"tool": s["tool"], "args": s["args"], "status": status} for s in steps],
+                "question": question, "policy": decisions}
 
 
 def _outcome_text(out: dict[str, Any]) -> str:

@@ -53,32 +53,28 @@ def _step(tool: str, args: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ planners
 
 
-def offline_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]) -> tuple[list[dict], str | None]:
-    """Steps from the semantic router; or an explanation why there are none."""
-    from agent.router import Router, extract, fill_args, missing_required
+def offline_decision(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]) -> Any:
+    """The offline planner's decision (plan, question or off-topic); a reply to a pending question
+    (the thread's last plan asked one) is read as its answer."""
+    from agent.offline import OfflinePlanner, answer_to_question
 
     inputs = state.get("inputs") or {}
-    router = Router(list(specs.values()))
-    chosen, best = router.route(request)
-    if not chosen:
-        return [], prompts.NO_ROUTE.format(best=best[0] or "(none)", score=best[1], tools=", ".join(specs))
-    whole = extract(request, corpus=inputs.get("corpus"), target=inputs.get("target"))
-    steps: list[dict] = []
-    produced: set[str] = set()
-    artifacts = dict(state.get("artifacts") or {})
-    for name, clause, _score in chosen:
-        spec = specs[name]
-        ex = extract(clause, corpus=whole.corpus, target=whole.target)
-        ex.numbers = ex.numbers or whole.numbers or ([int(inputs["k"])] if inputs.get("k") else [])
-        ex.domains = ex.domains or whole.domains
-        ex.seed = ex.seed if ex.seed is not None else whole.seed
-        args = fill_args(spec, clause if len(chosen) > 1 else request, ex, artifacts=artifacts, produced=produced)
-        missing = missing_required(spec, args)
-        if missing:
-            return [], prompts.MISSING_ARGS.format(tool=name, problems="missing " + ", ".join(missing))
-        steps.append(_step(name, args))
-        produced |= FAMILY_KINDS.get(spec.family, set())
-    return steps, None
+    prev = state.get("plan") or {}
+    force = None
+    if prev.get("question") and prev.get("done") and not prev.get("answered"):
+        request, force = answer_to_question(prev["question"], request, specs)
+    return OfflinePlanner(specs).decide(request, inputs=inputs, artifacts=dict(state.get("artifacts") or {}),
+                                        force=force), request
+
+
+def offline_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]) -> tuple[list[dict], str | None]:
+    """Steps from the offline planner; or the question / answer given instead of a plan."""
+    decision, _ = offline_decision(request, specs, state)
+    if decision.kind == "plan":
+        return [_step(s["tool"], s["args"]) for s in decision.steps], None
+    if decision.kind == "ask":
+        return [], decision.question
+    return [], prompts.OFF_TOPIC.format(tools=", ".join(specs))
 
 
 def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> tuple[list[dict], str | None, int]:
@@ -121,7 +117,10 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
             steps = [] if errors else [_step(s.tool, s.args) for s in given]
             why = ("The request file's steps are not valid: " + "; ".join(errors)) if errors else None
         elif kind == "offline":
-            steps, why = offline_steps(request, specs, state)
+            decision, planned_request = offline_decision(request, specs, state)
+            steps, why = [_step(s["tool"], s["args"]) for s in decision.steps], None
+            if decision.kind != "plan":
+                return {**base, **_ask_or_answer(state, ctx, plan, usage, decision, planned_request)}
         elif kind == "json":
             steps, why, calls = json_steps(request, specs, state, ctx)
             usage["llm_calls"] += calls
@@ -136,6 +135,18 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         if not steps:
             return {**base, **_finish(state, ctx, plan, usage, answer=why or "")}
         return {**base, **_hand_out(state, ctx, plan, usage, first=True)}
+
+    def _ask_or_answer(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], decision: Any,
+                       request: str) -> dict[str, Any]:
+        """A clarifying question (the candidate steps kept as pending) or the off-topic answer; no tool runs."""
+        plan["done"] = True
+        if decision.kind == "ask":
+            plan["question"] = decision.question_record(request)
+            plan["steps"] = [{**_step(s["tool"], s["args"]), "status": "pending"} for s in decision.steps]
+            plan["text"] = decision.question
+        else:
+            plan["text"] = prompts.OFF_TOPIC.format(tools=", ".join(specs))
+        return {"plan": plan, "usage": usage, "messages": [AIMessage(content=plan["text"])]}
 
     def _record(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int]) -> dict[str, str]:
         """Fold the trailing tool messages into the plan's steps; returns new artifact ids by kind."""

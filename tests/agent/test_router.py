@@ -50,14 +50,75 @@ def test_fill_args_for_sample_reads_enums_and_synonyms():
     spec.request_model.model_validate(args)
 
 
-def test_router_picks_tools_and_splits_steps():
+def test_more_values_by_type():
+    ex = extract("keep the top 15% of data/pool.jsonl, 30B tokens, with BAAI/bge-small-en-v1.5")
+    assert ex.fraction == 0.15 and ex.tokens == [30_000_000_000] and ex.model == "BAAI/bge-small-en-v1.5"
+    assert ex.corpus == "data/pool.jsonl" and ex.paths == ["data/pool.jsonl"]  # a model name is not a path
+    assert extract("select half of the pool").fraction == 0.5
+    assert extract("meta rater, keep 0.25").fraction == 0.25
+    ex = extract("I have ~400 examples of docstrings; sample 7,500 without replacement")
+    assert ex.numbers[0] == 7500  # the count asked for, not the one described
+    assert extract("nearest neighbours of doc id web-000123, top 10").doc_id == "web-000123"
+    assert extract("trace 'the Moon orbits the Earth' and \"water is wet\"").quoted == [
+        "the Moon orbits the Earth", "water is wet"]
+    assert extract("draw 1000 random docs from only the legal and medical domains").domains == ["legal", "medical"]
+    assert extract("semantic search, top 25, science domain only").domains == ["science"]
+
+
+def test_fill_args_by_field_type():
+    from tests.agent.standin_specs import STANDINS
+
+    specs = {s.name: s for s in STANDINS}
+    text = "compute influence of data/train.jsonl on val data/val.jsonl with Qwen2.5-0.5B"
+    args = fill_args(specs["influence"], text, extract(text))
+    assert args == {"corpus": "data/train.jsonl", "validation": "data/val.jsonl", "model": "Qwen2.5-0.5B"}
+    text = "BIDS on artifacts/influence/matrix.npy with the val tasks in data/val.jsonl, keep 15%"
+    args = fill_args(specs["bids"], text, extract(text, corpus="pool.jsonl"))
+    assert args["influence"] == "artifacts/influence/matrix.npy" and args["val_tasks"] == "data/val.jsonl"
+    assert args["fraction"] == 0.15 and args["corpus"] == "pool.jsonl"
+    text = "temperature sampling with T=0.7 over 3 stages, 5B tokens, targeting legal"
+    args = fill_args(specs["propose_mixture"], text, extract(text, corpus="p.jsonl"))
+    assert args == {"corpus": "p.jsonl", "method": "temperature", "temperature": 0.7, "stages": 3,
+                    "token_budget": 5_000_000_000, "target": "legal"}
+    text = "rate docs on professionalism and cleanliness"
+    assert fill_args(specs["prrc_rate"], text, extract(text))["dimensions"] == ["professionalism", "cleanliness"]
+    text = "is there a document that says tomatoes are botanically fruits? verified only"
+    assert fill_args(specs["trace_fact"], text, extract(text))["queries"] == ["tomatoes are botanically fruits"]
+    # an artifact of the thread fills the field of its kind; a kind an earlier step makes becomes "$kind"
+    assert fill_args(specs["trace_fact"], "trace 'x y z'", extract("trace 'x y z'"),
+                     artifacts={"index": "index-1"})["index"] == "index-1"
+    assert fill_args(specs["bids"], "bids 2k", extract("bids 2k"), produced={"influence"})["influence"] == "$influence"
+
+
+def test_missing_required_reads_the_models_own_checks():
+    from tests.agent.standin_specs import STANDINS
+
+    meta = next(s for s in STANDINS if s.name == "meta_rater")
+    assert missing_required(meta, {}) == ["corpus"]
+    assert missing_required(meta, {"corpus": "p.jsonl"})  # neither k nor fraction: the validator says so
+    assert missing_required(meta, {"corpus": "p.jsonl", "fraction": 0.2}) == []
+
+
+def test_cues_allow_typos_not_negations_and_acronyms_in_capitals():
+    from agent.classifier import _cue, names_tool
+
+    dedup = _cue("near duplicates")
+    assert dedup.find("remvoe near duplciates", ["remvoe", "near", "duplciates"])
+    less = _cue("LESS")
+    assert less.find("run LESS on the pool", ["run", "less", "on", "the", "pool"])
+    assert not less.find("use less memory", ["use", "less", "memory"])
+    assert names_tool("dsir", "run DSIR on the pool")
+    assert not names_tool("dsir", "do the OT-based selection instead of dsir this time")
+
+
+def test_router_scores_every_registered_tool_and_none():
     from agent.router import Router
     from tools.registry import list_specs
 
-    r = Router(list_specs())
-    chosen, _ = r.route("what is in this corpus? give me the domain breakdown")
-    assert [c[0] for c in chosen] == ["profile"]
-    chosen, _ = r.route("profile the pool, then take a random sample of 1000 documents")
-    assert [c[0] for c in chosen] == ["profile", "sample"]
-    chosen, best = r.route("what's the weather in Paris tomorrow")
-    assert chosen == [] and best[1] < 0.45
+    specs = list_specs()
+    r = Router(specs)
+    sc = r.scores("what is in this corpus? give me the domain breakdown")
+    assert set(sc) == {s.name for s in specs} | {"none"}
+    assert next(iter(sc)) == "profile"
+    assert next(iter(r.scores("what's the weather in Paris tomorrow"))) == "none"
+    assert next(iter(r.scores("importance resampling with hashed bigrams towards the target, 3000 docs"))) == "dsir"
