@@ -146,6 +146,13 @@ def test_agent_on_the_simulator_and_reuse(tmp_path, ctx):
         assert s0["web"] / s0["code"] == pytest.approx(3.0, rel=0.05)
     again = pm.run({**args, "agent": ev["agent"], "n_trajectories": 2}, ctx)
     assert again.stages == res.stages and again.evidence["runs"] == 0
+    # the saved agent acts on fields, so it serves another domain space without retraining
+    other = _toy(tmp_path / "o", {"news": 30, "legal": 30, "forum": 10, "medicine": 20}) \
+        if (tmp_path / "o").mkdir() is None else None
+    moved = pm.run({"corpus": str(other), "method": "agent", "agent": ev["agent"], "target_domains": ["medicine"],
+                    "stages": 8, "max_epochs": None, "token_budget": 4000}, ctx)
+    assert moved.evidence["runs"] == 0 and len(moved.stages) == 8
+    assert moved.evidence["policy_return"] > moved.evidence["baseline_returns"]["uniform"]
     with pytest.raises(BadInput, match="target_domains"):
         pm.run({**args, "target_domains": []}, ctx)
 
