@@ -4,7 +4,7 @@
 not depend on the corpus' row order), builds the recursive k-means tree of :mod:`.core`, labels every
 node with c-TF-IDF keywords and, when a tool LLM is configured (``llm_labels="auto"``), labels leaf
 clusters with the LLM from a seeded sample of their members (one call per leaf, the largest leaves
-first, at most ``llm_label_max_clusters``). An answer that fails strict parsing after the LLM
+first, at most ``llm_label_max_clusters`` and at most half of ``ctx.max_llm_calls``). An answer that fails strict parsing after the LLM
 client's retries leaves that leaf with its c-TF-IDF labels only, counted as a failure.
 
 The ``index`` artifact holds ``tree.parquet`` (node, parent, depth, start, end, size, leaf, split,
@@ -80,7 +80,11 @@ def _label_with_llm(ctx: ToolContext, tree: core.Tree, texts: list[str], request
     """LLM labels of the largest leaves (one prompt each); (labels per node, calls, failures)."""
     out: list[list[str]] = [[] for _ in range(tree.n_nodes)]
     leaves = tree.leaves()
-    leaves = leaves[np.lexsort((leaves, -tree.sizes[leaves]))][: request.llm_label_max_clusters]
+    cap = request.llm_label_max_clusters
+    budget = getattr(ctx, "max_llm_calls", None)
+    if budget is not None:  # leave half of the run's budget (retries, a later trace) unspent
+        cap = min(cap, budget // 2)
+    leaves = leaves[np.lexsort((leaves, -tree.sizes[leaves]))][:cap]
     if len(leaves) == 0:
         return out, 0, 0
     prompts = []

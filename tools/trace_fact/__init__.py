@@ -279,6 +279,8 @@ def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
            else f"LLM, {calls} calls{budget_txt}, batches of {request.batch_size}")
         + f". Traces {w.id}; per-fact table {wf.id}."
     )
+    per = ", ".join(f"{s.id} {s.supporting}/{s.candidates}" for s in summaries[:6])
+    summary += f" Per fact (supporting/candidates): {per}{', ...' if len(summaries) > 6 else ''}."
     return TraceFactResult(
         summary=summary, artifacts={"traces": w.id, "facts": wf.id}, rows=rows,
         facts=len(facts), facts_supported=n_sup, supporting_docs=sup_docs,
