@@ -134,7 +134,9 @@ class ProxyRunner:
         self.req, self.ctx, self.texts, self.ids, self.val_texts, self.oracle = (
             request, ctx, texts, ids, val_texts, oracle)
         device = "cpu" if request.proxy != "transformer" else ctx.resolve_device()
-        self.cfg = ProxyConfig(kind="bigram" if request.proxy == "bigram" else "transformer", device=device)
+        self.cfg = ProxyConfig(kind="bigram" if request.proxy == "bigram" else "transformer", device=device,
+                               d_model=request.proxy_width, n_layers=request.proxy_layers,
+                               n_heads=max(1, request.proxy_width // 16))
         self.cache = ctx.workspace.cache_dir("meta_rater")
         self.base_key = json.dumps({"proxy": request.proxy, "cfg": self.cfg.__dict__, "tokens": request.proxy_tokens,
                                     "seed": request.seed, "val": val_key, "corpus": fingerprint(request.corpus)},

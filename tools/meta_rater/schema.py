@@ -45,6 +45,10 @@ class MetaRaterRequest(ToolRequest):
     )
     oracle_column: str | None = Field(None, description="with proxy='oracle': the column holding known quality")
     proxy_tokens: int = Field(100_000, ge=1_000, description="training tokens (bytes) per proxy run")
+    proxy_width: int = Field(64, ge=16, le=2048, multiple_of=16,
+                             description="transformer proxy: model width (heads of 16 dims)")
+    proxy_layers: int = Field(2, ge=1, le=48, description="transformer proxy: layers (about 12 x width^2 "
+                              "parameters each; go larger on a GPU)")
     normalization: Literal["rank", "robust_z"] = Field("rank", description="per-signal scale: percentile rank or "
                                                        "median/MAD z-score clipped to +-3")
     regressor: Literal["auto", "lightgbm", "ridge"] = Field(
