@@ -23,6 +23,8 @@ policy_app = typer.Typer(no_args_is_help=True, help="Validate policies.")
 EXIT_CODES = {"bad_input": 2, "policy_denied": 3, "approval_required": 3, "resource_unavailable": 4,
               "tool_failed": 4, "state_conflict": 5}
 """An error event's kind -> the CLI's exit code (README: Exit codes)."""
+EXIT_QUESTION = 6
+"""`curate run` stopped at a clarifying question (which tool, or a missing argument): answer it and rerun."""
 
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="bundled policy name or YAML path")]
 PlannerOpt = Annotated[str, typer.Option("--planner", help="auto, llm, json or offline")]
@@ -53,6 +55,8 @@ def _short(ev: Any) -> str | None:
         return f"< {ev.tool} {mark}{dur}: {ev.summary}{arts}"
     if k == "message":
         return ev.text
+    if k == "question":
+        return f"question: {ev.text}" + (f"\n  choices: {', '.join(ev.choices)}" if ev.choices else "")
     if k == "proposal":
         return ev.text
     if k == "error":
@@ -69,6 +73,8 @@ def _drive(events: Any, *, as_json: bool) -> tuple[list[Any], int]:
         if ev.kind == "error":
             error(ev.text)
             code = code or EXIT_CODES.get(ev.error_kind or "", 4)
+        elif ev.kind == "question":
+            code = code or EXIT_QUESTION
         elif ev.kind == "tool_end" and ev.status == "error":
             code = code or (3 if (ev.summary or "").startswith(("Denied by policy", "Not run")) else 4)
         if not as_json:
@@ -217,12 +223,18 @@ def run_cmd(
         svc = _service(policy, planner)
         if dry_run:
             out = svc.dry_run(request, corpus=corpus, target=target)
+            question = out.get("question")
             if as_json:
                 emit(out, as_json=True)
+            elif question:
+                say(f"question: {out['text']}")
+                say(f"  choices: {', '.join(question['choices'])}")
             else:
                 say(out["text"])
                 for s, d in zip(out["steps"], out["policy"], strict=False):
                     say(f"  policy on {s['tool']}: {d['verdict']}{' - ' + d['reason'] if d['reason'] else ''}")
+            if question:
+                raise typer.Exit(EXIT_QUESTION)
             if not out["steps"]:
                 raise typer.Exit(2)
             return

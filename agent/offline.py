@@ -238,6 +238,13 @@ def answer_to_question(question: dict[str, Any], reply: str, specs: dict[str, To
         rest = re.sub(rf"\b{re.escape(picked)}\b|\b{re.escape(picked.replace('_', ' '))}\b", " ", text, flags=re.I)
         rest = re.sub(r"\b(use|run|the|with|please|pls|ok|yes)\b", " ", rest, flags=re.I).strip(" ,.")
         return (f"{original} {rest}".strip(), picked)
-    if low in ("1", "2", "3") and len(choices) >= int(low):
+    if question.get("reason") == "tie" and low in ("1", "2") and len(choices) >= int(low):
         return (original, choices[int(low) - 1])
+    if len(text.split()) > 12:  # a new request, not an answer
+        return (text, None)
+    missing = [m for m in question.get("missing") or [] if "." not in m and " " not in m]
+    if question.get("reason") == "missing" and missing and not re.search(
+        rf"\b{re.escape(missing[0].replace('_', ' '))}\b|\b{re.escape(missing[0])}\b", text, re.I
+    ):
+        text = f"{missing[0]}={text}" if re.fullmatch(r"[\d.,]+\s*[kKmM]?", text) else f"{missing[0]} {text}"
     return (f"{original} {text}".strip(), choices[0] if question.get("reason") == "missing" and choices else None)

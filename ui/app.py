@@ -41,6 +41,8 @@ from ui.render import (
 
 MAX_UPLOAD_MB = float(os.environ.get("CURATE_UPLOAD_MAX_MB", "20"))
 CHAT_HANDLERS = 64
+MAX_CHOICES = 3
+"""Buttons for the options of a planner's clarifying question."""
 """Chat requests the queue hands to the service at once; the service runs CURATE_CHAT_WORKERS of them."""
 UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".jsonl.gz", ".txt")
@@ -470,6 +472,17 @@ class Handlers:
                gr.update(choices=arts, value=newest_result(arts)), gr.update(choices=thread_choices(s), value=tid),
                gr.update(choices=props, value=latest_pending(view, props)))
 
+    def choice_buttons(self, session: dict[str, Any] | None):  # noqa: ANN202
+        """One button per option of the planner's open question (hidden when there is none)."""
+        view = (session or {}).get("view")
+        choices = list(getattr(view, "choices", []) or [])[:MAX_CHOICES]
+        return [gr.update(visible=i < len(choices), value=choices[i] if i < len(choices) else "")
+                for i in range(MAX_CHOICES)]
+
+    def pick_choice(self, choice: str, corpus: str | None, target: str | None, session: dict[str, Any]):  # noqa: ANN202
+        """A choice button answers the question with its tool name (the planner then runs that tool)."""
+        yield from self.send(choice, corpus, target, session)
+
     def new_thread(self, session: dict[str, Any]):  # noqa: ANN202
         session = new_session()
         return [], session, banner_update(None), gr.update(choices=[], value=None), gr.update(value=None)
@@ -807,6 +820,9 @@ def build_app(
                                              elem_id="msg", max_lines=6)
                             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send-btn")
                         with gr.Row():
+                            choice_btns = [gr.Button("", visible=False, size="sm", elem_id=f"choice-{i}")
+                                           for i in range(MAX_CHOICES)]
+                        with gr.Row():
                             corpus = gr.Dropdown(label="Pool (from the policy's data roots)", choices=choices0,
                                                  value=None, elem_id="corpus", allow_custom_value=False)
                             target = gr.Dropdown(label="Target set (optional)", choices=choices0, value=None,
@@ -870,9 +886,12 @@ def build_app(
         # the service runs at most CURATE_CHAT_WORKERS requests at once and answers "busy" beyond that, so
         # the queue lets them through at once instead of holding them silently
         msg.submit(h.send, chat_inputs, chat_outputs, api_name="chat", concurrency_limit=CHAT_HANDLERS,
-                   concurrency_id="chat")
+                   concurrency_id="chat").then(h.choice_buttons, [session], choice_btns, **hidden)
         send_btn.click(h.send, chat_inputs, chat_outputs, concurrency_limit=CHAT_HANDLERS, concurrency_id="chat",
-                       **hidden)
+                       **hidden).then(h.choice_buttons, [session], choice_btns, **hidden)
+        for btn in choice_btns:  # the planner's question: one click answers it with that tool
+            btn.click(h.pick_choice, [btn, corpus, target, session], chat_outputs, concurrency_limit=CHAT_HANDLERS,
+                      concurrency_id="chat", **hidden).then(h.choice_buttons, [session], choice_btns, **hidden)
         new_btn.click(h.new_thread, [session], [chatbot, session, banner, art_dd, thread_dd], **hidden)
         thread_dd.input(h.open_thread, [thread_dd, session], [chatbot, session, banner, art_dd], **hidden)
         refresh_btn.click(h.refresh_lists, [session], [thread_dd, prop_dd, corpus, target], **hidden)

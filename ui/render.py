@@ -155,6 +155,7 @@ class ChatView:
         self.artifacts: dict[str, str] = {}  # label -> artifact id, in order of appearance
         self.proposals: dict[str, dict[str, Any]] = {}  # proposal id -> record
         self.planner: str | None = None
+        self.choices: list[str] = []  # the open question's options (tool names): buttons under the chat
         self._tools: dict[str, int] = {}  # call id -> message index
         self._args: dict[int, dict[str, Any] | None] = {}  # message index -> the call's arguments
         self._phases: dict[int, dict[str, int]] = {}  # tool box index -> phase desc -> child index
@@ -164,6 +165,7 @@ class ChatView:
     # -- helpers ------------------------------------------------------------------------------------
 
     def add_user(self, text: str) -> None:
+        self.choices = []
         self.messages.append({"role": "user", "content": plain(text)})
 
     def _say(self, content: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -247,6 +249,11 @@ class ChatView:
             self.planner = ev.planner or self.planner
             who = f" (planner: {plain(ev.planner)})" if ev.planner else ""
             self._say(f"**Plan**{who}\n\n{plain(ev.text)}")
+        elif k == "question":
+            self.choices = [str(c) for c in ev.choices]
+            who = f" (planner: {plain(ev.planner)})" if ev.planner else ""
+            pick = f"\n\nChoose below or answer in words: {plain(', '.join(self.choices))}" if self.choices else ""
+            self._say(f"**Question**{who}\n\n{plain(ev.text)}{pick}")
         elif k == "tool_start":
             self._n_calls += 1
             key = ev.call_id or f"{ev.tool}-{self._n_calls}"
