@@ -170,6 +170,8 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
                 new_arts[kind_of(aid)] = aid
             if isinstance(art.get("k"), int):
                 usage["docs_selected"] += art["k"]
+            if isinstance(art.get("llm_calls"), int):  # a tool's own LLM calls count against the policy too
+                usage["llm_calls"] += art["llm_calls"]
         return new_arts
 
     def _continue(state: dict[str, Any], ctx: Any) -> dict[str, Any]:

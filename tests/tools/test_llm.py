@@ -76,6 +76,8 @@ def test_garbage_gets_one_repair_then_unparsable(tmp_path, openai_server):
     reqs = openai_server.chat_requests()
     assert len(reqs) == 2 and reqs[1]["messages"][-2] == {"role": "assistant", "content": "Sure! The score is 4."}
     assert "not valid" in reqs[1]["messages"][-1]["content"]
+    (again,) = _ctx(tmp_path, openai_server).llm.json(["rate doc 1"], Rating)  # the repair round is cached too
+    assert len(openai_server.chat_requests()) == 2 and again.cached and again.error == a.error
 
     replies = iter(['{"score": 9, "reason": "x"}', '{"score": 3, "reason": "fixed"}'])
     openai_server.responder = lambda m, p: next(replies)
