@@ -302,3 +302,18 @@ def test_tool_same_result_for_any_worker_count(tmp_path):
     one = _run(ToolContext(workspace_dir=tmp_path / "w1", show_progress=False, num_workers=1), **args)
     two = _run(ToolContext(workspace_dir=tmp_path / "w2", show_progress=False, num_workers=2), **args)
     assert one.weights == two.weights and one.learned_loss == two.learned_loss and one.spearman == two.spearman
+
+
+def test_tool_joins_several_scores_artifacts(tmp_path, ctx):
+    corpus, sig, quality = _pool(tmp_path, n=60)
+    ids = [f"doc-{i:04d}" for i in range(60)]
+    t = pq.read_table(sig)
+    first = tmp_path / "first.parquet"
+    pq.write_table(t.select(["id", "a", "b", "quality"]), first)
+    second = tmp_path / "second.jsonl"  # another format, half the ids, a clashing column name
+    second.write_text("".join(json.dumps({"id": i, "a": float(v), "c": float(c)}) + "\n"
+                              for i, v, c in zip(ids[:30], t.column("d").to_pylist()[:30],
+                                                 t.column("c").to_pylist()[:30], strict=True)))
+    res = _run(ctx, corpus=str(corpus), scores=[str(first), str(second)], proxy="oracle", oracle_column="quality",
+               n_proxies=12, n_search=2000)
+    assert set(res.weights) == {"a", "b", "a_1", "c"} and res.pool_size == 60
