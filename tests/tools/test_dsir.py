@@ -323,7 +323,7 @@ def test_bad_input(ctx, tiny_corpus, tmp_path):
     with pytest.raises(BadInput, match=r"dsir\.k: must be at most the 36 eligible"):
         _run(ctx, corpus=str(tiny_corpus), target=str(tgt), k=37, min_example_length=0)
     with pytest.raises(BadInput, match=r"dsir\.k: must be at most the 0 eligible.*min_example_length=100"):
-        _run(ctx, corpus=str(tiny_corpus), target=str(tgt), k=5)
+        _run(ctx, corpus=str(tiny_corpus), target=str(tgt), k=5, min_example_length=100)
     with pytest.raises(BadInput, match=r"dsir\.corpus: text field 'text' not found"):
         _run(ctx, corpus=str(notext), target=str(tgt), k=1, min_example_length=0)
     with pytest.raises(BadInput, match=r"dsir\.target_proportions"):
@@ -392,7 +392,7 @@ def test_small_target_real_data_prior_beats_reference_defaults(ctx, shared_raw, 
     share = {}
     for name, kw in {
         "ours": {},
-        "reference": {"hash": "sha256", "target_prior": "none"},
+        "reference": {"hash": "sha256", "target_prior": "none", "min_example_length": 100},
         "ours_min10": {"min_example_length": 10},
         "reference_min10": {"hash": "sha256", "target_prior": "none", "min_example_length": 10},
     }.items():

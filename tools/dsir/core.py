@@ -531,3 +531,131 @@ def featurize_texts(texts: Sequence[str], config: FeatureConfig = FeatureConfig(
 def scratch_files(directory: Path) -> Iterator[str]:
     for i in itertools.count():
         yield str(directory / f"{i:07d}.npf")
+
+
+# ------------------------------------------------------------------------------------ lengths
+
+REFERENCE_MIN_LENGTH = 100  # the reference's min_example_length (words)
+LENGTH_FLOOR_QUANTILE = 0.05
+
+
+def length_floor(target_lengths: np.ndarray, reference: int = REFERENCE_MIN_LENGTH,
+                 quantile: float = LENGTH_FLOOR_QUANTILE) -> int:
+    """``min_example_length="auto"``: the reference's 100 words, or less when the target is shorter.
+
+    The floor is the target's own 5th-percentile length (at least 1 word): a pool document shorter
+    than all but 5% of the target's documents is unlike it by length alone, while a floor above the
+    target's typical length (100 words against questions of 10-40 words) removes the very documents
+    the target resembles. Long-document targets keep the reference's 100.
+    """
+    t = np.asarray(target_lengths)
+    if t.size == 0:
+        return int(reference)
+    return int(max(1, min(reference, math.floor(float(np.quantile(t, quantile))))))
+
+
+def _bandwidth(x: np.ndarray) -> float:
+    """Silverman's rule on log lengths, at least 0.1 (a 10% change of length)."""
+    if x.size < 2:
+        return 0.25
+    iqr = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
+    spread = min(float(x.std()), iqr / 1.34) if iqr > 0 else float(x.std())
+    return max(0.9 * spread * x.size ** -0.2, 0.1)
+
+
+def length_log_ratio(target_lengths: np.ndarray, pool_lengths: np.ndarray, *, prior: float = 1.0,
+                     grid: int = 2048) -> np.ndarray:
+    """Per pool document ``log p_T(l) - log q(l)``: the length part of the importance weight.
+
+    The hashed n-gram model scores a document as a bag of n-grams and says nothing about how many it
+    has, so its log weight, a sum over n-grams, grows with length: against a target of short
+    questions a long off-domain document with slightly target-like words outweighs an in-domain
+    question. A generative model of the target fixes the number of n-grams too: ``p_T(x) =
+    p_T(l) * prod p_T(z_i)``, so the importance weight gains the factor ``p_T(l) / q(l)``. Both
+    length densities are Gaussian kernel density estimates on ``log(1 + l)`` (Silverman bandwidths);
+    the target's is smoothed towards the pool's with ``prior`` pseudo-documents, ``p_T = (n KDE_T +
+    prior q) / (n + prior)`` (the counterpart of the n-gram model's Dirichlet prior), so a length
+    the target never shows costs at most ``log((n + prior) / prior)`` nats and no length is
+    impossible. Computed on a grid of ``grid`` points and interpolated.
+    """
+    x = np.log1p(np.asarray(target_lengths, dtype=np.float64))
+    y = np.log1p(np.asarray(pool_lengths, dtype=np.float64))
+    if y.size == 0:
+        return np.zeros(0)
+    if x.size == 0:
+        return np.zeros(y.size)
+    hx, hy = _bandwidth(x), _bandwidth(y)
+    lo = min(x.min(), y.min()) - 4 * max(hx, hy)
+    hi = max(x.max(), y.max()) + 4 * max(hx, hy)
+    g = np.linspace(lo, hi, grid)
+    step = g[1] - g[0]
+    # pool density: counts on the grid, convolved with the kernel (the pool may hold millions)
+    cnt = np.bincount(np.clip(np.rint((y - lo) / step).astype(np.int64), 0, grid - 1), minlength=grid)
+    half = int(math.ceil(4 * hy / step))
+    ker = np.exp(-0.5 * (np.arange(-half, half + 1) * step / hy) ** 2)
+    q = np.convolve(cnt.astype(np.float64), ker, mode="same")[:grid] if half < grid else \
+        np.exp(-0.5 * ((g[:, None] - g[None, :]) / hy) ** 2) @ cnt
+    q = q / (q.sum() * step)
+    # target density: exact kernel sums at the grid points, in blocks
+    pt = np.zeros(grid)
+    for s in range(0, x.size, 4096):
+        pt += np.exp(-0.5 * ((g[:, None] - x[None, s : s + 4096]) / hx) ** 2).sum(axis=1)
+    pt = pt / (x.size * hx * math.sqrt(2 * math.pi))
+    n = float(x.size)
+    q = np.maximum(q, 1e-300)
+    ratio = np.log((n * pt + prior * q) / (n + prior)) - np.log(q)
+    return np.interp(y, g, ratio)
+
+
+def filter_effect(rank_w: np.ndarray, eligible: np.ndarray, k: int) -> tuple[float, float]:
+    """(share of the pool a filter removes, share of the k documents the weights rank highest over the
+    whole pool that it removes); for several targets a document's best weight counts."""
+    n = eligible.size
+    if n == 0:
+        return 0.0, 0.0
+    w = np.asarray(rank_w, dtype=np.float64)
+    w = w.max(axis=1) if w.ndim == 2 else w
+    k = max(1, min(int(k), n))
+    top = np.argpartition(-w, k - 1)[:k]
+    return float(1.0 - eligible.mean()), float(1.0 - eligible[top].mean())
+
+
+@dataclass
+class LengthRule:
+    log_w: np.ndarray  # (N, T) log weights, with the length term when ``length_model``
+    lengths: np.ndarray  # (N,) word counts (the reference's estimate)
+    eligible: np.ndarray  # (N,) bool: at least ``floor`` words
+    floor: int  # the min_example_length used
+    auto_floor: bool  # the floor came from the target's lengths
+    length_model: bool  # the length term was added
+
+    def describe(self, k: int, rank_w: np.ndarray | None = None) -> tuple[float, float, str]:
+        """(pool share removed, share of the top-k removed, a sentence when either is a majority)."""
+        pool_cut, top_cut = filter_effect(self.log_w if rank_w is None else rank_w, self.eligible, k)
+        words = []
+        if pool_cut > 0.5:
+            words.append(f"the {self.floor}-word floor removes {pool_cut:.0%} of the pool")
+        if top_cut > 0.5:
+            words.append(f"it removes {top_cut:.0%} of the {k} documents the weights rank highest"
+                         if words else f"the {self.floor}-word floor removes {top_cut:.0%} of the {k} "
+                         "documents the weights rank highest")
+        txt = ("Warning: " + " and ".join(words) + "; a lower min_example_length admits them.") if words else ""
+        return pool_cut, top_cut, txt
+
+
+def length_rule(log_w: np.ndarray, pool_totals: np.ndarray, target_docs: Sequence[BatchFeatures], ngrams: int, *,
+                min_example_length: int | str = "auto", length_model: bool = True) -> LengthRule:
+    """The eligibility floor (:func:`length_floor` when ``"auto"``) and, when ``length_model``, the
+    length term :func:`length_log_ratio` added to each target's log weights (``target_docs``: one
+    sample of target documents per column of ``log_w``). With an explicit floor and no length model
+    the weights are returned unchanged (the reference)."""
+    lengths = example_lengths(pool_totals, ngrams)
+    t_lens = [example_lengths(f.ngram_totals(), ngrams) for f in target_docs]
+    auto = min_example_length == "auto"
+    floor = length_floor(np.concatenate(t_lens) if t_lens else np.zeros(0)) if auto else int(min_example_length)
+    if length_model:
+        log_w = log_w.copy()
+        for t in range(log_w.shape[1]):
+            log_w[:, t] += length_log_ratio(t_lens[min(t, len(t_lens) - 1)], lengths).astype(log_w.dtype)
+    return LengthRule(log_w=log_w, lengths=lengths, eligible=lengths >= floor, floor=floor, auto_floor=auto,
+                      length_model=length_model)

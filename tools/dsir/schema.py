@@ -26,8 +26,15 @@ class DSIRRequest(ToolRequest):
         description="'fast': cached 64-bit token hashes combined with vectorised arithmetic; 'sha256': the "
         "reference's bucket ids (parity mode, slower)",
     )
-    min_example_length: int = Field(
-        100, ge=0, description="documents shorter than this many words are not eligible (reference: 100)"
+    min_example_length: int | Literal["auto"] = Field(
+        "auto", description="documents shorter than this many words are not eligible; 'auto' = the "
+        "reference's 100, or the target's own 5th-percentile length when that is shorter (short "
+        "targets: questions, prompts, instructions); 100 = the reference"
+    )
+    length_model: Literal["auto", "on", "off"] = Field(
+        "auto", description="add log p_target(length) / p_pool(length) to the log weight (kernel "
+        "densities of log length; the n-gram sum alone favours long documents); 'auto' = on except "
+        "with target_prior='none' (the reference estimator has no length term)"
     )
     num_tokens_to_fit: int | Literal["auto", "all"] = Field(
         "auto",
@@ -60,6 +67,12 @@ class DSIRRequest(ToolRequest):
 
 class DSIRResult(SelectionResult):
     eligible: int = 0
+    min_example_length: int = Field(0, description="the length floor used (words)")
+    length_model: bool = Field(False, description="whether the length term was part of the log weight")
+    filtered_share: float = Field(0.0, description="share of the pool below the length floor")
+    filtered_top_share: float = Field(
+        0.0, description="share of the k documents the weights rank highest (whole pool) that the floor removes"
+    )
     kl_reduction: float = Field(0.0, description="KL reduction of the selection on the hashed n-grams (nats)")
     kl_target_raw: float = Field(0.0, description="mean KL(target || raw pool) (nats)")
     target_prior: list[float | None] = Field(default_factory=list, description="Dirichlet prior strength per target")
