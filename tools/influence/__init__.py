@@ -260,9 +260,14 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     computed = reused = rows_done = 0
     grad_s = 0.0
 
+    digests = [core.checkpoint_digest(ck) for ck in ckpts]  # a re-trained checkpoint never reuses old blocks
+
+    def block_path(c: int, split: str, b: int) -> Path:
+        return cache / "feat" / f"c{c}-{digests[c]}-{split}-{b:05d}.npy"
+
     def block_feats(c: int, split: str, seqs: list, starts: list, b: int, params: tuple, moments: Any) -> np.ndarray:
         nonlocal computed, reused, rows_done, grad_s, batched
-        path = cache / "feat" / f"c{c}-{split}-{b:05d}.npy"
+        path = block_path(c, split, b)
         if path.exists():
             reused += 1
             return np.load(path)
@@ -314,7 +319,7 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
             lo = b * request.block_rows
             acc = np.zeros((min(request.block_rows, N - lo), M), dtype=np.float64)
             for c in range(len(ckpts)):
-                ft = np.load(cache / "feat" / f"c{c}-train-{b:05d}.npy")
+                ft = np.load(block_path(c, "train", b))
                 acc += weights[c] * (ft @ val_feats[c].T)
             A[lo : lo + acc.shape[0]] = acc
 

@@ -274,8 +274,6 @@ def warmup(model: Any, seqs: Sequence[Sequence[int]], *, epochs: int, lr: float,
     seeded shuffle per epoch; ``resume`` continues after that checkpoint's epoch. ``label_from[i]``:
     the loss starts at that token of row i (prompt tokens before it are masked, as in LESS).
     """
-    import contextlib
-
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -293,34 +291,61 @@ def warmup(model: Any, seqs: Sequence[Sequence[int]], *, epochs: int, lr: float,
         step, start = resume.step, resume.epoch + 1
     model.train()
     for epoch in range(start, epochs):
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        lrs = []
-        for s in range(steps_per_epoch):
-            rows = order[s * batch_size : (s + 1) * batch_size]
-            cur = linear_lr(step, total, lr, warmup_ratio)
-            for g in opt.param_groups:
-                g["lr"] = cur
-            opt.zero_grad(set_to_none=True)
-            for lo in range(0, rows.size, micro_batch):
-                part = rows[lo : lo + micro_batch]
-                ids, labels = pad_batch([seqs[i] for i in part],
-                                        None if label_from is None else [label_from[i] for i in part])
-                with autocast() if autocast is not None else contextlib.nullcontext():
-                    logits = model(input_ids=ids.to(device), use_cache=False).logits
-                loss = example_loss(logits, labels.to(device)).sum() / rows.size
-                loss.backward()
-            opt.step()
-            lrs.append(cur)
-            step += 1
-            if on_step is not None:
-                on_step(1)
-        state = opt.state_dict()
-        m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params]).detach().float().cpu()
-        v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in params]).detach().float().cpu()
-        lora = {k: p.detach().cpu().clone() for k, p in zip(names, params, strict=True)}
-        ck = Checkpoint(epoch, lora, m, v, float(np.mean(lrs)), state, step)
+        with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
+            torch.manual_seed(seed * 1009 + epoch)  # LoRA dropout: a resumed epoch replays the same masks
+            ck = _epoch(model, opt, params, names, seqs, label_from, epoch=epoch, seed=seed, lr=lr, total=total,
+                        step=step, steps_per_epoch=steps_per_epoch, batch_size=batch_size, micro_batch=micro_batch,
+                        warmup_ratio=warmup_ratio, device=device, autocast=autocast, on_step=on_step)
+        step = ck.step
         out.append(ck)
         if on_epoch is not None:
             on_epoch(ck)
     model.eval()
     return out
+
+
+def _epoch(model: Any, opt: Any, params: list, names: list[str], seqs: Sequence[Sequence[int]],
+           label_from: Sequence[int] | None, *, epoch: int, seed: int, lr: float, total: int, step: int,
+           steps_per_epoch: int, batch_size: int, micro_batch: int, warmup_ratio: float, device: str,
+           autocast: Any, on_step: Callable[[int], None] | None) -> Checkpoint:
+    import contextlib
+
+    import torch
+
+    order = np.random.default_rng([seed, epoch]).permutation(len(seqs))
+    lrs = []
+    for s in range(steps_per_epoch):
+        rows = order[s * batch_size : (s + 1) * batch_size]
+        cur = linear_lr(step, total, lr, warmup_ratio)
+        for g in opt.param_groups:
+            g["lr"] = cur
+        opt.zero_grad(set_to_none=True)
+        for lo in range(0, rows.size, micro_batch):
+            part = rows[lo : lo + micro_batch]
+            ids, labels = pad_batch([seqs[i] for i in part],
+                                    None if label_from is None else [label_from[i] for i in part])
+            with autocast() if autocast is not None else contextlib.nullcontext():
+                logits = model(input_ids=ids.to(device), use_cache=False).logits
+            loss = example_loss(logits, labels.to(device)).sum() / rows.size
+            loss.backward()
+        opt.step()
+        lrs.append(cur)
+        step += 1
+        if on_step is not None:
+            on_step(1)
+    state = opt.state_dict()
+    m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params]).detach().float().cpu()
+    v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in params]).detach().float().cpu()
+    lora = {k: p.detach().cpu().clone() for k, p in zip(names, params, strict=True)}
+    return Checkpoint(epoch, lora, m, v, float(np.mean(lrs)), state, step)
+
+
+def checkpoint_digest(ck: Checkpoint) -> str:
+    """Short content hash of a checkpoint's LoRA weights: feature blocks are keyed by it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(ck.lora):
+        h.update(k.encode())
+        h.update(ck.lora[k].float().numpy().tobytes())
+    return h.hexdigest()[:12]
