@@ -132,3 +132,24 @@ def test_no_text_field_is_bad_input(tmp_path, ctx) -> None:  # noqa: ANN001
     np.save(tmp_path / "e.npy", np.eye(5, dtype=np.float32))
     with pytest.raises(BadInput, match="text"):
         fact_index.run({"corpus": str(tmp_path / "c.jsonl"), "embeddings": str(tmp_path / "e.npy")}, ctx)
+
+
+def test_llm_labels_garbage_keeps_keyword_labels(tmp_path, openai_server) -> None:  # noqa: ANN001
+    """An LLM that answers garbage: every leaf keeps its c-TF-IDF labels, the failures are counted."""
+    import json
+
+    from tools import fact_index
+    from tools.contract import ToolContext
+    from tools.llm import LLMConfig
+
+    rows = [{"id": f"d{i:02d}", "text": f"topic{i % 3} word{i}"} for i in range(30)]
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32))
+    openai_server.responder = lambda messages, params: "labels: maybe"
+    ctx = ToolContext(workspace_dir=tmp_path / ".curate", show_progress=False,
+                      llm_config=LLMConfig(base_url=openai_server.url, max_retries=0), max_llm_calls=40)
+    res = fact_index.run({"corpus": str(tmp_path / "c.jsonl"), "embeddings": str(tmp_path / "e.npy"),
+                          "max_leaf": 10}, ctx)
+    assert res.labelled_by == ["ctfidf", "llm"] and res.llm_label_failures == res.n_leaves
+    idx = fact_index.load_index(res.artifacts["index"], ctx)
+    assert all(idx.llm_labels[int(lf)] == [] and idx.labels[int(lf)] for lf in idx.tree.leaves())
