@@ -7,6 +7,7 @@ hold only their algorithm. Every front end (CLI, agent, UI, notebook) reaches to
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover - the contract imports this module, never 
     from tools.contract import ToolContext, ToolRequest, ToolResult, ToolSpec
 
 SUMMARY_MAX_CHARS = 600
+TOOL_LOCK = threading.RLock()
+"""Tool bodies run one at a time per process: the chat serves several sessions from threads, and
+matplotlib (its mathtext parser), torch thread settings and model caches are not thread-safe.
+Planning, LLM calls, cache hits, streaming and review still overlap; re-entrant, so a tool may
+call another through the registry."""
 
 
 @dataclass
@@ -102,7 +108,8 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, An
     info = RunInfo(spec.name, spec.version, req_dump, inputs, seed, run_key, utcnow())
     run_ctx._run = info
     t0 = time.perf_counter()
-    result = spec.impl(req, run_ctx)
+    with TOOL_LOCK:  # a tool owns the process while it runs (matplotlib, torch threads, model caches)
+        result = spec.impl(req, run_ctx)
     if not isinstance(result, spec.result_model):
         raise TypeError(f"tool {spec.name} returned {type(result).__name__}, expected {spec.result_model.__name__}")
     arts = dict(result.artifacts)
