@@ -158,20 +158,25 @@ def map_batches(
     stats: ReadStats | None = None,
     workers: int | None = None,
     check_ids: bool = True,
+    pool: Pool | None = None,
 ) -> Iterator[Any]:
     """``fn(batch)`` for every Arrow batch of ``corpus`` (read with the context's data roots), in order.
 
     ``desc`` shows a progress bar in documents. ``stats`` collects what the read saw (rows, skipped
-    rows by reason). ``workers`` defaults to ``ctx.workers()``. Closing the iterator early stops the
+    rows by reason). ``workers`` defaults to ``ctx.workers()``; ``pool`` reuses an open :class:`Pool`
+    across several passes (its workers keep their warm caches). Closing the iterator early stops the
     read and cancels queued batches.
     """
     _check_engine(ctx)
+    if pool is None:
+        with Pool(workers or ctx.workers()) as own:
+            yield from map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,
+                                   stats=stats, check_ids=check_ids, pool=own)
+        return
     batches = read_batches(corpus, columns, batch_rows=batch_rows, stats=stats,
                            allowed_roots=getattr(ctx, "data_roots", None), check_ids=check_ids)
-    n_workers = workers or ctx.workers()
     if desc is None:
-        with Pool(n_workers) as pool:
-            yield from pool.map(fn, batches)
+        yield from pool.map(fn, batches)
         return
     try:
         total = count_rows(corpus)
@@ -184,7 +189,7 @@ def map_batches(
             sizes.append(b.num_rows)
             yield b
 
-    with ctx.progress(desc, total=total, unit="docs") as bar, Pool(n_workers) as pool:
+    with ctx.progress(desc, total=total, unit="docs") as bar:
         for result in pool.map(fn, tracked()):
             bar.update(sizes.popleft())
             yield result

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from tools.contract import RowCounts, ScoresResult, ToolContext, ToolRequest, ToolSpec
-from tools.corpus import CorpusArg, ReadStats, read_batches
+from tools.corpus import CorpusArg, ReadStats
 
 # ------------------------------------------------------------------------------------- schema
 
@@ -135,44 +135,69 @@ def plot_lengths(words_by_domain: dict[str, np.ndarray], domains: dict[str, int]
     return fig
 
 
+_TOKENIZER: dict[str, object] = {}
+
+
+def _tokenizer():  # noqa: ANN202 - one per process (workers load their own)
+    if "default" not in _TOKENIZER:
+        _TOKENIZER["default"] = _load_default_tokenizer()
+    return _TOKENIZER["default"]
+
+
+def profile_batch(batch, *, tokens: bool) -> dict:  # noqa: ANN001 - a pyarrow.RecordBatch
+    """A pure per-batch function (runs in a worker): per-document lengths, text hashes and flags."""
+    texts = batch.column("text").to_pylist()
+    n = len(texts)
+    tok = _tokenizer() if tokens else None
+    return {
+        "domains": batch.column("domain").to_pylist(),
+        "words": np.fromiter((len(t.split()) for t in texts), dtype=np.int32, count=n),
+        "hashes": [hashlib.blake2b(t.encode("utf-8", "replace"), digest_size=12).digest() for t in texts],
+        "empty": np.fromiter((not t.strip() for t in texts), dtype=bool, count=n),
+        "garbled": np.fromiter((bool(t.strip()) and is_garbled(t) for t in texts), dtype=bool, count=n),
+        "tokens": (np.fromiter((len(e.ids) for e in tok.encode_batch(texts)), dtype=np.int32, count=n)
+                   if tok is not None else None),
+    }
+
+
 @SPEC.implement
 def run(request: ProfileRequest, ctx: ToolContext) -> ProfileResult:
+    import contextlib
+    import functools
+
+    from tools.engine import map_batches
+
     stats = ReadStats()
-    tok = _load_default_tokenizer() if request.tokenizer == "default" else None
+    tokens = request.tokenizer == "default" and _tokenizer() is not None
     words_by_domain: dict[str, list[np.ndarray]] = {}
     token_lens: list[np.ndarray] = []
     domains: Counter = Counter()
     hashes: set[bytes] = set()
     dup = empty = garbled = 0
     seen = 0
-    with ctx.progress("profile", unit="docs") as bar:
-        for batch in read_batches(request.corpus, allowed_roots=ctx.data_roots, stats=stats):
-            texts = batch.column("text").to_pylist()
-            doms = batch.column("domain").to_pylist()
-            if request.max_rows is not None and seen + len(texts) > request.max_rows:
-                texts = texts[: request.max_rows - seen]
-                doms = doms[: len(texts)]
-            seen += len(texts)
-            wl = np.fromiter((len(t.split()) for t in texts), dtype=np.int32, count=len(texts))
-            for t in texts:
-                h = hashlib.blake2b(t.encode("utf-8", "replace"), digest_size=12).digest()
+    fn = functools.partial(profile_batch, tokens=tokens)
+    with contextlib.closing(map_batches(fn, request.corpus, ctx, columns=("id", "text", "domain"), desc="profile",
+                                        stats=stats)) as results:
+        for r in results:
+            n = len(r["domains"])
+            if request.max_rows is not None and seen + n > request.max_rows:
+                n = request.max_rows - seen
+            seen += n
+            for h in r["hashes"][:n]:
                 if h in hashes:
                     dup += 1
                 else:
                     hashes.add(h)
-                if not t.strip():
-                    empty += 1
-                elif is_garbled(t):
-                    garbled += 1
-            dom_arr = np.array(["(none)" if d is None else d for d in doms], dtype=object)
+            empty += int(r["empty"][:n].sum())
+            garbled += int(r["garbled"][:n].sum())
+            wl = r["words"][:n]
+            dom_arr = np.array(r["domains"][:n], dtype=object)
             for d in set(dom_arr.tolist()):
                 mask = dom_arr == d
                 domains[d] += int(mask.sum())
                 words_by_domain.setdefault(d, []).append(wl[mask])
-            if tok is not None:
-                enc = tok.encode_batch(texts)
-                token_lens.append(np.fromiter((len(e.ids) for e in enc), dtype=np.int32, count=len(enc)))
-            bar.update(len(texts))
+            if r["tokens"] is not None:
+                token_lens.append(r["tokens"][:n])
             if request.max_rows is not None and seen >= request.max_rows:
                 break
     ordered = dict(domains.most_common())

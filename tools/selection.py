@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tools.contract import RowCounts, ToolContext
-from tools.corpus import CorpusSpec, as_corpus, fingerprint, read_batches, resolve_files
+from tools.corpus import NO_DOMAIN, CorpusSpec, as_corpus, fingerprint, read_batches, resolve_files
 from tools.errors import BadInput, StateConflict
 
 
@@ -44,7 +45,7 @@ def selection_table(
 
 
 def domain_counts(domains: Sequence[str | None]) -> dict[str, int]:
-    c = Counter("(none)" if d is None else d for d in domains)
+    c = Counter(NO_DOMAIN if d is None else d for d in domains)
     return dict(c.most_common())
 
 
@@ -68,6 +69,57 @@ def write_selection(
     ) as w:
         w.table(table)
     return w.id
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """A written selection: its artifact id, documents per domain, and each domain's share of the pool."""
+
+    id: str
+    domain_counts: dict[str, int]
+    pool_share: dict[str, float]
+
+
+def selected_domain_counts(table: pa.Table) -> dict[str, int]:
+    """Documents per domain in a selection table: the ``weight`` column's sum (draw counts) when the
+    weights are whole numbers, else rows; most first. Missing domains count as :data:`NO_DOMAIN`."""
+    if "domain" not in table.column_names:
+        return {}
+    doms = table.column("domain").to_pylist()
+    w = np.asarray(table.column("weight").to_numpy(zero_copy_only=False), dtype=np.float64) \
+        if "weight" in table.column_names else None
+    if w is None or not np.all(w == np.round(w)):
+        w = np.ones(len(doms))
+    c: Counter = Counter()
+    for d, x in zip(doms, w, strict=True):
+        c[NO_DOMAIN if d is None else d] += int(x)
+    return dict(c.most_common())
+
+
+def pool_shares(pool_domains: Sequence[str | None] | dict[str, int]) -> dict[str, float]:
+    """Each domain's share of the pool (from the pool's domain per document, or counts per domain)."""
+    counts = dict(pool_domains) if isinstance(pool_domains, dict) else domain_counts(pool_domains)
+    total = sum(counts.values())
+    return {d: n / total for d, n in sorted(counts.items(), key=lambda t: -t[1])} if total else {}
+
+
+def record_selection(
+    ctx: ToolContext,
+    table: pa.Table,
+    corpus: CorpusSpec,
+    *,
+    pool_domains: Sequence[str | None] | dict[str, int] | None = None,
+    metrics: dict[str, Any] | None = None,
+    rows: RowCounts | None = None,
+    name: str = "selection",
+) -> SelectionRecord:
+    """:func:`write_selection` plus the bookkeeping every selector repeats: the selection's domain
+    counts and the pool's domain shares, computed once and written into the manifest's metrics."""
+    counts = selected_domain_counts(table)
+    share = pool_shares(pool_domains) if pool_domains is not None else {}
+    full = {**(metrics or {}), "domain_counts": counts, "pool_domain_share": share}
+    sel_id = write_selection(ctx, table, corpus, metrics=full, rows=rows, name=name)
+    return SelectionRecord(sel_id, counts, share)
 
 
 def _run_fingerprint(ctx: ToolContext, corpus: CorpusSpec) -> str | None:

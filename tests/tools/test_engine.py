@@ -129,3 +129,29 @@ def test_pool_in_process_and_starmap():
         assert pool.worker_pids() == []
     with Pool(2) as pool:
         assert list(pool.starmap(pow, [(2, 3), (3, 2), (5, 0)])) == [8, 9, 1]
+
+
+def _tables(ctx, res):  # noqa: ANN001, ANN202
+    return {name: ctx.workspace.get(a).table().to_pylist() for name, a in res.artifacts.items()
+            if (ctx.workspace.get(a).path / "data.parquet").exists()}
+
+
+@pytest.mark.parametrize("tool", ["dsir", "profile"])
+def test_tools_on_the_engine_give_identical_outputs_for_any_worker_count(tool, tmp_path):
+    """dsir's hashing and profile's counting run through map_batches: 1 and 3 workers agree exactly."""
+    from tools import registry
+
+    words = ["integer prime proof", "function loop list", "butter flour oven", "river mountain sky"]
+    rows = [{"id": f"d{i:03d}", "text": " ".join([words[i % 4]] * (1 + i % 5) + [f"w{i % 13}"]),
+             "domain": ["a", "b", "c", None][i % 4]} for i in range(300)]
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    target = write_jsonl(tmp_path / "t.jsonl", [{"text": f"integer prime proof number {i}"} for i in range(20)])
+    args = {"corpus": str(pool)}
+    if tool == "dsir":
+        args.update(target=str(target), k=40, min_example_length=1)
+    out = []
+    for workers in (1, 3):
+        ctx = ToolContext(workspace_dir=tmp_path / f"ws{workers}", show_progress=False, num_workers=workers)
+        res = registry.invoke(tool, args, ctx)
+        out.append((res.model_dump(exclude={"duration_s", "summary", "artifacts"}), _tables(ctx, res)))
+    assert out[0] == out[1]

@@ -1,8 +1,12 @@
 """dsir: hashed n-gram importance resampling (Xie, Santurkar, Ma, Liang; NeurIPS 2023).
 
-``run`` reads the pool once: each batch is featurized in a worker process and its bucket ids go to
-a scratch file in the workspace (2 bytes per n-gram), so the raw model, the log weights and the
-selected documents' features all come from that one read. Memory: about 9 bytes per document
+``run`` follows the paper's steps: (1) hashed n-gram models of the target(s), (2) the raw model from
+one read of the pool, (3) importance log weights log p_target(x) - log p_raw(x) per document, (4)
+Gumbel top-k resampling of k documents, (5) the scores artifact and the selection with its KL
+reduction. The pool is read once: :func:`tools.engine.map_batches` runs the pure per-batch
+:func:`featurize_batch` in worker processes and gathers the features in corpus order; this process
+writes their bucket ids to a scratch file in the workspace (2 bytes per n-gram), so the raw model,
+the log weights and the selected documents' features all come from that one read. Memory: about 9 bytes per document
 (float32 log weight per target, int32 length, eligibility), plus one batch.
 
 Defaults differ from the reference package in two places, both switchable:
@@ -13,33 +17,60 @@ Defaults differ from the reference package in two places, both switchable:
   n-gram it never saw costs about -9 nats, so the weight mostly counts unseen n-grams (it prefers
   short, generic documents). ``"none"`` restores the reference behaviour.
 Length: log weights are sums over a document's n-grams, as in the paper; ``length_normalize=True``
-ranks by the per-n-gram mean instead. The ``min_example_length`` filter (100 words) is the
-reference's.
+ranks by the per-n-gram mean instead. ``min_example_length="auto"`` is the reference's 100 words or
+the target's 5th-percentile length when shorter, and ``length_model`` adds log p_T(len)/q(len) to
+the weight (``core.length_rule``); parity: ``min_example_length=100, target_prior="none"``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tools.contract import RowCounts, ToolContext
-from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats, read_batches
+from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats
 from tools.dsir import core
-from tools.dsir.core import DSIRModel, FeatureConfig, Runner, fit_model, gumbel_topk
+from tools.dsir.core import DSIRModel, FeatureConfig, fit_model, gumbel_topk
 from tools.dsir.schema import SPEC, DSIRRequest, DSIRResult
+from tools.engine import Pool, map_batches
 from tools.errors import BadInput, field_error
-from tools.selection import format_domain_counts, selection_table, write_selection
+from tools.selection import format_domain_counts, record_selection, selection_table
 
-__all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core"]
+__all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch"]
 
 _BATCH_ROWS = 8192
 _PRIOR_DOCS = 5000  # target documents used to fit the prior strength
+
+
+# ------------------------------------------------------------------------------- per batch
+
+
+@dataclass
+class Featurized:
+    """What a worker returns for one batch: its features and bucket counts (+ ids/domains passed through)."""
+
+    feats: core.BatchFeatures
+    counts: np.ndarray
+    ids: Any = None
+    domains: Any = None
+
+
+def featurize_batch(cfg: FeatureConfig, batch: Any, *, keep_ids: bool = True) -> Featurized:
+    """A pure per-batch function (runs in a worker): hashed n-gram features of the batch's texts."""
+    feats = core._featurizer(cfg)(batch.column("text").to_pylist())
+    names = batch.schema.names
+    return Featurized(feats, feats.counts(cfg.num_buckets),
+                      batch.column("id") if keep_ids and "id" in names else None,
+                      batch.column("domain") if keep_ids and "domain" in names else None)
 
 
 def _budget(request: DSIRRequest) -> int | None:
@@ -60,42 +91,6 @@ def _cut_counts(totals: np.ndarray, budget: int | None, used: int) -> int:
     return totals.size if over.size == 0 else int(over[0]) + 1
 
 
-def _count_target(
-    spec: CorpusSpec, where: str, cfg: FeatureConfig, runner: Runner, ctx: ToolContext, budget: int | None
-) -> tuple[np.ndarray, int, core.BatchFeatures]:
-    """Bucket counts of a target corpus, read in order until ``budget`` n-gram counts are passed.
-
-    Also returns the features of its first ``_PRIOR_DOCS`` documents (to fit the prior strength).
-    """
-    counts = np.zeros(cfg.num_buckets, dtype=np.int64)
-    docs = used = 0
-    kept: list[core.BatchFeatures] = []
-    try:
-        batches = read_batches(spec, ("text",), allowed_roots=ctx.data_roots, batch_rows=_BATCH_ROWS,
-                               check_ids=False)
-        jobs = ((cfg, b.column("text").to_pylist(), None, True) for b in batches)
-        for ntok, c, feats in runner.map(core._worker_featurize, jobs):
-            totals = feats.ngram_totals()
-            take = _cut_counts(totals, budget, used)
-            if take < ntok.size:
-                mask = np.zeros(ntok.size, dtype=bool)
-                mask[:take] = True
-                c = feats.counts(cfg.num_buckets, mask)
-                feats = feats.head(take)
-            counts += c
-            used += int(totals[:take].sum())
-            if docs < _PRIOR_DOCS:
-                kept.append(feats.head(_PRIOR_DOCS - docs))
-            docs += take
-            if take < ntok.size:
-                break
-    except BadInput as e:
-        raise BadInput(f"{e.message} ({e.where})" if e.where else e.message, where=where, hint=e.hint) from None
-    if counts.sum() == 0:
-        raise BadInput(f"the target has {docs} documents but no words to count ({spec.path})", where=where)
-    return counts, docs, core.BatchFeatures.concat(kept)
-
-
 @contextmanager
 def _field(where: str) -> Iterator[None]:
     """Re-raise the reader's BadInput (which names the file) as an error of this request field."""
@@ -105,14 +100,7 @@ def _field(where: str) -> Iterator[None]:
         raise BadInput(f"{e.message} ({e.where})" if e.where else e.message, where=where, hint=e.hint) from None
 
 
-@SPEC.implement
-def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from tools.metrics import kl_divergence, kl_reduction
-
+def _check(request: DSIRRequest) -> list[CorpusSpec]:
     targets = request.target if isinstance(request.target, list) else [request.target]
     if not targets:
         raise field_error("dsir", "target", "at least one target corpus", [])
@@ -124,209 +112,334 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                 or sum(request.target_proportions) <= 0:
             raise field_error("dsir", "target_proportions",
                               f"{len(targets)} non-negative numbers with a positive sum", request.target_proportions)
+    return targets
+
+
+# ------------------------------------------------------------------------- 1. target models
+
+
+@dataclass
+class Targets:
+    counts: list[np.ndarray]  # bucket counts per target
+    docs: list[int]  # documents read per target
+    sample: list[core.BatchFeatures]  # features of the first documents (prior fit)
+    model_counts: np.ndarray  # (T, B): one row per target model
+    props: np.ndarray  # (T,) mixture of the targets
+
+
+def _count_target(spec: CorpusSpec, where: str, cfg: FeatureConfig, pool: Pool, ctx: ToolContext,
+                  budget: int | None) -> tuple[np.ndarray, int, core.BatchFeatures]:
+    """Bucket counts of a target corpus, read in order until ``budget`` n-gram counts are passed.
+
+    Also returns the features of its first ``_PRIOR_DOCS`` documents (to fit the prior strength).
+    """
+    counts = np.zeros(cfg.num_buckets, dtype=np.int64)
+    docs = used = 0
+    kept: list[core.BatchFeatures] = []
+    fn = functools.partial(featurize_batch, cfg, keep_ids=False)
+    with _field(where), contextlib.closing(map_batches(fn, spec, ctx, columns=("text",), batch_rows=_BATCH_ROWS,
+                                                       check_ids=False, pool=pool)) as results:
+        for r in results:
+            feats, c = r.feats, r.counts
+            totals = feats.ngram_totals()
+            take = _cut_counts(totals, budget, used)
+            if take < feats.n_docs:
+                mask = np.zeros(feats.n_docs, dtype=bool)
+                mask[:take] = True
+                c = feats.counts(cfg.num_buckets, mask)
+                feats = feats.head(take)
+            counts += c
+            used += int(totals[:take].sum())
+            if docs < _PRIOR_DOCS:
+                kept.append(feats.head(_PRIOR_DOCS - docs))
+            docs += take
+            if take < totals.size:
+                break
+    if counts.sum() == 0:
+        raise BadInput(f"the target has {docs} documents but no words to count ({spec.path})", where=where)
+    return counts, docs, core.BatchFeatures.concat(kept)
+
+
+def target_models(request: DSIRRequest, targets: list[CorpusSpec], cfg: FeatureConfig, pool: Pool,
+                  ctx: ToolContext, budget: int | None) -> Targets:
+    """Step 1: the target's hashed n-gram counts (one model per target with ``separate_targets``)."""
+    counts, docs, sample = [], [], []
+    for i, spec in enumerate(targets):
+        where = "dsir.target" + (f"[{i}]" if len(targets) > 1 else "")
+        c, n, f = _count_target(spec, where, cfg, pool, ctx, budget if request.separate_targets else None)
+        counts.append(c)
+        docs.append(n)
+        sample.append(f)
+    if request.separate_targets:
+        model_counts = np.stack(counts)
+        props = (np.asarray(request.target_proportions, dtype=np.float64) if request.target_proportions
+                 else model_counts.sum(1).astype(np.float64))
+        props = props / props.sum()
+    else:
+        model_counts = np.sum(counts, axis=0)[None, :]
+        props = np.ones(1)
+    return Targets(counts, docs, sample, model_counts, props)
+
+
+# --------------------------------------------------------------------------- 2. the raw model
+
+
+@dataclass
+class PoolPass:
+    raw_fit: np.ndarray  # bucket counts the raw model is fitted on (up to the token budget)
+    raw_all: np.ndarray  # bucket counts of the whole pool (for the KL evidence)
+    totals: np.ndarray  # n-gram count per document (int32)
+    sizes: list[int]  # documents per batch
+    files: list[str]  # scratch file per batch (bucket ids)
+    side_path: Path  # ids and domains, in pool order
+    domains: Counter = field(default_factory=Counter)
+
+    @property
+    def n(self) -> int:
+        return int(self.totals.size)
+
+
+def read_pool(request: DSIRRequest, cfg: FeatureConfig, pool: Pool, ctx: ToolContext, scratch: Path,
+              budget: int | None, stats: ReadStats) -> PoolPass:
+    """Step 2: one read of the pool. Workers featurize; this process keeps the books in pool order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    raw_fit = np.zeros(cfg.num_buckets, dtype=np.int64)
+    raw_all = np.zeros(cfg.num_buckets, dtype=np.int64)
+    totals_per_batch: list[np.ndarray] = []
+    files: list[str] = []
+    side_path = scratch / "ids.parquet"
+    side_writer = None
+    domains: Counter = Counter()
+    used = 0
+    names = core.scratch_files(scratch)
+    fn = functools.partial(featurize_batch, cfg)
+    try:
+        with _field("dsir.corpus"):
+            for r in map_batches(fn, request.corpus, ctx, columns=("id", "text", "domain"), batch_rows=_BATCH_ROWS,
+                                 desc="dsir: featurize pool", stats=stats, pool=pool):
+                feats = r.feats
+                side = pa.table({"id": r.ids, "domain": r.domains})
+                if side_writer is None:
+                    side_writer = pq.ParquetWriter(side_path, side.schema)
+                side_writer.write_table(side)
+                for item in pc.value_counts(r.domains).to_pylist():
+                    domains[item["values"]] += int(item["counts"])
+                path = next(names)
+                core.save_features(path, feats)
+                files.append(path)
+                raw_all += r.counts
+                totals = feats.ngram_totals()
+                if budget is None or used <= budget:
+                    take = _cut_counts(totals, budget, used)
+                    if take == feats.n_docs:
+                        raw_fit += r.counts
+                    else:
+                        mask = np.zeros(feats.n_docs, dtype=bool)
+                        mask[:take] = True
+                        raw_fit += feats.counts(cfg.num_buckets, mask)
+                    used += int(totals[:take].sum())
+                totals_per_batch.append(totals.astype(np.int32))
+    finally:
+        if side_writer is not None:
+            side_writer.close()
+    return PoolPass(raw_fit, raw_all, np.concatenate(totals_per_batch), [t.size for t in totals_per_batch], files,
+                    side_path, domains)
+
+
+# ---------------------------------------------------------------------- 3. importance weights
+
+
+def log_weights(model: DSIRModel, raw: PoolPass, cfg: FeatureConfig, pool: Pool, ctx: ToolContext,
+                out_dtype: type) -> np.ndarray:
+    """Step 3: log p_target(x) - log p_raw(x) for every pool document (n, T), from the scratch features."""
+    T = model.log_diff.shape[0]
+    log_w = np.empty((raw.n, T), dtype=out_dtype)
+    pos = 0
+    with ctx.progress("dsir: weights", total=raw.n, unit="docs") as bar:
+        for w in pool.starmap(core._worker_dot, ((f, cfg.ngrams, model.log_diff) for f in raw.files)):
+            log_w[pos : pos + w.shape[0]] = w
+            pos += w.shape[0]
+            bar.update(w.shape[0])
+    return log_w
+
+
+# -------------------------------------------------------------------------------- 4. resample
+
+
+def resample(request: DSIRRequest, rank_w: np.ndarray, eligible: np.ndarray, props: np.ndarray,
+             side_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: k documents by Gumbel top-k over the (eligible) log weights: (rows, target of each)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    T = rank_w.shape[1]
+    if request.hash == "sha256":  # parity mode: the reference's stream over rows in file order
+        return gumbel_topk(rank_w, request.k, eligible=eligible, top_k=request.top_k,
+                           proportions=props if T > 1 else None, seed=request.seed)
+    # draw in id order, so the picks do not depend on how the pool's rows are ordered
+    by_id = np.asarray(pc.sort_indices(pq.read_table(side_path, columns=["id"]).column("id")), dtype=np.int64)
+    p_id, owner = gumbel_topk(rank_w[by_id], request.k, eligible=eligible[by_id], top_k=request.top_k,
+                              proportions=props if T > 1 else None, seed=request.seed)
+    return by_id[p_id], owner
+
+
+# ------------------------------------------------------------------------- 5. scores artifact
+
+
+@dataclass
+class Picked:
+    ids: np.ndarray  # object (k,): the picks' ids, in pick order
+    domains: np.ndarray  # object (k,)
+    counts: np.ndarray  # bucket counts of the picks (KL evidence)
+
+
+def write_scores(ctx: ToolContext, request: DSIRRequest, raw: PoolPass, cfg: FeatureConfig, model: DSIRModel,
+                 log_w: np.ndarray, props: np.ndarray, lengths: np.ndarray, eligible: np.ndarray,
+                 picks: np.ndarray, out_dtype: type) -> tuple[str, list[str], Picked]:
+    """Step 5: the scores artifact (every pool document), and the picks' ids, domains and features."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    T = log_w.shape[1]
+    if T == 1:
+        mix = log_w[:, 0]
+        cols = ["dsir_log_weight"]
+    else:
+        lp = np.log(np.maximum(props, 1e-300))
+        mix = np.logaddexp.reduce(log_w.astype(np.float64) + lp[None, :], axis=1).astype(out_dtype)
+        cols = ["dsir_log_weight"] + [f"dsir_log_weight_t{t}" for t in range(T)]
+    by_row = np.argsort(picks, kind="stable")  # pick ranks in row order
+    picks_sorted = picks[by_row]
+    sel_ids = np.empty(picks.size, dtype=object)
+    sel_dom = np.empty(picks.size, dtype=object)
+    sel_counts = np.zeros(cfg.num_buckets, dtype=np.int64)
+    metrics = {"columns": cols, "hash": request.hash, "ngrams": cfg.ngrams, "num_buckets": cfg.num_buckets,
+               "target_prior": model.prior}
+    with ctx.artifact("scores", "dsir", metrics=metrics, rows=RowCounts(rows_in=raw.n, rows_out=raw.n)) as w:
+        writer = None
+        pos = 0
+        batch_iter = pq.ParquetFile(raw.side_path).iter_batches(batch_size=_BATCH_ROWS)
+        buf = pa.table({"id": pa.array([], pa.string()), "domain": pa.array([], pa.string())})
+        for f, n in zip(raw.files, raw.sizes, strict=True):
+            while buf.num_rows < n:
+                buf = pa.concat_tables([buf, pa.Table.from_batches([next(batch_iter)])])
+            side, buf = buf.slice(0, n), buf.slice(n)
+            sl = slice(pos, pos + n)
+            data = {"id": side.column("id"), "dsir_log_weight": pa.array(mix[sl])}
+            if T > 1:
+                for t in range(T):
+                    data[f"dsir_log_weight_t{t}"] = pa.array(log_w[sl, t])
+            data["dsir_length"] = pa.array(lengths[sl])
+            data["dsir_eligible"] = pa.array(eligible[sl])
+            tbl = pa.table(data)
+            if writer is None:
+                writer = pq.ParquetWriter(w.path("data.parquet"), tbl.schema, compression="zstd")
+            writer.write_table(tbl)
+            lo, hi = np.searchsorted(picks_sorted, [pos, pos + n])
+            local = picks_sorted[lo:hi] - pos
+            if local.size:
+                order = by_row[lo:hi]
+                sel_ids[order] = np.asarray(side.column("id").take(local).to_pylist(), dtype=object)
+                sel_dom[order] = np.asarray(side.column("domain").take(local).to_pylist(), dtype=object)
+                mask = np.zeros(n, dtype=bool)
+                mask[local] = True
+                sel_counts += core._worker_counts(f, cfg.ngrams, cfg.num_buckets, mask)
+            pos += n
+        if writer is not None:
+            writer.close()
+    return w.id, cols, Picked(sel_ids, sel_dom, sel_counts)
+
+
+# ------------------------------------------------------------------------------------- run
+
+
+@SPEC.implement
+def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
+    import pyarrow as pa
+
+    from tools.metrics import kl_divergence, kl_reduction
+
+    targets = _check(request)
     cfg = FeatureConfig(ngrams=request.ngrams, num_buckets=request.num_buckets, hash=request.hash)
     budget = _budget(request)
     out_dtype = np.float64 if request.hash == "sha256" else np.float32
     scratch = ctx.workspace.tmp("dsir")  # pid in the name: swept only once this process is dead
     stats = ReadStats()
     try:
-        with Runner(ctx.workers()) as runner:
-            # -- 1. target model(s) -------------------------------------------------------------
-            tcounts, tdocs, tfeats = [], [], []
-            for i, spec in enumerate(targets):
-                where = "dsir.target" + (f"[{i}]" if len(targets) > 1 else "")
-                c, n, f = _count_target(spec, where, cfg, runner, ctx, budget if request.separate_targets else None)
-                tcounts.append(c)
-                tdocs.append(n)
-                tfeats.append(f)
-            if request.separate_targets:
-                model_counts = np.stack(tcounts)
-                props = (np.asarray(request.target_proportions, dtype=np.float64) if request.target_proportions
-                         else model_counts.sum(1).astype(np.float64))
-                props = props / props.sum()
-            else:
-                model_counts = np.sum(tcounts, axis=0)[None, :]
-                props = np.ones(1)
-
-            # -- 2. one read of the pool: features to scratch, ids/domains to a side file ----------
-            raw_fit = np.zeros(cfg.num_buckets, dtype=np.int64)
-            raw_all = np.zeros(cfg.num_buckets, dtype=np.int64)
-            totals_per_batch: list[np.ndarray] = []  # n-gram count per document (int32)
-            files: list[str] = []
-            side_path = scratch / "ids.parquet"
-            side_writer = None
-            domains: Counter = Counter()
-            used = 0
-            names = core.scratch_files(scratch)
-
-            def jobs():  # noqa: ANN202 - generator feeding the workers, writing ids as it goes
-                nonlocal side_writer
-                for b in read_batches(request.corpus, ("id", "text", "domain"), allowed_roots=ctx.data_roots,
-                                      stats=stats, batch_rows=_BATCH_ROWS):
-                    side = pa.table({"id": b.column("id"), "domain": b.column("domain")})
-                    if side_writer is None:
-                        side_writer = pq.ParquetWriter(side_path, side.schema)
-                    side_writer.write_table(side)
-                    for item in pc.value_counts(b.column("domain")).to_pylist():
-                        domains[item["values"]] += int(item["counts"])
-                    path = next(names)
-                    files.append(path)
-                    yield cfg, b.column("text").to_pylist(), path
-
-            with ctx.progress("dsir: featurize pool", unit="docs") as bar, _field("dsir.corpus"):
-                for ntok, c, _ in runner.map(core._worker_featurize, jobs()):
-                    raw_all += c
-                    totals = sum(np.maximum(ntok - m + 1, 0) for m in range(1, cfg.ngrams + 1))
-                    if budget is None or used <= budget:
-                        take = _cut_counts(totals, budget, used)
-                        if take == ntok.size:
-                            raw_fit += c
-                        else:
-                            mask = np.zeros(ntok.size, dtype=bool)
-                            mask[:take] = True
-                            raw_fit += core._worker_counts(files[len(totals_per_batch)], cfg.ngrams,
-                                                           cfg.num_buckets, mask)
-                        used += int(totals[:take].sum())
-                    totals_per_batch.append(totals.astype(np.int32))
-                    bar.update(int(ntok.size))
-            if side_writer is not None:
-                side_writer.close()
-            sizes = [t.size for t in totals_per_batch]
-            n_pool = sum(sizes)
-
-            # -- 3. models and log weights ----------------------------------------------------------
-            sample = tfeats if request.separate_targets else [core.BatchFeatures.concat(tfeats).head(_PRIOR_DOCS)]
-            model: DSIRModel = fit_model(raw_fit, model_counts, prior=request.target_prior,
-                                         laplace=request.target_laplace_smoothing, target_docs=sample)
-            totals_all = np.concatenate(totals_per_batch)
-            del totals_per_batch
-            lengths = core.example_lengths(totals_all, cfg.ngrams)
-            T = model.log_diff.shape[0]
-            log_w = np.empty((n_pool, T), dtype=out_dtype)
-            pos = 0
-            with ctx.progress("dsir: weights", total=n_pool, unit="docs") as bar:
-                for w in runner.map(core._worker_dot, ((f, cfg.ngrams, model.log_diff) for f in files)):
-                    log_w[pos : pos + w.shape[0]] = w
-                    pos += w.shape[0]
-                    bar.update(w.shape[0])
-            rank_w = log_w
-            if request.length_normalize:
-                rank_w = (log_w / np.maximum(totals_all, 1)[:, None]).astype(out_dtype)
-
-            # -- 4. resample ------------------------------------------------------------------------
-            eligible = lengths >= request.min_example_length
-            n_elig = int(eligible.sum())
+        with Pool(ctx.workers()) as pool:
+            tgt = target_models(request, targets, cfg, pool, ctx, budget)  # 1
+            raw = read_pool(request, cfg, pool, ctx, scratch, budget, stats)  # 2
+            sample = tgt.sample if request.separate_targets else [core.BatchFeatures.concat(tgt.sample).head(_PRIOR_DOCS)]
+            model = fit_model(raw.raw_fit, tgt.model_counts, prior=request.target_prior,
+                              laplace=request.target_laplace_smoothing, target_docs=sample)
+            log_w = log_weights(model, raw, cfg, pool, ctx, out_dtype)  # 3
+            rule = core.length_rule(log_w, raw.totals, sample, cfg.ngrams, min_example_length=request.min_example_length,
+                                    length_model=request.length_model == "on" or (
+                                        request.length_model == "auto" and request.target_prior != "none"))
+            log_w = rule.log_w
+            rank_w = (log_w / np.maximum(raw.totals, 1)[:, None]).astype(out_dtype) if request.length_normalize \
+                else log_w
+            lengths, eligible = rule.lengths, rule.eligible
+            n_pool, n_elig = raw.n, int(eligible.sum())
             if request.k > n_elig:
                 raise field_error(
                     "dsir", "k",
                     f"at most the {n_elig} eligible documents (of {n_pool}; min_example_length="
-                    f"{request.min_example_length} words excludes {n_pool - n_elig}; lower it to admit more)",
+                    f"{rule.floor} words excludes {n_pool - n_elig}; lower it to admit more)",
                     request.k,
                 )
-            if request.hash == "sha256":  # parity mode: the reference's stream over rows in file order
-                picks, owner = gumbel_topk(rank_w, request.k, eligible=eligible, top_k=request.top_k,
-                                           proportions=props if T > 1 else None, seed=request.seed)
-            else:  # draw in id order, so the picks do not depend on how the pool's rows are ordered
-                by_id = np.asarray(pc.sort_indices(pq.read_table(side_path, columns=["id"]).column("id")),
-                                   dtype=np.int64)
-                p_id, owner = gumbel_topk(rank_w[by_id], request.k, eligible=eligible[by_id], top_k=request.top_k,
-                                          proportions=props if T > 1 else None, seed=request.seed)
-                picks = by_id[p_id]
-                del by_id, p_id
-            del totals_all
-            by_row = np.argsort(picks, kind="stable")  # pick ranks in row order
-            picks_sorted = picks[by_row]
-
-            # -- 5. scores artifact, picked ids/domains, picked features ----------------------------
-            if T == 1:
-                mix = log_w[:, 0]
-                cols = ["dsir_log_weight"]
-            else:
-                lp = np.log(np.maximum(props, 1e-300))
-                mix = np.logaddexp.reduce(log_w.astype(np.float64) + lp[None, :], axis=1).astype(out_dtype)
-                cols = ["dsir_log_weight"] + [f"dsir_log_weight_t{t}" for t in range(T)]
-            sel_ids = np.empty(picks.size, dtype=object)
-            sel_dom = np.empty(picks.size, dtype=object)
-            sel_counts = np.zeros(cfg.num_buckets, dtype=np.int64)
-            has_domain = any(d != NO_DOMAIN for d in domains)
-            metrics_scores = {"columns": cols, "hash": request.hash, "ngrams": cfg.ngrams,
-                              "num_buckets": cfg.num_buckets, "target_prior": model.prior}
-            with ctx.artifact("scores", "dsir", metrics=metrics_scores,
-                              rows=RowCounts(rows_in=n_pool, rows_out=n_pool)) as w:
-                writer = None
-                pos = 0
-                pf = pq.ParquetFile(side_path)
-                batch_iter = pf.iter_batches(batch_size=_BATCH_ROWS)
-                buf = pa.table({"id": pa.array([], pa.string()), "domain": pa.array([], pa.string())})
-                for f, n in zip(files, sizes, strict=True):
-                    while buf.num_rows < n:
-                        buf = pa.concat_tables([buf, pa.Table.from_batches([next(batch_iter)])])
-                    side, buf = buf.slice(0, n), buf.slice(n)
-                    sl = slice(pos, pos + n)
-                    data = {"id": side.column("id"), "dsir_log_weight": pa.array(mix[sl])}
-                    if T > 1:
-                        for t in range(T):
-                            data[f"dsir_log_weight_t{t}"] = pa.array(log_w[sl, t])
-                    data["dsir_length"] = pa.array(lengths[sl])
-                    data["dsir_eligible"] = pa.array(eligible[sl])
-                    tbl = pa.table(data)
-                    if writer is None:
-                        writer = pq.ParquetWriter(w.path("data.parquet"), tbl.schema, compression="zstd")
-                    writer.write_table(tbl)
-                    lo, hi = np.searchsorted(picks_sorted, [pos, pos + n])
-                    local = picks_sorted[lo:hi] - pos
-                    if local.size:
-                        order = by_row[lo:hi]
-                        sel_ids[order] = np.asarray(side.column("id").take(local).to_pylist(), dtype=object)
-                        sel_dom[order] = np.asarray(side.column("domain").take(local).to_pylist(), dtype=object)
-                        mask = np.zeros(n, dtype=bool)
-                        mask[local] = True
-                        sel_counts += core._worker_counts(f, cfg.ngrams, cfg.num_buckets, mask)
-                    pos += n
-                if writer is not None:
-                    writer.close()
-            scores_id = w.id
+            picks, owner = resample(request, rank_w, eligible, tgt.props, raw.side_path)  # 4
+            scores_id, cols, picked = write_scores(ctx, request, raw, cfg, model, log_w, tgt.props, lengths,
+                                                   eligible, picks, out_dtype)  # 5
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    # -- 6. selection artifact, metrics, summary ------------------------------------------------
-    klred = kl_reduction(sel_counts, raw_all, np.stack(tcounts))
-    kl_tr = float(np.mean([kl_divergence(t, raw_all) for t in tcounts]))
-    dom_list = [None if d is None else str(d) for d in sel_dom] if has_domain else None
-    table = selection_table(list(sel_ids), weight=np.ones(picks.size), score=rank_w[picks, owner].astype(np.float64),
-                            domain=dom_list)
+    # -- the selection, its evidence and the summary ----------------------------------------------
+    T = log_w.shape[1]
+    props = tgt.props
+    klred = kl_reduction(picked.counts, raw.raw_all, np.stack(tgt.counts))
+    kl_tr = float(np.mean([kl_divergence(t, raw.raw_all) for t in tgt.counts]))
+    has_domain = any(d != NO_DOMAIN for d in raw.domains)
+    dom_list = [str(d) for d in picked.domains] if has_domain else None
+    table = selection_table(list(picked.ids), weight=np.ones(picks.size),
+                            score=rank_w[picks, owner].astype(np.float64), domain=dom_list)
     if T > 1:
         table = table.append_column("target", pa.array(owner.astype(np.int32)))
-    counts = dict(Counter("(none)" if d is None else d for d in dom_list).most_common()) if dom_list else {}
     skipped = dict(stats.skipped)
     if n_pool - n_elig:
         skipped["dsir_too_short"] = n_pool - n_elig
     rows = RowCounts(rows_in=n_pool + sum(stats.skipped.values()), rows_out=int(picks.size), skipped=skipped)
-    per_target = [int((owner == t).sum()) for t in range(T)]
     metrics = {
         "kl_reduction": klred,
         "kl_target_raw": kl_tr,
-        "domain_counts": counts,
-        "pool_domain_share": {("(none)" if d is None else d): c / n_pool for d, c in domains.items()}
-        if has_domain else {},
         "eligible": n_elig,
         "target_prior": model.prior,
         "target_proportions": props.tolist(),
-        "picks_per_target": per_target,
-        "raw_fit_ngrams": int(raw_fit.sum()),
+        "picks_per_target": [int((owner == t).sum()) for t in range(T)],
+        "raw_fit_ngrams": int(raw.raw_fit.sum()),
         "scores": scores_id,
     }
-    sel_id = write_selection(ctx, table, request.corpus, metrics=metrics, rows=rows)
+    pool_cut, top_cut, cut_txt = rule.describe(request.k, rank_w)
+    metrics.update(min_example_length=rule.floor, length_model=rule.length_model, filtered_share=pool_cut,
+                   filtered_top_share=top_cut)
+    sel = record_selection(ctx, table, request.corpus, pool_domains=dict(raw.domains) if has_domain else None,
+                           metrics=metrics, rows=rows)
+    sel_id, counts = sel.id, sel.domain_counts
     prior_txt = ("reference 1e-8 floor" if model.prior[0] is None
                  else "Dirichlet prior " + "/".join(f"{a:.3g}" for a in model.prior))
     tgt_txt = f"{len(targets)} targets ({', '.join(f'{p:.0%}' for p in props)})" if T > 1 else \
-        f"target of {sum(tdocs)} docs"
+        f"target of {sum(tgt.docs)} docs"
     summary = (
-        f"DSIR selected {picks.size} of {n_pool} documents ({n_elig} with >= {request.min_example_length} words) "
+        f"DSIR selected {picks.size} of {n_pool} documents ({n_elig} with >= {rule.floor} words"
+        f"{', the target-derived floor' if rule.auto_floor else ''}{'; length-aware weights' if rule.length_model else ''}) "
         f"for a {tgt_txt}; {'top-k' if request.top_k else 'Gumbel top-k'}, {cfg.ngrams}-grams, "
         f"{cfg.num_buckets} buckets, {request.hash} hash, {prior_txt}, seed {request.seed}. "
         f"KL reduction {klred:.3f} nats (KL target||pool {kl_tr:.3f})."
         + (f" Domains: {format_domain_counts(counts)}." if counts else "")
+        + (f" {cut_txt}" if cut_txt else "")
         + f" Selection {sel_id}; scores {scores_id}."
     )
     return DSIRResult(
@@ -340,7 +453,11 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
         kl_reduction=klred,
         kl_target_raw=kl_tr,
         target_prior=model.prior,
-        target_docs=tdocs,
+        target_docs=tgt.docs,
         target_proportions=props.tolist(),
         score_columns=cols + ["dsir_length", "dsir_eligible"],
+        min_example_length=rule.floor,
+        length_model=rule.length_model,
+        filtered_share=pool_cut,
+        filtered_top_share=top_cut,
     )
