@@ -30,8 +30,7 @@ import itertools
 import math
 import os
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -477,50 +476,6 @@ def _worker_dot(path: str, ngrams: int, log_diff: np.ndarray) -> np.ndarray:
 
 def _worker_counts(path: str, ngrams: int, num_buckets: int, docs: np.ndarray | None) -> np.ndarray:
     return load_features(path, ngrams).counts(num_buckets, docs)
-
-
-class Runner:
-    """Runs per-batch functions in order, in-process (1 worker) or in a process pool.
-
-    At most ``2 * workers`` batches are in flight, so memory stays bounded by the batch size and
-    results come back in submission order whatever the number of workers.
-    """
-
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, int(workers))
-        self._pool = None
-
-    def __enter__(self) -> Runner:
-        if self.workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            # fork: starts in milliseconds and needs no `if __name__ == "__main__"` guard in scripts; the
-            # workers use only numpy, re and hashlib (texts arrive as plain lists of str).
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            from tools.engine import _die_with_parent  # a kill -9 of the tool takes its workers along
-
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
-                                             initializer=_die_with_parent, initargs=(os.getpid(),))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def map(self, fn: Callable[..., Any], arg_iter: Iterable[tuple]) -> Iterator[Any]:
-        if self._pool is None:
-            for args in arg_iter:
-                yield fn(*args)
-            return
-        pending: deque = deque()
-        for args in arg_iter:
-            pending.append(self._pool.submit(fn, *args))
-            if len(pending) >= 2 * self.workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def featurize_texts(texts: Sequence[str], config: FeatureConfig = FeatureConfig()) -> BatchFeatures:
