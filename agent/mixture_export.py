@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.proposals import MixtureProposal
 from policies.enforce import weight_problems
 from policies.schema import Policy
 from tools.contract import ToolContext
 from tools.errors import BadInput
+
+if TYPE_CHECKING:  # pragma: no cover - proposals imports this module (to export), never the other way round
+    from agent.proposals import MixtureProposal
 
 
 def _pool_index(prop: MixtureProposal, tctx: ToolContext) -> dict[str, list[tuple[str, int]]]:
