@@ -37,7 +37,7 @@ from tools.corpus import CorpusArg, CorpusSpec, ReadStats, read_batches
 from tools.embeddings import PoolVectors, normalize_rows, pool_vectors, text_vectors
 from tools.errors import BadInput
 from tools.refs import ArtifactOrPath
-from tools.selection import format_domain_counts, selection_table, write_selection
+from tools.selection import format_domain_counts, record_selection, selection_table
 
 # ------------------------------------------------------------------------------------- schema
 
@@ -284,7 +284,7 @@ def run(request: NeighborsRequest, ctx: ToolContext) -> NeighborsResult:
     }
     rows_c = RowCounts(rows_in=n + sum(pool.skipped.values()), rows_out=len(rows),
                        skipped={**dict(pool.stats.skipped), **pool.skipped})
-    sel_id = write_selection(ctx, table, request.corpus, metrics=metrics, rows=rows_c)
+    sel_id = record_selection(ctx, table, request.corpus, pool_domains=pool.domains, metrics=metrics, rows=rows_c).id
     top = [NeighborHit(id=i, score=round(float(s), 4), domain=d)
            for i, s, d in zip(hit_ids[:5], best[:5], hit_doms[:5], strict=True)]
     quoted = ", ".join(f"{h.id} [{h.domain}] {h.score:.3f}" for h in top)

@@ -39,7 +39,7 @@ from tools.contract import RowCounts, SelectionResult, ToolContext, ToolRequest,
 from tools.corpus import CorpusArg
 from tools.errors import field_error
 from tools.refs import ArtifactOrPath
-from tools.selection import selection_table, write_selection
+from tools.selection import record_selection, selection_table
 
 KeepRule = Literal["farthest_from_centroid", "closest_to_centroid", "longest", "first", "random"]
 Compare = Literal["kept", "earlier"]
@@ -360,11 +360,11 @@ def run(request: SemanticDedupRequest, ctx: ToolContext) -> SemanticDedupResult:
     }
     rows = RowCounts(rows_in=n + sum(pool.skipped.values()), rows_out=len(kept),
                      skipped={**dict(pool.stats.skipped), **pool.skipped, "semantic_duplicate": int(len(rem))})
-    sel_id = write_selection(ctx, sel, request.corpus, metrics=metrics, rows=rows)
+    rec = record_selection(ctx, sel, request.corpus, pool_domains=dict(total), metrics=metrics, rows=rows)
+    sel_id, counts = rec.id, rec.domain_counts
     with ctx.artifact("rejected", "rejected", metrics=metrics, rows=rows,
                       extra={"corpus": request.corpus.model_dump(mode="json")}) as w:
         w.table(rejected)
-    counts = dict(Counter(doms[kept].tolist()).most_common())
     worst = sorted(by_domain.items(), key=lambda t: -t[1])[:6]
     rates = ", ".join(f"{d} {r:.1%} ({gone.get(d, 0)}/{total[d]})" for d, r in worst)
     summary = (

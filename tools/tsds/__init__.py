@@ -24,7 +24,7 @@ from tools.corpus import count_rows
 from tools.embeddings import check_same_model, check_vectors, load_vectors, pool_vectors
 from tools.errors import field_error
 from tools.metrics import ot_distance
-from tools.selection import selection_table, write_selection
+from tools.selection import pool_shares, record_selection, selection_table
 from tools.tsds.core import (
     DEFAULTS,
     Density,
@@ -119,6 +119,7 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
             xq, xb, alpha=request.alpha, C=request.C, sigma=request.sigma, max_K=request.max_K,
             kde_K=request.kde_K, index=request.index, nprobe=request.nprobe, cap_by_pool=request.cap_by_pool,
             seed=request.seed, device=ctx.resolve_device(), progress=progress,
+            calibrate=request.calibrate, shrink=request.shrink, k=request.k,
         )
     p = out.probs
     support = int(np.count_nonzero(p))
@@ -130,21 +131,18 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     # evidence for the summary
     ot_sel, ot_rand, ot_pts = _ot_evidence(xq, xb, idx, counts, request)
     mass: Counter = Counter()
-    share: Counter = Counter()
     for dom, pi in zip(doms, p, strict=True):
-        share[dom] += 1
         mass[dom] += pi
-    pool_share = {d: c / n for d, c in share.most_common()}
+    pool_share = pool_shares(doms)
     domain_mass = {d: float(mass[d]) for d, _ in mass.most_common()}
     sel_doms = [doms[i] for i in idx]
-    dcounts: Counter = Counter()
-    for dom, c in zip(sel_doms, counts, strict=True):
-        dcounts[dom] += int(c)
     ess = effective_sample_size(p)
     used = out.neighbours_used
 
     metrics = {
-        "alpha": request.alpha, "C": request.C, "sigma": request.sigma, "K": out.K, "kde_K": out.kde_K,
+        "alpha": request.alpha, "C": out.C, "sigma": out.sigma, "shrink": out.shrink, "calibrate": request.calibrate,
+        "effective_neighbours": float(out.effective_neighbours.mean()), "calibration_steps": out.calibration_steps,
+        "K": out.K, "kde_K": out.kde_K,
         "level": out.level, "effective_sample_size": ess, "support": support, "distinct": len(idx),
         "neighbours_mean": float(used.mean()), "neighbours_max": int(used.max()),
         "truncated_queries": out.truncated, "union_size": out.union_size, "index_kind": out.index_kind,
@@ -159,7 +157,8 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     table = selection_table(
         [ids[i] for i in idx], weight=counts.astype(np.float64), score=p[idx], domain=sel_doms
     )
-    sel_id = write_selection(ctx, table, request.corpus, metrics=metrics, rows=rows)
+    sel = record_selection(ctx, table, request.corpus, pool_domains=doms, metrics=metrics, rows=rows)
+    sel_id = sel.id
 
     top = sorted(domain_mass, key=lambda d: -domain_mass[d])[:4]
     dom_txt = ", ".join(f"{d} {domain_mass[d]:.2f} (pool {pool_share[d]:.2f})" for d in top)
@@ -172,9 +171,11 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     )
     summary = (
         f"TSDS drew {request.k} from {n} docs for {m} targets "
-        f"({'with' if request.replace else 'without'} replacement; alpha {request.alpha:g}, C {request.C:g}, "
-        f"sigma {request.sigma:g}, K {out.K}): {len(idx)} distinct, support {support}, ESS {ess:.0f}. "
-        f"Neighbours per target mean {used.mean():.1f}, max {int(used.max())}"
+        f"({'with' if request.replace else 'without'} replacement; alpha {request.alpha:g}, "
+        f"{'calibrated' if request.calibrate == 'auto' else 'paper'} C {out.C:.3g}, sigma {out.sigma:.3g}, "
+        f"shrink {out.shrink:.2f}, K {out.K}): {len(idx)} distinct, support {support}, ESS {ess:.0f}. "
+        f"Mass per target spread over {out.effective_neighbours.mean():.1f} effective candidates (k/M "
+        f"{request.k / m:.1f}; neighbours used mean {used.mean():.1f}, max {int(used.max())})"
         + (f"; {out.truncated} targets hit K (more neighbours: max_K, cap_by_pool=false)" if out.truncated else "")
         + f".{ot_txt} Mass: {dom_txt}. Selection {sel_id}, scores {scores_id}."
     )
@@ -184,24 +185,9 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
         rows=rows,
         k=request.k,
         pool_size=n,
-        domain_counts=dict(dcounts.most_common()),
+        domain_counts=sel.domain_counts,
         target_size=m,
-        distinct=len(idx),
-        effective_sample_size=ess,
-        support=support,
-        level=out.level,
-        neighbours_mean=float(used.mean()),
-        neighbours_max=int(used.max()),
-        truncated_queries=out.truncated,
-        K=out.K,
-        kde_K=out.kde_K,
-        index_kind=out.index_kind,
-        domain_mass=domain_mass,
-        pool_domain_share=pool_share,
-        ot_distance=ot_sel,
-        ot_distance_random=ot_rand,
-        ot_points=ot_pts,
-        embedding_model=pool_label,
+        **{key: v for key, v in metrics.items() if key in TsdsResult.model_fields},  # one set of metrics
     )
 
 
