@@ -128,11 +128,18 @@ def _load_model(request: InfluenceRequest, device: str) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:  # pragma: no cover
         raise ResourceUnavailable(f"the influence tool needs transformers: {e}") from None
+    src, kw = request.model, {}
+    p = Path(os.path.expanduser(request.model))
+    if p.suffix.lower() == ".gguf" and p.is_file():  # a llama.cpp file: transformers dequantizes it
+        src, kw = str(p.parent), {"gguf_file": p.name}
     try:
-        tok = AutoTokenizer.from_pretrained(request.model, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(src, local_files_only=True, **kw)
         # eager attention: SDPA has no vmap batching rule (torch falls back to a per-row loop)
-        model = AutoModelForCausalLM.from_pretrained(request.model, local_files_only=True, dtype="float32",
-                                                     attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(src, local_files_only=True, dtype="float32",
+                                                     attn_implementation="eager", **kw)
+    except ImportError as e:
+        raise ResourceUnavailable(f"loading {request.model!r} needs a missing package: {e}", where=f"{_TOOL}.model",
+                                  hint="for .gguf files: pip install gguf") from None
     except (OSError, ValueError, KeyError) as e:
         raise ResourceUnavailable(
             f"model {request.model!r} cannot be loaded offline ({type(e).__name__}: {str(e)[:200]})",

@@ -19,7 +19,8 @@ class InfluenceRequest(ToolRequest):
         None, description="validation examples, each with a task label in `task_field` (one matrix column each)"
     )
     model: str | None = Field(
-        None, description="Hugging Face causal LM: a local folder or a hub name already in the local cache"
+        None, description="Hugging Face causal LM: a local folder, a hub name already in the local cache, or a "
+        "llama.cpp .gguf file (dequantized to float32; needs the gguf package)"
     )
     matrix: ArtifactOrPath | None = Field(
         None,
