@@ -44,7 +44,7 @@ class DSIRRequest(ToolRequest):
     target_prior: float | Literal["auto", "none"] = Field(
         "auto",
         description="Dirichlet prior strength (pseudo-counts) pulling the target model towards the raw "
-        "model: 'auto' = empirical Bayes (maximises the target's Polya evidence); 'none' = the "
+        "model: 'auto' = empirical Bayes (leave-one-document-out likelihood of the target); 'none' = the "
         "reference (only a 1e-8 floor, which lets n-grams unseen in a small target dominate)",
     )
     target_laplace_smoothing: float = Field(
@@ -110,5 +110,9 @@ SPEC = ToolSpec(
         "choose data matching the n-gram distribution of my task examples",
         "select training data like these GSM8K questions",
         "resample the crawl towards two targets, 70% code and 30% math",
+        "find 500 pool documents resembling these short instructions",
+        "DSIR selection for my QA questions, keep short documents eligible",
+        "n-gram importance weights of the pool for a code-prompt target",
+        "reproduce the reference DSIR package with sha256 hashing and a 100-word floor",
     ),
 )

@@ -134,5 +134,9 @@ SPEC = ToolSpec(
         "pick 5000 examples matching my task distribution but avoid near-duplicates",
         "run TSDS with alpha 0.9 to select data aligned with the target set",
         "choose documents close to my validation examples in embedding space",
+        "TSDS with the paper's constants C=5 and sigma 0.75",
+        "embedding-based selection of 300 distinct documents like my prompts",
+        "optimal-transport data selection towards a few hundred target questions",
+        "select diverse but on-task documents for these code examples",
     ),
 )
