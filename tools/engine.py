@@ -131,18 +131,22 @@ def _star(fn: Callable[..., Any], args: tuple) -> Any:
     return fn(*args)
 
 
-def _check_engine(ctx: Any) -> None:
+def _check_engine(ctx: Any) -> str:
     engine = getattr(ctx, "engine", "local")
-    if engine != "local":
+    if engine not in ("local", "ray"):
         raise ResourceUnavailable(
-            f"engine {engine!r} is not available yet", where="ToolContext.engine",
-            hint="use engine='local' (the Ray engine lands with its own issue)",
+            f"engine {engine!r} is not available", where="ToolContext.engine", hint="use engine='local' or 'ray'",
         )
+    return engine
 
 
 def map_items(fn: Callable[[Any], Any], items: Iterable[Any], ctx: Any, *, workers: int | None = None) -> Iterator[Any]:
     """``fn`` over any picklable items (e.g. shards of an earlier pass), in order, on the context's engine."""
-    _check_engine(ctx)
+    if _check_engine(ctx) == "ray":  # tools/engine_ray.py: Ray tasks, same order
+        from tools import engine_ray
+
+        yield from engine_ray.map_items(fn, items, ctx)
+        return
     with Pool(workers or ctx.workers()) as pool:
         yield from pool.map(fn, items)
 
@@ -167,7 +171,12 @@ def map_batches(
     across several passes (its workers keep their warm caches). Closing the iterator early stops the
     read and cancels queued batches.
     """
-    _check_engine(ctx)
+    if _check_engine(ctx) == "ray":  # tools/engine_ray.py: Ray CPU tasks, same batches' results, same order
+        from tools import engine_ray
+
+        yield from engine_ray.map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,
+                                          stats=stats, check_ids=check_ids)
+        return
     if pool is None:
         with Pool(workers or ctx.workers()) as own:
             yield from map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,

@@ -61,10 +61,12 @@ def test_progress_stats_and_early_close(corpus, ctx):
     assert len(full) == 7 and stats.rows >= 700
 
 
-def test_ray_engine_is_refused_clearly(corpus, tmp_path):
+def test_ray_engine_without_ray_says_how_to_install(corpus, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     ctx = ToolContext(workspace_dir=tmp_path / "ws", engine="ray", show_progress=False)
-    with pytest.raises(ResourceUnavailable, match="engine 'ray'"):
+    with pytest.raises(ResourceUnavailable, match="'ray' package") as e:
         list(map_batches(word_counts, corpus, ctx))
+    assert "curation-assistant[ray]" in (e.value.hint or "")
 
 
 def test_worker_errors_reach_the_caller(corpus, ctx):
