@@ -23,9 +23,10 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e ".[dev]" "$(TORCH)"
 	touch $@
 
-# llama-cpp-python compiles from source (~6 min on 2 cores; the wheel is cached afterwards)
+# llama-cpp-python compiles from source (~6 min on 2 cores; the wheel is cached afterwards);
+# ray[data] is for the slow engine="ray" tests (tests/tools/test_engine_ray.py)
 $(LLM_STAMP): $(DEV_STAMP)
-	$(BIN)/pip install -q -e ".[dev,local-llm]" "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev,local-llm,ray]" "$(TORCH)"
 	touch $@
 
 install: $(STAMP)
