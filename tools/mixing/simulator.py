@@ -79,7 +79,12 @@ class SkillSimulator:
 
     feedback_names = ["source", "target"]
 
-    def __init__(self, dynamics: Dynamics, domains: list[str] | None = None):
+    def __init__(self, dynamics: Dynamics, domains: list[str] | None = None, *, jitter: float = 0.0):
+        """``jitter`` > 0: every reset draws the rates a, b, c from [1 - jitter, 1 + jitter] times the
+        given ones (a family of target models, so an agent trained on it must read the dynamics from
+        the feedback instead of memorising one schedule)."""
+        self.base = dynamics
+        self.jitter = jitter
         self.dyn = dynamics
         self.domains = list(domains or [f"d{i}" for i in range(dynamics.dim)])
         if len(self.domains) != dynamics.dim:
@@ -92,6 +97,9 @@ class SkillSimulator:
 
     def reset(self, seed: int) -> np.ndarray:
         self._rng = np.random.default_rng(seed)
+        if self.jitter > 0:
+            f = self._rng.uniform(1 - self.jitter, 1 + self.jitter, 3)
+            self.dyn = self.base.perturbed(*f)
         self.s = np.asarray(self.dyn.s0, dtype=np.float64)
         return self._observe()
 

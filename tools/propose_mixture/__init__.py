@@ -234,8 +234,12 @@ def _agent(request: ProposeMixtureRequest, ctx: ToolContext, doms: list[str], sh
         tokens = max(budget // S, 1)
         dyn = Dynamics.two_field(tokens_per_step=max(tokens * S // 40, 1))
         make = lambda: SkillSimulator(dyn, ["source", "target"])  # noqa: E731
+        # trajectories from a family of target models (+/-20% rates): the agent reads the dynamics
+        # from the feedback instead of memorising one schedule
+        make_data = lambda: SkillSimulator(dyn, ["source", "target"], jitter=0.2)  # noqa: E731
     else:
         make = lambda: FieldEnv(_proxy_env(request, ctx, texts, doms, source, target), source, target, within)  # noqa: E731
+        make_data = make
         tokens = request.proxy_tokens
     if request.agent:
         art = resolve_input(request.agent, ctx, field=f"{T}.agent")
@@ -252,7 +256,7 @@ def _agent(request: ProposeMixtureRequest, ctx: ToolContext, doms: list[str], sh
         store = TrajectoryStore(ctx.workspace.cache_dir("mixing-trajectories") / key)
         with ctx.progress("propose_mixture: trajectories", total=request.n_trajectories, unit="runs") as bar:
             bar.update(len(store.indices()))
-            trajs = collect_trajectories(make, request.n_trajectories, S, "mixed", seed=request.seed, tokens=tokens,
+            trajs = collect_trajectories(make_data, request.n_trajectories, S, "mixed", seed=request.seed, tokens=tokens,
                                          store=store, actions=acts, on_done=lambda i: bar.update(1))
         policy = train_cql(trajs, acts, steps=request.agent_steps, seed=request.seed, history=min(4, S))
         traj_id = _write_trajectories(ctx, trajs)
