@@ -100,3 +100,36 @@ def test_proxy_run_tables_bad_input(tmp_path):
     one.to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(KeyError, match="at least two mixture columns"):
         regmix.read_runs(tmp_path / "one.csv")
+
+
+def test_doremi_update_by_hand_and_the_average():
+    from tools.mixing import doremi
+
+    a = np.array([0.5, 0.3, 0.2])
+    ex = np.array([0.2, -0.1, 0.6])
+    logits = np.log(a) + 1.0 * np.maximum(ex, 0)
+    want = np.exp(logits) / np.exp(logits).sum()
+    want = (1 - 1e-3) * want + 1e-3 / 3
+    assert np.allclose(doremi.update(a, ex), want)
+    # a proxy whose excess on a domain shrinks as it gets more weight: the average moves to the hard domain
+    ref = np.array([1.0, 1.0, 1.0])
+    hard = np.array([0.05, 0.05, 0.5])
+    avg, hist, exs = doremi.doremi_weights(ref, lambda al: ref + hard / (1 + 5 * al), rounds=20, init=np.ones(3))
+    assert len(hist) == 20 and np.isclose(avg.sum(), 1)
+    assert avg.argmax() == 2 and avg[2] > 0.5
+    assert np.allclose(avg, np.mean(hist, axis=0) / np.mean(hist, axis=0).sum())
+
+
+def test_proxy_stream_holds_the_weighted_bytes():
+    from tools.mixing.proxy_env import ProxyLMEnv
+    from tools.proxy_lm import ProxyConfig
+
+    texts = {"a": ["alpha " * 50] * 10, "b": ["beta " * 40] * 10, "c": ["gamma " * 30] * 10}
+    env = ProxyLMEnv(texts, source=["a", "b"], target=["c"], config=ProxyConfig(kind="bigram"), seed=0)
+    env.reset(0)
+    data = env.sample_stream(np.array([0.5, 0.3, 0.2]), 10_000)
+    raw = bytes(data.astype(np.uint8)).decode("utf-8", errors="ignore")
+    n = {k: raw.count(w) * len(w) for k, w in (("a", "alpha "), ("b", "beta "), ("c", "gamma "))}
+    assert abs(data.size - 10_000) <= 3
+    for k, share in (("a", 0.5), ("b", 0.3), ("c", 0.2)):
+        assert abs(n[k] - share * 10_000) <= 3 * 6 + 12, (k, n)  # whole words, cut at document ends
