@@ -51,8 +51,8 @@ class InfluenceRequest(ToolRequest):
         None, description="modules to adapt; default: the model's q/k/v/o attention projections"
     )
     proj_dim: int = Field(8192, ge=8, le=65536, description="random projection dimension (LESS: 8192)")
-    proj_seed: int = Field(0, description="seed of the Rademacher projection (LESS: 0)")
-    seed: int = Field(3, description="seed of the warm-up subset and its shuffles (LESS data_seed: 3)")
+    proj_seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the Rademacher projection (LESS: 0)")
+    seed: int = Field(3, ge=0, le=2**32 - 1, description="seed of the warm-up subset and its shuffles (LESS data_seed: 3)")
     block_rows: int = Field(256, ge=1, description="rows per resumable feature block kept on disk")
     batched: bool = Field(True, description="per-example gradients with vmap (False: one backward per example)")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
