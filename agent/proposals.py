@@ -251,6 +251,10 @@ def mixture_fields(tctx: ToolContext, art_id: str | None) -> dict[str, Any]:
         "corpus": (art.manifest.get("request") or {}).get("corpus"),
         "seed": doc.get("seed", 0),
         "corrections": list(doc.get("corrections", [])),
+        # documents the export will write: each stage's tokens over the domain's mean document size
+        "n_docs": int(round(sum(
+            n / max(doc["pool"]["tokens"].get(d, 0) / max(doc["pool"]["docs"].get(d, 1), 1), 1e-9)
+            for st in doc.get("stages", []) for d, n in st["tokens"].items() if n > 0))) if doc.get("pool") else 0,
     }
 
 
@@ -429,6 +433,8 @@ def decide(
         except PolicyDenied as e:
             rec = store.save({**rec, "problems": [e.message], "note": note or rec.get("note", "")})
             return {**rec, "outcome": "blocked", "reason": e.render()}
+        if rec.get("kind") == "mixture":
+            rec = {**rec, "n_docs": manifest["rows"]}
         rec = store.save({**rec, "status": "exported", "note": note or rec.get("note", ""), "problems": [],
                           "export": {"path": manifest["data"], "manifest": str(tctx.workspace.root / "exports" / pid / "manifest.json"),
                                      "rows": manifest["rows"], "format": manifest["format"]},

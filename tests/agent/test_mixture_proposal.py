@@ -48,6 +48,7 @@ def test_propose_review_approve_exports_stages(setup):
     assert prop["kind"] == "mixture" and prop["status"] == "pending"
     assert len(prop["stages"]) == 3 and prop["method"] == "temperature"
     assert set(prop["pool_share"]) == {"web", "code", "math"}
+    assert prop["n_docs"] > 0  # an estimate of the documents the export will write
 
     r = runner.invoke(app, ["review", "list", "--json"])
     listed = json.loads(r.output)
@@ -83,6 +84,7 @@ def test_propose_review_approve_exports_stages(setup):
             seen_first = {r["id"] for r in rows}
     manifest = json.loads(Path(rec["export"]["manifest"]).read_text())
     assert manifest["kind"] == "mixture" and manifest["rows"] > 0 and manifest["stages"][0]["data"] == "stage-01.jsonl"
+    assert rec["n_docs"] == manifest["rows"] and abs(manifest["rows"] - prop["n_docs"]) <= 0.2 * manifest["rows"] + 3
     assert seen_first
     again = json.loads(runner.invoke(app, ["review", "show", second["id"]]).output)
     assert again["status"] == "pending"  # the other proposal is untouched
