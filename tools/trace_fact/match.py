@@ -141,7 +141,7 @@ def words(text: str) -> list[str]:
     return [stem(fold(m.group())) for m in _TOKEN.finditer(text or "")]
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=200_000)  # candidate documents recur across facts
 def word_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     toks, spans = [], []
     for m in _TOKEN.finditer(text or ""):
