@@ -115,6 +115,8 @@ def tool_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute even if cached")] = False,
     policy: Annotated[str | None, typer.Option("--policy", envvar="CURATE_POLICY",
                                                help="read only inside this policy's data roots")] = None,
+    engine: Annotated[str, typer.Option("--engine", envvar="CURATE_ENGINE",
+                                        help="local (process pool) or ray (RAY_ADDRESS, else a local Ray)")] = "local",
 ) -> None:
     """Run one registered tool and print its result."""
     from tools.contract import ToolContext
@@ -130,7 +132,10 @@ def tool_cmd(
                 roots = load_policy(policy).resolved_roots()
             except PolicyError as e:
                 raise BadInput(str(e), where="--policy") from None
-        ctx = ToolContext(show_progress=sys.stderr.isatty(), use_cache=not no_cache, data_roots=roots)
+        if engine not in ("local", "ray"):
+            raise BadInput(f"must be local or ray; got {engine!r}", where="--engine")
+        ctx = ToolContext(show_progress=sys.stderr.isatty(), use_cache=not no_cache, data_roots=roots,
+                          engine=engine)
         result = invoke(name, _parse_args(args), ctx)
         payload = result_payload(result, ctx.workspace)
     except Exception as e:  # noqa: BLE001 - typed errors become exit codes, others re-raise

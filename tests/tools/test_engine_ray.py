@@ -179,3 +179,31 @@ def test_killed_worker_is_retried_and_the_result_is_complete(local_ray, shards, 
     assert calls > batches  # the killed worker's task ran again
     assert got == expected  # retried by Ray: nothing lost, nothing doubled, same order
     assert Counter(i for i, _ in got) == Counter(i for i, _ in expected)
+
+
+def test_cli_engine_ray_gives_the_local_artifact(shards, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    folder, _ = shards
+    args = json.dumps({"corpus": str(folder)})
+
+    def curate(*extra, home):
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        return subprocess.run([sys.executable, "-m", "agent.cli", "tool", "quality_signals", "--args", args, "--json",
+                               *extra], env={**env, "CURATE_HOME": str(tmp_path / home)}, cwd=tmp_path,
+                              capture_output=True, text=True, check=False)
+
+    outs = {}
+    for engine in ("local", "ray"):
+        r = curate("--engine", engine, home=engine)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs[engine] = json.loads(r.stdout)
+    tables = {e: pq.read_table(next(Path(o["artifacts"]["scores"]).glob("*.parquet"))) for e, o in outs.items()}
+    assert tables["ray"].num_rows == tables["local"].num_rows > 400
+    assert tables["ray"].equals(tables["local"])
+    bad = curate("--engine", "spark", home="bad")
+    assert bad.returncode == 2 and "--engine" in bad.stderr and "spark" in bad.stderr
