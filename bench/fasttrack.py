@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/fasttrack-cache"))
     ap.add_argument("--relations", nargs="*", default=None)
+    ap.add_argument("--ablations", action="store_true",
+                    help="also: no partial names, relation word required, arguments extracted, keywords only")
     ap.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"],
                     help="embedding backend (onnx-int8: ~2.5x faster on CPU, cosine ~0.99 to fp32)")
     args = ap.parse_args()
@@ -145,10 +147,11 @@ def main() -> None:
         return out
 
     ours("fasttrack (offline verifier)", F, tc.OfflineVerifier())
-    ours("fasttrack (offline, no partial names)", F, tc.OfflineVerifier(partial_names=False))
-    ours("fasttrack (offline, relation word required)", F, tc.OfflineVerifier(require_relation=True))
-    ours("fasttrack (offline, arguments extracted)", Fx, tc.OfflineVerifier())
-    ours("fasttrack (offline, keywords only)", F, tc.OfflineVerifier(), centroid_top=0)
+    if args.ablations:
+        ours("fasttrack (offline, no partial names)", F, tc.OfflineVerifier(partial_names=False))
+        ours("fasttrack (offline, relation word required)", F, tc.OfflineVerifier(require_relation=True))
+        ours("fasttrack (offline, arguments extracted)", Fx, tc.OfflineVerifier())
+        ours("fasttrack (offline, keywords only)", F, tc.OfflineVerifier(), centroid_top=0)
 
     class Oracle(tc.Verifier):
         name = "gold"
