@@ -18,7 +18,8 @@ caller as itself (a :class:`BadInput` stays a BadInput).
 
 ``RAY_ADDRESS`` connects to a running cluster (``ray start --head``; the workers need this package
 installed); without it a small local Ray (``num_cpus=2``, no dashboard, worker logs off) is
-started once per process and reused.
+started once per process and reused. Shard reading needs the corpus at the same path on every node
+(a shared filesystem); ``CURATE_RAY_READ=driver`` reads on the driver instead (``shards``/``auto``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tools.corpus import DEFAULT_BATCH_ROWS, ReadStats, as_corpus, count_rows, read_batches, resolve_files
-from tools.errors import BadInput, missing_extra
+from tools.errors import BadInput, ResourceUnavailable, missing_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -148,12 +149,13 @@ def map_batches(
     ships batches) or ``"auto"`` (shards when the corpus has several files).
     """
     ray = ensure_ray()
+    read = os.environ.get("CURATE_RAY_READ", read) if read == "auto" else read
     spec = as_corpus(corpus)
     roots = getattr(ctx, "data_roots", None)
     files = resolve_files(spec, roots)  # the data-root check happens here, before anything is sent
     mode = read if read != "auto" else ("shards" if len(files) > 1 else "driver")
     if mode not in ("shards", "driver"):
-        raise ValueError(f"read must be 'auto', 'shards' or 'driver', not {read!r}")
+        raise ResourceUnavailable(f"must be auto, shards or driver; got {read!r}", where="CURATE_RAY_READ")
     stats = stats if stats is not None else ReadStats()
     results = (_by_shards if mode == "shards" else _by_driver)(
         ray, fn, spec, files, columns, batch_rows, stats, check_ids, roots)

@@ -91,6 +91,18 @@ def test_same_documents_ids_and_stats_as_local(local_ray, shards, tmp_path, read
     assert set(ray_stats.duplicate_examples) <= {"s0-000"}  # the local reader may not name a cross-block one
 
 
+def test_read_mode_from_the_environment(local_ray, shards, tmp_path, monkeypatch):
+    from tools.errors import ResourceUnavailable
+
+    folder, _ = shards
+    local = _flat(map_batches(ids_and_lengths, str(folder), _ctx(tmp_path, "l", "local"), batch_rows=50))
+    monkeypatch.setenv("CURATE_RAY_READ", "driver")
+    assert _flat(map_batches(ids_and_lengths, str(folder), _ctx(tmp_path, "r", "ray"), batch_rows=50)) == local
+    monkeypatch.setenv("CURATE_RAY_READ", "everywhere")
+    with pytest.raises(ResourceUnavailable, match="CURATE_RAY_READ"):
+        list(map_batches(ids_and_lengths, str(folder), _ctx(tmp_path, "r", "ray")))
+
+
 def test_dsir_on_ray_equals_local(local_ray, shards, tmp_path, monkeypatch):
     import tools.dsir as dsir
 
