@@ -17,8 +17,9 @@ Metrics per (case, method):
   lower = closer);
 - ``div``: mean pairwise cosine distance of the distinct selected documents' embeddings, and
   ``nsrc``: distinct sources among them (higher = more diverse);
-- ``n``: distinct documents in the selection table (TSDS draws k times with replacement, so it
-  may hand back fewer than k distinct documents; every metric is over the table's rows);
+- ``n``: distinct documents in the selection table (TSDS draws k distinct documents by default; with
+  ``replace=true`` it draws k times with replacement and may hand back fewer; every metric is over
+  the table's rows);
 - ``s``: wall seconds of the method (the pool's embeddings are computed once, outside the methods,
   and shared by TSDS and cosine; the reference featurizes the pool again on every case).
 
