@@ -36,7 +36,7 @@ from tools.errors import BadInput, ResourceUnavailable, missing_extra
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["MAX_RETRIES", "ensure_ray", "map_batches", "map_items"]
+__all__ = ["MAX_RETRIES", "check_reachable", "ensure_ray", "map_batches", "map_items"]
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker died (not one whose function raised)."""
@@ -54,10 +54,28 @@ def ensure_ray() -> Any:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS")
             if address:
+                check_reachable(address)
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``RAY_ADDRESS`` nobody listens on (``ray.init`` would wait minutes for it)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if target in ("auto", "local") or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise ResourceUnavailable(
+            f"no Ray cluster answers at {address} ({type(e).__name__})", where="RAY_ADDRESS",
+            hint="start one with `ray start --head`, or unset RAY_ADDRESS for a local Ray",
+        ) from None
 
 
 def _in_flight(ray: Any) -> int:

@@ -103,6 +103,24 @@ def test_read_mode_from_the_environment(local_ray, shards, tmp_path, monkeypatch
         list(map_batches(ids_and_lengths, str(folder), _ctx(tmp_path, "r", "ray")))
 
 
+def test_unreachable_ray_address_fails_fast():
+    import socket
+
+    from tools.engine_ray import check_reachable
+    from tools.errors import ResourceUnavailable
+
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ResourceUnavailable, match="RAY_ADDRESS") as e:
+        check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+    assert "ray start --head" in e.value.hint
+    with socket.socket() as live:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        check_reachable(f"ray://127.0.0.1:{live.getsockname()[1]}")  # answers: no error
+
+
 def test_dsir_on_ray_equals_local(local_ray, shards, tmp_path, monkeypatch):
     import tools.dsir as dsir
 
@@ -163,7 +181,9 @@ def slow_ids(pid_dir, batch):
     return ids_and_lengths(batch)
 
 
-def test_killed_worker_is_retried_and_the_result_is_complete(local_ray, shards, tmp_path):
+@pytest.mark.parametrize("read", ["shards", "driver"])
+def test_killed_worker_is_retried_and_the_result_is_complete(local_ray, shards, tmp_path, monkeypatch, read):
+    monkeypatch.setenv("CURATE_RAY_READ", read)
     folder, _ = shards
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
