@@ -58,6 +58,7 @@ def arg_aliases() -> dict[str, list[str]]:
 
 _NEGATED = re.compile(r"(?:instead\s+of|rather\s+than|than|not|no|without|unlike|compared\s+(?:to|with)|"
                       r"vs\.?|versus|last\s+time)\W+(?:\w+\W+){0,2}$", re.I)
+_CITED = re.compile(r"\s+(?:paper|authors|article)\b", re.I)
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -85,8 +86,9 @@ class Cue:
 
     def find(self, text: str, tokens: list[str]) -> bool:
         found = list(self.pattern.finditer(text))
-        if found:
-            return any(not _NEGATED.search(text[max(0, m.start() - 30): m.start()]) for m in found)
+        if found:  # "instead of dsir", "the Meta-rater paper" do not ask for the method
+            return any(not _NEGATED.search(text[max(0, m.start() - 30): m.start()])
+                       and not _CITED.match(text[m.end(): m.end() + 12]) for m in found)
         if self.exact or not any(len(w) >= 5 for w in self.words):
             return False
         n = len(self.words)

@@ -155,6 +155,25 @@ def validate_steps(
     return steps, errors
 
 
+def chaining_text(specs: list[ToolSpec]) -> str:
+    """The chaining rules with every registered tool's consumes -> produces."""
+    flows = "\n".join(f"  {s.name}: {', '.join(s.consumes) or '-'} -> {', '.join(s.produces) or '-'}" for s in specs
+                      if s.consumes or s.produces)
+    return prompts.CHAINING_RULES.format(flows=flows or "  (none declared)")
+
+
+def examples_text(specs: list[ToolSpec]) -> str:
+    """The worked examples whose tools are all registered."""
+    names = {s.name for s in specs}
+    rows = [f"- {req} -> {steps}" for req, steps in prompts.PLAN_EXAMPLES
+            if all(n in names for n in _tool_names(steps))]
+    return (prompts.EXAMPLES_HEADER + "\n" + "\n".join(rows) + "\n") if rows else ""
+
+
+def _tool_names(steps_json: str) -> list[str]:
+    return [st["tool"] for st in json.loads(steps_json)]
+
+
 def plan_with_llm(
     model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True,
     max_tokens: int = 300, strict: bool = True,
@@ -169,6 +188,8 @@ def plan_with_llm(
         SystemMessage(
             prompts.JSON_PLAN_PROMPT.format(
                 tools="\n".join(f"- {signature(s)}" for s in specs),
+                chaining=chaining_text(specs),
+                examples=examples_text(specs),
                 corpus=inputs.get("corpus") or "(not given)",
                 target=inputs.get("target") or "(not given)",
                 request=request,

@@ -12,14 +12,46 @@ Rules:
 - A selection or mixture you produce becomes a proposal that a person reviews; never claim it was exported.
 - When the request is done, answer in two or three sentences with the key numbers and artifact ids.
 
+{chaining}
+{examples}
 Corpus (pool): {corpus}
 Target set: {target}
 Artifacts of this thread: {artifacts}
 Active policy: {policy}"""
 
+CHAINING_RULES = """Chaining:
+- A tool that consumes an artifact kind needs it first. If "Artifacts of this thread" has that kind, pass
+  its id (never recompute it); else call the tool that produces it first and pass "$<kind>" (e.g.
+  "$index") as the argument: it is replaced by the new artifact's id when the step runs.
+- What each tool consumes -> produces:
+{flows}
+- If a required argument is not in the request or the thread (no target for a target-based selector,
+  no count, no facts), or two tools fit equally well, do not guess: answer with one short question
+  that names the choices.
+- If the request is not about curating training data, answer in one sentence and call no tool."""
+
+PLAN_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("select 2000 documents like data/target.jsonl",
+     '[{"tool": "dsir", "args": {"corpus": "<pool>", "target": "data/target.jsonl", "k": 2000}}]'),
+    ("which documents say that water boils at 100 C?",
+     '[{"tool": "fact_index", "args": {"corpus": "<pool>"}}, '
+     '{"tool": "trace_fact", "args": {"queries": ["water boils at 100 C"], "index": "$index"}}]'),
+    ("profile the pool, then remove near-duplicates at 0.9",
+     '[{"tool": "profile", "args": {"corpus": "<pool>"}}, '
+     '{"tool": "semantic_dedup", "args": {"corpus": "<pool>", "threshold": 0.9}}]'),
+    ("keep the best 20% by a learned combination of quality scores",
+     '[{"tool": "quality_signals", "args": {"corpus": "<pool>"}}, '
+     '{"tool": "meta_rater", "args": {"corpus": "<pool>", "scores": "$scores", "fraction": 0.2}}]'),
+)
+"""Worked examples for the LLM planners: (request, steps); shown only when every tool they use is registered."""
+EXAMPLES_HEADER = "Examples (request -> steps):"
+
 JSON_PLAN_PROMPT = """You plan data-curation requests. Call submit_plan with the list of tool calls (in order)
 that answers the request. Use only these tools:
 {tools}
+
+{chaining}
+{examples}
 
 Corpus (pool): {corpus}
 Target set: {target}

@@ -93,6 +93,13 @@ def split_clauses(request: str) -> list[str]:
     return [c.strip(" ,.") for c in _SEQ.split(request) if c and c.strip(" ,.")]
 
 
+def _mask_quote(m: re.Match[str]) -> str:
+    """A quoted statement or query is masked; a quoted title ('BIDS: Balanced Influence-based ...') is kept."""
+    words = re.findall(r"[A-Za-z][\w-]*", m.group(0))
+    caps = sum(w[0].isupper() for w in words)
+    return m.group(0) if words and caps >= 0.6 * len(words) else '"..."'
+
+
 class Router:
     """Scores of a request (and of each of its clauses) for every registered tool and ``none``."""
 
@@ -104,7 +111,7 @@ class Router:
 
     def score_many(self, texts: list[str]) -> list[dict[str, dict[str, float]]]:
         """Quoted text (a query, a fact, a clause to search for) is data, not intent: it is masked."""
-        masked = [_QUOTED.sub('"..."', t) for t in texts]
+        masked = [_QUOTED.sub(_mask_quote, t) for t in texts]
         return self.clf.score_texts(masked) if self.specs else [{} for _ in texts]
 
     def scores(self, text: str) -> dict[str, float]:
@@ -211,6 +218,11 @@ def extract(text: str, *, corpus: str | None = None, target: str | None = None) 
         if re.fullmatch(r"[\d./,]+", raw) or raw.lower() in ("and/or", "w/", "n/a") or re.fullmatch(r"\w+/\w+", raw) and \
                 not re.search(r"\.\w+$", raw) and raw.split("/")[0].lower() in ("p_target", "and", "or", "either"):
             continue
+        if not re.search(rf"\.{_DATA_SUFFIX}$|[*?]|/$", raw, re.I) and not raw.startswith(("/", ".", "~")) and not re.search(
+            r"(?:\b(?:in|from|at|on|under|inside|pool|corpus|dir|directory|folder|path|files?)\W+)$",
+            rest[max(0, m.start() - 20): m.start()], re.I
+        ):
+            continue  # "coding/math/reading" in prose is not a folder
         spans.append((raw, m.start()))
     for raw, start in spans:
         ex.paths.append(raw)

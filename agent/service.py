@@ -353,11 +353,15 @@ class AgentService:
         question = None
         kind = self.ctx.effective_planner()
         if kind == "llm":  # a native tool-call planner decides step by step; show its first step
+            from langchain_core.messages import SystemMessage
+
             from agent.adapters import build_tools
             from agent.llm import load_chat_model
+            from agent.nodes.plan import llm_system_prompt
 
+            system = SystemMessage(llm_system_prompt(list(specs.values()), state["inputs"], {}, self.policy.name))
             reply = load_chat_model(self.ctx).bind_tools(build_tools(list(specs.values()))).invoke(
-                [HumanMessage(content=f"{message}\n(corpus: {corpus}; target: {target})")])
+                [system, HumanMessage(content=message)])
             steps = [{"tool": tc["name"], "args": tc["args"]} for tc in reply.tool_calls]
             why = None if steps else content_text(reply.content)
         elif kind == "json":

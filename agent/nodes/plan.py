@@ -77,6 +77,16 @@ def offline_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any
     return [], prompts.OFF_TOPIC.format(tools=", ".join(specs))
 
 
+def llm_system_prompt(specs: list[ToolSpec], inputs: dict[str, Any], artifacts: dict[str, str], policy: str) -> str:
+    """The native tool-call planner's system prompt: rules, chaining (consumes -> produces), examples."""
+    from agent.jsonplan import chaining_text, examples_text
+
+    return prompts.SYSTEM_PROMPT.format(
+        chaining=chaining_text(specs), examples=examples_text(specs),
+        corpus=inputs.get("corpus") or "(not given)", target=inputs.get("target") or "(not given)",
+        artifacts=json.dumps(artifacts), policy=policy)
+
+
 def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> tuple[list[dict], str | None, int]:
     from agent.jsonplan import plan_with_llm
     from agent.llm import load_chat_model
@@ -213,9 +223,8 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         if b.max_llm_calls is not None and usage["llm_calls"] >= b.max_llm_calls:
             return _finish(state, ctx, plan, usage, answer=f"Stopped: the policy's budget of {b.max_llm_calls} LLM calls is used up.")
         inputs = state.get("inputs") or {}
-        system = SystemMessage(prompts.SYSTEM_PROMPT.format(
-            corpus=inputs.get("corpus") or "(not given)", target=inputs.get("target") or "(not given)",
-            artifacts=json.dumps(state.get("artifacts") or {}), policy=policy.name))
+        system = SystemMessage(llm_system_prompt(list(specs.values()), inputs, state.get("artifacts") or {},
+                                                 policy.name))
         model = load_chat_model(ctx).bind_tools(tools)
         reply = model.invoke([system, *state["messages"]])
         usage["llm_calls"] += 1
