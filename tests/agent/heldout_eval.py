@@ -96,7 +96,10 @@ def judge(item: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
             "tools": tools or pending, "problems": problems}
 
 
-def evaluate(service: Any, items: list[dict[str, Any]], *, names: set[str], log: Path | None = None) -> dict[str, Any]:
+def evaluate(service: Any, items: list[dict[str, Any]], *, names: set[str], log: Path | None = None,
+             redact: bool = False) -> dict[str, Any]:
+    """``redact``: rows keep ids, labels and scores but not the request text (the test half's phrasings
+    stay in the held-out file only)."""
     rows = []
     skipped = []
     for item in items:
@@ -111,8 +114,8 @@ def evaluate(service: Any, items: list[dict[str, Any]], *, names: set[str], log:
         except Exception as e:  # noqa: BLE001 - a planner failure counts as a wrong answer
             out = {"steps": [], "text": f"{type(e).__name__}: {e}"}
         verdict = judge(item, out)
-        rows.append({"id": item["id"], "request": item["request"], "expect": exp["tool"], **verdict,
-                     "args_planned": [s.get("args") for s in out.get("steps") or []],
+        rows.append({"id": item["id"], "request": "" if redact else item["request"], "expect": exp["tool"], **verdict,
+                     "args_planned": [] if redact else [s.get("args") for s in out.get("steps") or []],
                      "seconds": round(time.perf_counter() - t0, 3)})
         if log is not None:
             with open(log, "a", encoding="utf-8") as fh:
@@ -192,7 +195,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".rows.jsonl")
     log.unlink(missing_ok=True)
-    res = evaluate(svc, items, names={s.name for s in specs}, log=log)
+    res = evaluate(svc, items, names={s.name for s in specs}, log=log, redact=a.split == "test")
     res.update(planner=a.planner if a.planner == "offline" else f"{a.planner}:{a.model}", split=a.split,
                standins=a.standins, subset=a.subset, seed=a.seed)
     out.write_text(json.dumps(res, indent=2))
