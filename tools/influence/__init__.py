@@ -156,8 +156,10 @@ def _tokenize(tok: Any, texts: list, max_length: int, prompts: list | None = Non
         return [list(x) for x in enc["input_ids"]], [0] * len(texts)
     p_ids = tok([p or "" for p in prompts], add_special_tokens=True)["input_ids"]
     r_ids = tok([" " + (t or "") for t in texts], add_special_tokens=False)["input_ids"]
-    seqs = [(list(p) + list(r))[:max_length] for p, r in zip(p_ids, r_ids, strict=True)]
-    return seqs, [min(len(p), max_length) for p in p_ids]
+    keep = max_length // 2  # a long prompt keeps its last max_length/2 tokens, so the response has room
+    p_ids = [list(p) if len(p) <= keep else list(p[-keep:]) for p in p_ids]
+    seqs = [(p + list(r))[:max_length] for p, r in zip(p_ids, r_ids, strict=True)]
+    return seqs, [len(p) for p in p_ids]
 
 
 def _save_atomic(path: Path, save: Any) -> None:

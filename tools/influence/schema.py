@@ -34,7 +34,8 @@ class InfluenceRequest(ToolRequest):
     prompt_field: str | None = Field(
         None,
         description="field holding each row's prompt: the model reads prompt + text and the loss covers only "
-        "the text (the response), as LESS masks prompt tokens; default: loss over all of text",
+        "the text (the response), as LESS masks prompt tokens; a prompt longer than max_length/2 keeps its "
+        "last max_length/2 tokens; default: loss over all of text",
     )
     max_length: int = Field(512, ge=8, le=32768, description="tokens per example (LESS: 2048)")
     warmup_fraction: float = Field(
