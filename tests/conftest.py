@@ -32,7 +32,10 @@ def _isolated_workspace(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     for var in ("CURATE_LLM_BASE_URL", "CURATE_LLM_MODEL", "CURATE_LLM_API_KEY", "CURATE_CHROMA_URL",
-                "CURATE_TOOL_LLM_BASE_URL", "CURATE_TOOL_LLM_MODEL", "CURATE_TOOL_LLM_API_KEY"):
+                "CURATE_TOOL_LLM_BASE_URL", "CURATE_TOOL_LLM_MODEL", "CURATE_TOOL_LLM_API_KEY",
+                # an in-process `curate --debug` sets CURATE_DEBUG for its process; it must not leak into
+                # the next test's subprocesses (they would print tracebacks)
+                "CURATE_DEBUG", "CURATE_POLICY", "CURATE_ENGINE"):
         monkeypatch.delenv(var, raising=False)
     yield
 
