@@ -69,6 +69,8 @@ SPEC = ToolSpec(
     family="index",
     gpu="optional",
     effects=frozenset({"read_data", "write_workspace", "gpu"}),
+    consumes=(),
+    produces=("embeddings",),
     examples=(
         "embed the pool",
         "compute sentence embeddings for data/pool.jsonl",
