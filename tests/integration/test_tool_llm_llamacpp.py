@@ -7,36 +7,17 @@ with an error (never a guess), a rerun is served from the cache, and calls are c
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from pydantic import BaseModel
+
+from tests.integration.conftest import smollm2_server
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():  # noqa: ANN201
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install '.[local-llm]')")
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] extras are not installed")
-    from agent.llm import llamacpp_command, smollm2_gguf, start_server
-    from tools.errors import ResourceUnavailable
-
-    try:
-        gguf = smollm2_gguf()
-    except ResourceUnavailable as e:
-        pytest.skip(str(e))
-    cmd = llamacpp_command(gguf, port=_free_port(), n_ctx=2048, n_threads=2, served_name="smollm2")
-    proc = start_server(cmd, wait_s=180)
-    yield cmd
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from smollm2_server(n_ctx=2048)
 
 
 class Verdict(BaseModel):
