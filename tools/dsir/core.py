@@ -433,19 +433,6 @@ def gumbel_topk(
 # ------------------------------------------------------------------------------ batch pipeline
 
 
-def _worker_featurize(
-    config: FeatureConfig, texts: Any, out_path: str | None, keep: bool = False
-) -> tuple[np.ndarray, np.ndarray, BatchFeatures | None]:
-    """In a worker: featurize a batch, save its bucket ids to ``out_path`` (if given).
-
-    Returns (tokens per document, the batch's bucket counts, the features themselves if ``keep``).
-    """
-    feats = _featurizer(config)(texts)
-    if out_path is not None:
-        save_features(out_path, feats)
-    return feats.ntok, feats.counts(config.num_buckets), feats if keep else None
-
-
 _FEATURIZERS: dict[FeatureConfig, Featurizer] = {}
 
 

@@ -23,6 +23,7 @@ Arrays and plain records in and out; no pydantic, no context, no I/O.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -228,14 +229,15 @@ class Judgement:
     reason: str = ""
 
 
-class Verifier:
+class Verifier(abc.ABC):
     """Decides, for (fact, document text) pairs, whether the document supports the fact."""
 
     name = "verifier"
     calls = 0
 
+    @abc.abstractmethod
     def verify(self, facts: Sequence[Fact], pairs: Sequence[tuple[int, str]]) -> list[Judgement]:
-        raise NotImplementedError
+        """One judgement per (fact index, document text) pair, in order."""
 
 
 class OfflineVerifier(Verifier):
