@@ -9,6 +9,7 @@ data; the full (small) result rides along as the ToolMessage's ``artifact`` for 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,8 @@ def call_paths(spec: ToolSpec, args: dict[str, Any]) -> list[str]:
         elif isinstance(value, str) and value and kind != "artifact":
             if kind == "artifact_or_path" and is_artifact_id(value):
                 return
+            if kind == "model" and not os.path.lexists(os.path.expanduser(value)):
+                return  # a model name, not a path
             out.append(value)
 
     for name, value in args.items():

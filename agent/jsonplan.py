@@ -28,7 +28,8 @@ class JsonPlan(BaseModel):
     steps: list[PlanStep] = Field(default_factory=list)
 
 
-_REF_TYPE = {"corpus": "path", "artifact": "artifact id", "path": "path", "artifact_or_path": "artifact id or path"}
+_REF_TYPE = {"corpus": "path", "artifact": "artifact id", "path": "path", "artifact_or_path": "artifact id or path",
+             "model": "model name or path"}
 
 
 def _type_name(annotation: Any, ref: Ref | None = None) -> str:

@@ -424,6 +424,10 @@ def fill_args(
             if path or qs:
                 args[name] = path or qs
             continue
+        if ref is not None and ref.kind == "model":  # a model name (or a local folder) named in the request
+            if ex.model:
+                args[name] = ex.model
+            continue
         if ref is not None:  # an artifact id or a path
             kind = _kind_of_field(name, ref)
             path = None

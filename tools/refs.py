@@ -33,10 +33,11 @@ from tools.errors import BadInput
 if TYPE_CHECKING:  # pragma: no cover
     from tools.artifacts import Artifact
 
-RefKind = Literal["corpus", "artifact", "path", "artifact_or_path"]
+RefKind = Literal["corpus", "artifact", "path", "artifact_or_path", "model"]
 
 __all__ = [
     "ArtifactOrPath",
+    "ModelRef",
     "ArtifactRef",
     "CorpusRef",
     "FoundRef",
@@ -72,6 +73,9 @@ CorpusRef = Annotated[CorpusArg, Ref("corpus")]
 ArtifactRef = Annotated[str, Ref("artifact")]
 InputPath = Annotated[str, Ref("path")]
 ArtifactOrPath = Annotated[str, Ref("artifact_or_path")]
+ModelRef = Annotated[str, Ref("model")]
+"""A model by name or local path: a value that names an existing path is checked like an ``InputPath``
+(data roots, symlinks resolved); anything else is a name the loader resolves (installed or cached)."""
 
 
 def artifact_of(*kinds: str, or_path: bool = False) -> Any:
@@ -195,6 +199,8 @@ def resolve_input(value: Any, ctx: Any, *, field: str = "input", ref: Ref | None
         raise BadInput(f"must be an artifact id in the workspace; got {text!r}", where=field,
                        hint=f"known ids include: {known}" if known else "the workspace has no artifacts yet")
     p = Path(os.path.expanduser(text))
+    if ref.kind == "model" and not p.exists() and not p.is_symlink():
+        return text  # a model name, not a path: the loader resolves it
     if not p.exists() and not p.is_symlink():
         if ref.kind == "artifact_or_path":
             raise BadInput(f"no artifact and no file named {text!r}: must be an artifact id in {ws.artifacts_dir} "

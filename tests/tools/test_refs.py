@@ -147,3 +147,20 @@ def test_annotations_are_plain_str_for_validation():
     r = ReadsRequest(matrix="embeddings-abc", extra=["a", "b"])
     assert r.matrix == "embeddings-abc" and r.extra == ["a", "b"]
     assert ArtifactRef is not None and InputPath is not None
+
+
+def test_model_ref_checks_a_local_path_but_passes_a_name(tmp_path):
+    from tools.contract import ToolContext
+    from tools.errors import PolicyDenied
+    from tools.refs import Ref, resolve_input
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    (outside / "model").mkdir(parents=True)
+    (root / "link").symlink_to(outside / "model")
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", data_roots=(root,), show_progress=False)
+    assert resolve_input("org/some-model", ctx, field="t.model", ref=Ref("model")) == "org/some-model"
+    with pytest.raises(PolicyDenied):
+        resolve_input(str(outside / "model"), ctx, field="t.model", ref=Ref("model"))
+    with pytest.raises(PolicyDenied):
+        resolve_input(str(root / "link"), ctx, field="t.model", ref=Ref("model"))

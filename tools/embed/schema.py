@@ -9,11 +9,12 @@ from pydantic import Field
 
 from tools.contract import ToolRequest, ToolResult, ToolSpec
 from tools.corpus import CorpusArg
+from tools.refs import ModelRef
 
 
 class EmbedRequest(ToolRequest):
     corpus: CorpusArg = Field(description="the documents to embed")
-    model: str | None = Field(
+    model: ModelRef | None = Field(
         None,
         description="sentence-transformers model name or local path; None = all-MiniLM-L6-v2 (bundled, offline)",
     )

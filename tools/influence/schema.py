@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from tools.contract import ToolRequest, ToolResult, ToolSpec
 from tools.corpus import CorpusArg
-from tools.refs import ArtifactOrPath
+from tools.refs import ArtifactOrPath, ModelRef
 
 
 class InfluenceRequest(ToolRequest):
@@ -18,7 +18,7 @@ class InfluenceRequest(ToolRequest):
     validation: CorpusArg | None = Field(
         None, description="validation examples, each with a task label in `task_field` (one matrix column each)"
     )
-    model: str | None = Field(
+    model: ModelRef | None = Field(
         None, description="Hugging Face causal LM: a local folder, a hub name already in the local cache, or a "
         "llama.cpp .gguf file (dequantized to float32; needs the gguf package)"
     )
