@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -39,6 +39,7 @@ __all__ = [
     "ScoresResult",
     "SelectionResult",
     "ToolContext",
+    "ToolMetrics",
     "ToolRequest",
     "ToolResult",
     "ToolSpec",
@@ -249,6 +250,19 @@ class RowCounts(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict)
 
 
+class ToolMetrics(BaseModel):
+    """A tool's metrics, declared once: the same values go into its artifacts' manifests
+    (:meth:`manifest`) and into its result (the result model subclasses the metrics model and is
+    built with :meth:`ToolResult.of`), so no result field is copied from a metrics dict by hand.
+    Every field needs a default: results cached before a field existed still load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def manifest(self, **extra: Any) -> dict[str, Any]:
+        """The metrics as a manifest stores them (JSON values), plus manifest-only ``extra`` entries."""
+        return {**self.model_dump(mode="json"), **extra}
+
+
 class ToolResult(BaseModel):
     """Base of every result: a summary an LLM can read, artifact ids, metrics."""
 
@@ -263,6 +277,14 @@ class ToolResult(BaseModel):
     cached: bool = False
     duration_s: float = 0.0
     llm_calls: int = Field(0, description="LLM calls this run sent (cached answers cost none)")
+
+    @classmethod
+    def of(cls, metrics: ToolMetrics, **fields: Any) -> Self:
+        """This result with every field of ``metrics`` (a model this result class subclasses) plus
+        ``fields`` (summary, artifacts, rows, ...)."""
+        if not issubclass(cls, type(metrics)):
+            raise TypeError(f"{cls.__name__} does not subclass {type(metrics).__name__}, so it cannot carry its metrics")
+        return cls(**{name: getattr(metrics, name) for name in type(metrics).model_fields}, **fields)
 
 
 class SelectionResult(ToolResult):
