@@ -18,7 +18,7 @@ from tools.errors import BadInput, ResourceUnavailable
 
 TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.profile:SPEC",
-    "tools.sample:SPEC",
+    "tools.sample.schema:SPEC",
     "tools.tsds.schema:SPEC",
     "tools.dsir.schema:SPEC",
     "tools.neighbors:SPEC",

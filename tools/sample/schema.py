@@ -1,0 +1,55 @@
+"""sample request, metrics, result and spec (pydantic only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
+from tools.corpus import CorpusArg
+
+
+class SampleRequest(ToolRequest):
+    corpus: CorpusArg = Field(description="the pool to sample from")
+    k: int = Field(description="number of documents to sample", ge=1)
+    mode: Literal["random", "stratified"] = Field(
+        "random", description="'random': uniform without replacement; 'stratified': per-domain quotas"
+    )
+    allocation: Literal["proportional", "equal"] = Field(
+        "proportional", description="stratified quotas: proportional to domain size, or equal per domain"
+    )
+    domains: list[str] | None = Field(None, description="only sample from these domains")
+    seed: int = Field(0, description="random seed")
+
+
+class SampleMetrics(ToolMetrics):
+    mode: str = Field("", description="'random' or 'stratified'")
+
+
+class SampleResult(SampleMetrics, SelectionResult):
+    """A selection of k documents, with the sampling mode."""
+
+
+def conformance_case(tmp_path: Path, corpus: Path) -> dict:
+    """Arguments for a small CPU run over the conformance corpus."""
+    return {"k": 10}
+
+
+SPEC = ToolSpec(
+    name="sample",
+    conformance="tools.sample.schema:conformance_case",
+    description="Draw a random or domain-stratified sample of k documents with a seed: the baseline "
+    "to compare every selector with.",
+    request_model=SampleRequest,
+    result_model=SampleResult,
+    family="selection",
+    deterministic=True,
+    examples=(
+        "take a random sample of 1000 documents",
+        "give me a stratified sample of 500 documents balanced across domains",
+        "randomly pick 2000 examples as a baseline",
+        "sample 300 documents from each domain equally",
+    ),
+)
