@@ -17,7 +17,7 @@ from tools.contract import ToolContext, ToolResult, ToolSpec
 from tools.errors import BadInput, ResourceUnavailable
 
 TOOL_LOCATIONS: tuple[str, ...] = (
-    "tools.profile:SPEC",
+    "tools.profile.schema:SPEC",
     "tools.sample.schema:SPEC",
     "tools.tsds.schema:SPEC",
     "tools.dsir.schema:SPEC",
