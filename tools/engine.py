@@ -37,7 +37,7 @@ from tools.errors import ResourceUnavailable
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["Pool", "map_batches", "map_items"]
+__all__ = ["ModelPool", "Pool", "map_batches", "map_items"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -202,3 +202,62 @@ def map_batches(
         for result in pool.map(fn, tracked()):
             bar.update(sizes.popleft())
             yield result
+
+
+class ModelPool:
+    """Workers that each build a stateful function once (a loaded model) and then map items through it.
+
+    ``make(device)`` (picklable: a class, or a ``functools.partial`` of one) returns ``fn``;
+    ``pool.map(items)`` yields ``fn(item)`` in order. Local engine: ``fn`` is built once in this
+    process with ``device`` (default: the context's device). ``engine="ray"``: Ray actors build it,
+    one per GPU with ``make("cuda")`` when ``gpu=True`` and the cluster has GPUs (each actor requests
+    ``num_gpus=1`` and sees only its GPU), else one per CPU with ``make("cpu")`` (``num_gpus=0``);
+    ``actors`` caps their number (e.g. at the number of work items). Use as a context manager; the
+    actors live until it closes, so the model loads once per actor across every ``map`` call.
+    """
+
+    def __init__(self, make: Callable[[str], Callable[[Any], Any]], ctx: Any, *, gpu: bool = False,
+                 actors: int | None = None, device: str | None = None):
+        self.make, self.ctx, self.gpu, self.actors = make, ctx, gpu, actors
+        self.device = device
+        self.engine = _check_engine(ctx)
+        self._fn: Callable[[Any], Any] | None = None
+        self._ray: Any = None
+
+    def __enter__(self) -> ModelPool:
+        if self.engine == "ray":
+            from tools import engine_ray
+
+            self._ray = engine_ray.ActorPool(self.make, gpu=self.gpu, actors=self.actors)
+        else:
+            self._fn = self.make(self.device or self.ctx.resolve_device())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
+        self._fn = None
+
+    @property
+    def workers(self) -> int:
+        """How many copies of ``fn`` run side by side (1 locally)."""
+        return self._ray.size if self._ray is not None else 1
+
+    @property
+    def uses_gpu(self) -> bool:
+        """Whether the Ray actors hold a GPU each (False locally: the function picks its own device)."""
+        return bool(self._ray is not None and self._ray.num_gpus)
+
+    def map(self, items: Iterable[Any]) -> Iterator[Any]:
+        if self._ray is not None:
+            yield from self._ray.map(items)
+            return
+        if self._fn is None:
+            raise RuntimeError("ModelPool.map outside its with-block")
+        for item in items:
+            yield self._fn(item)
+
+    def call(self, item: Any) -> Any:
+        """``fn(item)`` on one worker (e.g. to ask the loaded model for its settings)."""
+        return next(iter(self.map([item])))

@@ -36,7 +36,7 @@ from tools.errors import BadInput, ResourceUnavailable, missing_extra
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["MAX_RETRIES", "check_reachable", "ensure_ray", "map_batches", "map_items"]
+__all__ = ["MAX_RETRIES", "ActorPool", "check_reachable", "ensure_ray", "map_batches", "map_items"]
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker died (not one whose function raised)."""
@@ -243,3 +243,82 @@ def map_items(fn: Callable[[Any], Any], items: Iterable[Any], ctx: Any) -> Itera
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
+
+
+# --------------------------------------------------------------------------------- actor pool
+
+
+class _Holder:
+    """A Ray actor's body: build the stateful function once, then apply it to each item sent."""
+
+    def __init__(self, make: Callable[[str], Callable[[Any], Any]], device: str):
+        self.fn = make(device)
+
+    def run(self, item: Any) -> Any:
+        return self.fn(item)
+
+
+class ActorPool:
+    """Ray actors that each hold ``make(device)`` (a loaded model); :meth:`map` keeps the input order.
+
+    GPU actors (``gpu=True`` on a cluster with GPUs) request ``num_gpus=1`` each, one per GPU; else
+    CPU actors (``num_gpus=0``, ``num_cpus=1``), one per cluster CPU. ``actors`` caps the count. An
+    actor whose process dies is restarted (its model reloads) and the task re-sent, up to
+    :data:`MAX_RETRIES` times; an error raised by the function reaches the caller as itself.
+    """
+
+    def __init__(self, make: Callable[[str], Callable[[Any], Any]], *, gpu: bool = False,
+                 actors: int | None = None):
+        ray = self._ray = ensure_ray()
+        res = ray.cluster_resources()
+        gpus = int(res.get("GPU", 0)) if gpu else 0
+        self.num_gpus = 1 if gpus else 0
+        n = gpus or max(1, int(res.get("CPU", LOCAL_CPUS)))
+        self.size = max(1, min(n, actors or n))
+        cls = ray.remote(num_cpus=0 if gpus else 1, num_gpus=self.num_gpus, max_restarts=MAX_RETRIES,
+                         max_task_retries=MAX_RETRIES)(_Holder)
+        make_ref = ray.put(make)
+        device = "cuda" if gpus else "cpu"
+        self._actors = [cls.remote(make_ref, device) for _ in range(self.size)]
+
+    def map(self, items: Iterable[Any]) -> Iterator[Any]:
+        """Results in the order of ``items``; each actor has at most two items queued."""
+        ray = self._ray
+        pending: deque = deque()  # (ref, actor index) in submission order
+        busy: dict[int, int] = dict.fromkeys(range(self.size), 0)
+        limit = 2 * self.size
+
+        def take() -> Any:
+            ref, a = pending.popleft()
+            busy[a] -= 1
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, BaseException):
+                    raise cause from None
+                raise
+
+        try:
+            for item in items:
+                if len(pending) >= limit:
+                    yield take()
+                a = min(busy, key=busy.__getitem__)  # the least loaded actor
+                busy[a] += 1
+                pending.append((self._actors[a].run.remote(item), a))
+            while pending:
+                yield take()
+        finally:
+            for ref, _ in pending:
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+
+    def close(self) -> None:
+        for a in self._actors:
+            try:
+                self._ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._actors = []

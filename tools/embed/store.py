@@ -27,7 +27,7 @@ def cache_dir_name(label: str, key: str) -> str:
     return f"embed/{slug}-{key}"
 
 
-def _chunks(request: EmbedRequest, ctx: ToolContext, stats: ReadStats):  # noqa: ANN202
+def _chunks(request: EmbedRequest, ctx: ToolContext, stats: ReadStats, size: int = READ_CHUNK_DOCS):  # noqa: ANN202
     ids: list[str] = []
     texts: list[str] = []
     doms: list[str | None] = []
@@ -36,21 +36,21 @@ def _chunks(request: EmbedRequest, ctx: ToolContext, stats: ReadStats):  # noqa:
         ids += batch.column("id").to_pylist()
         texts += batch.column("text").to_pylist()
         doms += batch.column("domain").to_pylist()
-        while len(ids) >= READ_CHUNK_DOCS:
-            yield ids[:READ_CHUNK_DOCS], texts[:READ_CHUNK_DOCS], doms[:READ_CHUNK_DOCS]
-            ids, texts, doms = ids[READ_CHUNK_DOCS:], texts[READ_CHUNK_DOCS:], doms[READ_CHUNK_DOCS:]
+        while len(ids) >= size:
+            yield ids[:size], texts[:size], doms[:size]
+            ids, texts, doms = ids[size:], texts[size:], doms[size:]
     if ids:
         yield ids, texts, doms
 
 
-def _chunk_vectors(enc: Any, cache: Any, texts: list[str], batch_tokens: int | None, shard_docs: int,
-                   enc_stats: Any, bar: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def _chunk_vectors(enc: Any, cache: Any, texts: list[str], encode_fn: Any, bar: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Vectors and signed token counts (negative = truncated) for one chunk; repeated texts run once.
 
-    Returns (vectors, lengths, texts computed). Finished shards go to the cache as they complete.
+    ``encode_fn(texts, on_chunk, on_batch)`` computes the vectors (:func:`_local_encode`,
+    :func:`_pool_encode`). Returns (vectors, lengths, texts computed). Finished shards go to the cache
+    as they complete.
     """
     from tools.embed.cache import text_keys
-    from tools.embed.encoder import encode
 
     keys = text_keys(texts)
     first: dict[bytes, int] = {}
@@ -78,8 +78,7 @@ def _chunk_vectors(enc: Any, cache: Any, texts: list[str], batch_tokens: int | N
             done += n
             bar.update(n)
 
-        new_vecs[:] = encode(enc, [texts[i] for i in todo], batch_tokens=batch_tokens, chunk_docs=shard_docs,
-                             progress=on_batch, stats=enc_stats, on_chunk=on_chunk)
+        new_vecs[:] = encode_fn([texts[i] for i in todo], on_chunk, on_batch)
         local = {k: j for j, k in enumerate(todo_keys)}
         rest = []
         for i, k in enumerate(keys):
@@ -99,14 +98,74 @@ def _chunk_vectors(enc: Any, cache: Any, texts: list[str], batch_tokens: int | N
     return vecs, lens, len(todo)
 
 
-def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
-    from tools.embed.cache import EmbeddingCache
-    from tools.embed.encoder import EncodeStats, get_encoder, l2_normalize
+def _local_encode(enc: Any, batch_tokens: int | None, shard_docs: int, enc_stats: Any) -> Any:
+    """Encode in this process with the loaded encoder, ``shard_docs`` texts per cache shard."""
+    from tools.embed.encoder import encode
 
-    device = request.device or ctx.resolve_device()
-    enc = get_encoder(request.model, device=device, backend=request.backend, precision=request.precision,
-                      unpadded=request.unpadded)
-    gpu = enc.device.startswith("cuda")
+    def run(texts: list[str], on_chunk: Any, on_batch: Any) -> np.ndarray:
+        return encode(enc, texts, batch_tokens=batch_tokens, chunk_docs=shard_docs, progress=on_batch,
+                      stats=enc_stats, on_chunk=on_chunk)
+
+    return run
+
+
+def _pool_encode(pool: Any, dim: int, shard_docs: int, enc_stats: Any) -> Any:
+    """Encode on the pool's workers (Ray actors): pieces of at most ``shard_docs`` texts, spread over them.
+
+    Each piece that comes back is one cache shard, as on the local engine.
+    """
+    from tools.embed.encoder import Tokenized
+
+    def run(texts: list[str], on_chunk: Any, on_batch: Any) -> np.ndarray:
+        size = max(1, min(shard_docs, -(-len(texts) // pool.workers)))
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        offsets = range(0, len(texts), size)
+        for lo, piece in zip(offsets, pool.map(texts[lo : lo + size] for lo in offsets), strict=True):
+            n = len(piece.vecs)
+            out[lo : lo + n] = piece.vecs
+            enc_stats.docs += n
+            enc_stats.tokens += piece.tokens
+            enc_stats.padded_tokens += piece.padded_tokens
+            enc_stats.truncated += int(piece.truncated.sum())
+            enc_stats.batches += piece.batches
+            on_chunk(lo, piece.vecs, Tokenized([], piece.lengths, piece.truncated))
+            on_batch(n)
+        return out
+
+    return run
+
+
+def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
+    """Local engine: the model in this process. ``engine="ray"``: one model per Ray actor (a GPU each if any)."""
+    from functools import partial
+
+    from tools.embed.encoder import EncodeStats, get_encoder
+    from tools.embed.worker import EncoderInfo, EncodeWorker
+    from tools.engine import ModelPool
+
+    enc_stats = EncodeStats()
+    if ctx.engine != "ray":
+        device = request.device or ctx.resolve_device()
+        enc = get_encoder(request.model, device=device, backend=request.backend, precision=request.precision,
+                          unpadded=request.unpadded)
+        shard_docs = GPU_SHARD_DOCS if enc.device.startswith("cuda") else CPU_SHARD_DOCS
+        return _embed(request, ctx, enc, _local_encode(enc, request.batch_tokens, shard_docs, enc_stats), enc_stats,
+                      READ_CHUNK_DOCS)
+    want_gpu = request.backend == "torch" and (request.device or "cuda").startswith("cuda")
+    make = partial(EncodeWorker, model=request.model, backend=request.backend, precision=request.precision,
+                   unpadded=request.unpadded, batch_tokens=request.batch_tokens)
+    with ModelPool(make, ctx, gpu=want_gpu) as pool:
+        info = EncoderInfo.of(pool.call(None))
+        shard_docs = GPU_SHARD_DOCS if pool.uses_gpu else CPU_SHARD_DOCS
+        return _embed(request, ctx, info, _pool_encode(pool, info.dim, shard_docs, enc_stats), enc_stats,
+                      READ_CHUNK_DOCS * pool.workers, workers=pool.workers)
+
+
+def _embed(request: EmbedRequest, ctx: ToolContext, enc: Any, encode_fn: Any, enc_stats: Any, chunk_docs: int,
+           workers: int = 1) -> EmbedResult:
+    from tools.embed.cache import EmbeddingCache
+    from tools.embed.encoder import l2_normalize
+
     cache = None
     if request.cache:
         cache = EmbeddingCache(
@@ -116,7 +175,6 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
                   "max_seq_length": enc.max_seq_length},
         )
     stats = ReadStats()
-    enc_stats = EncodeStats()
     total = count_rows(request.corpus)
     out_dtype = np.dtype(request.dtype)
     all_ids: list[str] = []
@@ -130,9 +188,8 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
     with ctx.artifact("embeddings", "embeddings") as writer, ctx.progress("embed", total=total, unit="docs") as bar:
         raw_path = writer.dir / ".rows.bin"
         with open(raw_path, "wb") as raw:
-            for ids, texts, doms in _chunks(request, ctx, stats):
-                vecs, lens, n_new = _chunk_vectors(enc, cache, texts, request.batch_tokens,
-                                                   GPU_SHARD_DOCS if gpu else CPU_SHARD_DOCS, enc_stats, bar)
+            for ids, texts, doms in _chunks(request, ctx, stats, chunk_docs):
+                vecs, lens, n_new = _chunk_vectors(enc, cache, texts, encode_fn, bar)
                 computed += n_new
                 finite = np.isfinite(vecs).all(axis=1)
                 if not finite.all():
@@ -169,7 +226,7 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
             "rows": n, "computed": computed, "cached": n - computed, "truncated": int(truncated.sum()),
             "empty": int(empty.sum()), "docs_per_s": rate, "tokens_mean": float(tokens.mean()) if n else 0.0,
             "padding_overhead": (enc_stats.padded_tokens / enc_stats.tokens - 1.0) if enc_stats.tokens else 0.0,
-            "batches": enc_stats.batches,
+            "batches": enc_stats.batches, "engine": ctx.engine, "workers": workers,
         }
         writer.meta.update({
             "model": enc.label, "dim": enc.dim, "dtype": request.dtype, "normalized": request.normalize,
@@ -185,7 +242,8 @@ def embed_tool(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
         collection = _upsert_store(ctx, art_id, fingerprint(request.corpus), enc.label)
     rows = RowCounts(rows_in=n + sum(stats.skipped.values()), rows_out=n, skipped=dict(stats.skipped))
     summary = (
-        f"Embedded {n} documents with {enc.label} ({enc.dim}-d, {enc.backend} {enc.precision} on {enc.device}): "
+        f"Embedded {n} documents with {enc.label} ({enc.dim}-d, {enc.backend} {enc.precision} on {enc.device}"
+        f"{f', {workers} Ray actors' if ctx.engine == 'ray' else ''}): "
         f"{computed} computed, {n - computed} from cache or repeated; {int(truncated.sum())} truncated at "
         f"{enc.max_seq_length} tokens, {int(empty.sum())} empty; {rate:.0f} docs/s. Artifact {art_id}"
         + (f"; vector-store collection {collection}." if collection else ".")
