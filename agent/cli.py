@@ -26,10 +26,23 @@ _fail = cli_common.fail  # the one failure path (kept under its old name for cal
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="print tracebacks of failures")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="print tracebacks of failures")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="the services config file (default: $CURATE_CONFIG, ./curate.yaml, "
+                         "~/.config/curate/config.yaml); the environment wins over it")] = None,
+) -> None:
     """Curation assistant command line. Exit codes: 0 ok, 2 bad input, 3 policy, 4 tool failure, 5 state conflict."""
     if debug:
         os.environ["CURATE_DEBUG"] = "1"
+    if config is not None:
+        os.environ["CURATE_CONFIG"] = str(config)
+    from agent.config import apply_env
+
+    try:
+        apply_env()  # the file's services fill the unset CURATE_* / RAY_ADDRESS variables the tools read
+    except Exception as e:  # noqa: BLE001 - a bad config file: one error line naming the file and field
+        _fail(e)
 
 
 def _ctx(quiet: bool = False, policy: str | None = None):  # noqa: ANN202
@@ -132,8 +145,7 @@ def tool_cmd(
                 roots = load_policy(policy).resolved_roots()
             except PolicyError as e:
                 raise BadInput(str(e), where="--policy") from None
-        if engine not in ("local", "ray"):
-            raise BadInput(f"must be local or ray; got {engine!r}", where="--engine")
+        cli_common.check_engine(engine)
         ctx = ToolContext(show_progress=sys.stderr.isatty(), use_cache=not no_cache, data_roots=roots,
                           engine=engine)
         result = invoke(name, _parse_args(args), ctx)
@@ -257,6 +269,29 @@ def demo_data(
     emit(paths, as_json=True)
 
 
+@app.command("doctor")
+def doctor_cmd(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds to wait for each service")] = 3.0,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="leave out a check (repeatable): llm, "
+                                                   "tool_llm, vector_store, engine, torch, embed_model")] = None,
+) -> None:
+    """Check that each configured service answers and print what runs where (exit 4 if one is down)."""
+    from agent.doctor import render_table, run_checks
+
+    report = run_checks(skip=tuple(skip or ()), timeout_s=timeout)
+    if as_json:
+        emit(report.payload(), as_json=True)
+    else:
+        from rich.console import Console
+
+        Console(emoji=False, width=max(120, Console().width)).print(render_table(report))
+        down = [c.service for c in report.checks if c.status == "down"]
+        say(f"[bold red]down: {', '.join(down)}[/bold red]" if down else "[green]every configured service answers[/green]")
+    if not report.ok:
+        raise typer.Exit(4)
+
+
 @app.command("chat")
 def chat_cmd(
     host: Annotated[str, typer.Option("--host", help="interface to bind; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
@@ -265,11 +300,14 @@ def chat_cmd(
     share: Annotated[bool, typer.Option("--share", help="ask Gradio for a public share link")] = False,
     planner: Annotated[str, typer.Option("--planner", help="auto, llm, json or offline")] = "auto",
     policy: Annotated[str | None, typer.Option("--policy", help="bundled policy name or YAML path")] = None,
+    engine: cli_common.EngineOpt = None,
 ) -> None:
     """Open the chat UI: streamed tool calls, the thread's artifacts, proposal review."""
     try:
+        if engine is not None:
+            cli_common.check_engine(engine)
         launch = cli_common.ui_launcher("chat")
-        launch(host=host, port=port, auth=auth, share=share, planner=planner, policy=policy, say=say)
+        launch(host=host, port=port, auth=auth, share=share, planner=planner, policy=policy, engine=engine, say=say)
     except ValueError as e:
         error(str(e))
         raise typer.Exit(2) from None

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from agent.cli_common import fail, ui_launcher, workspace_dir
+from agent import cli_common
+from agent.cli_common import check_engine, fail, make_service, ui_launcher, workspace_dir
 from agent.console import emit, error, say
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list, show, approve, reject proposals.")
@@ -28,15 +29,14 @@ EXIT_QUESTION = 6
 
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="bundled policy name or YAML path")]
 PlannerOpt = Annotated[str, typer.Option("--planner", help="auto, llm, json or offline")]
+EngineOpt = cli_common.EngineOpt
 
 
-def _service(policy: str | None = None, planner: str = "auto"):  # noqa: ANN202
-    from agent.service import AgentService
-
+def _service(policy: str | None = None, planner: str = "auto", engine: str | None = None):  # noqa: ANN202
     if planner not in ("auto", "llm", "json", "offline"):
         error(f"--planner: must be auto, llm, json or offline; got {planner!r}")
         raise typer.Exit(2)
-    return AgentService(policy=policy, planner=planner)  # type: ignore[arg-type]
+    return make_service(policy=policy, planner=planner, engine=None if engine is None else check_engine(engine))
 
 
 _fail = fail
@@ -215,12 +215,13 @@ def run_cmd(
     policy: PolicyOpt = None,
     planner: PlannerOpt = "auto",
     thread: Annotated[str | None, typer.Option("--thread", help="continue a thread (default: a new one)")] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Run one request through the agent (plan, policy, tools, proposal)."""
     import uuid
 
     try:
-        svc = _service(policy, planner)
+        svc = _service(policy, planner, engine)
         if dry_run:
             out = svc.dry_run(request, corpus=corpus, target=target)
             question = out.get("question")
@@ -321,6 +322,7 @@ def propose_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     policy: PolicyOpt = None,
     planner: PlannerOpt = "auto",
+    engine: EngineOpt = None,
 ) -> None:
     """Run a request file without a person, up to a pending proposal in the review queue."""
     try:
@@ -331,7 +333,7 @@ def propose_cmd(
         if spec.get("steps"):
             extra["steps"] = spec["steps"]
         text = spec.get("request") or "Run the steps of the request file."
-        svc = _service(policy or spec.get("policy"), spec.get("planner") or planner)
+        svc = _service(policy or spec.get("policy"), spec.get("planner") or planner, engine)
         digest = hashlib.sha256(request.read_bytes()).hexdigest()[:8]
         # a fresh thread per run: a request file on a schedule leaves a new proposal each time
         from datetime import UTC, datetime

@@ -10,13 +10,18 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from agent.console import error
 
 UI_ENTRY_GROUP = "curate.ui"
+
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", envvar="CURATE_ENGINE", help="tools that support it run on: local (process pool) or ray "
+                                             "(RAY_ADDRESS, else a local Ray); default: the config file's, else local")]
+"""``--engine`` of the agent's commands (run, propose, chat); ``curate tool`` has its own."""
 
 
 def debug_enabled() -> bool:
@@ -65,6 +70,25 @@ def guard_commands(typer_app: typer.Typer) -> None:
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             guard_commands(group.typer_instance)
+
+
+def check_engine(engine: str) -> str:
+    """``--engine`` (or ``CURATE_ENGINE``, or the config file's ``engine:``) must be local or ray."""
+    from tools.errors import BadInput
+
+    if engine not in ("local", "ray"):
+        raise BadInput(f"must be local or ray; got {engine!r}", where="--engine (or CURATE_ENGINE)")
+    return engine
+
+
+def make_service(*, engine: str | None = None, **kwargs: Any) -> Any:
+    """An :class:`agent.service.AgentService` whose tools run on ``engine`` (None: the configured one)."""
+    from agent.service import AgentService
+
+    svc = AgentService(**kwargs)
+    if engine is not None and svc.ctx.engine != engine:
+        svc.ctx = svc.ctx.with_(engine=check_engine(engine))
+    return svc
 
 
 def workspace_dir(policy: str | None = None) -> Path:

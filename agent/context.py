@@ -1,10 +1,11 @@
 """Runtime configuration of the agent (LangGraph ``context_schema``): read once, never inside nodes.
 
-``CurateContext.from_env()`` reads ``CURATE_*`` environment variables, then a config file
-(``$CURATE_CONFIG``, ``./curate.yaml`` or ``~/.config/curate/config.yaml``) for what the
-environment leaves unset, e.g.::
+``CurateContext.from_env()`` reads ``CURATE_*`` environment variables, then the config file
+(:mod:`agent.config`: ``--config``/``$CURATE_CONFIG``, ``./curate.yaml`` or
+``~/.config/curate/config.yaml``) for what the environment leaves unset, e.g.::
 
-    llm: {base_url: http://127.0.0.1:8000/v1, model: Qwen/Qwen2.5-7B-Instruct, api_key: EMPTY}
+    llm: {base_url: http://127.0.0.1:8000/v1, model: Qwen/Qwen2.5-7B-Instruct, api_key_env: VLLM_API_KEY}
+    engine: ray
     planner: auto
     policy: default
 """
@@ -17,26 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 PlannerKind = Literal["auto", "llm", "json", "offline"]
-
-
-def config_file() -> Path | None:
-    env = os.environ.get("CURATE_CONFIG")
-    if env:
-        return Path(env)
-    for p in (Path("curate.yaml"), Path.home() / ".config" / "curate" / "config.yaml"):
-        if p.exists():
-            return p
-    return None
-
-
-def read_config() -> dict[str, Any]:
-    p = config_file()
-    if p is None or not p.exists():
-        return {}
-    import yaml
-
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    return data if isinstance(data, dict) else {}
+EngineKind = Literal["local", "ray"]
 
 
 @dataclass(kw_only=True)
@@ -63,31 +45,40 @@ class CurateContext:
     )
     temperature: float = field(default=0.0, metadata={"description": "sampling temperature for planning"})
     request_timeout_s: float = field(default=120.0, metadata={"description": "LLM request timeout"})
+    engine: EngineKind = field(
+        default="local",
+        metadata={"description": "where tools that support it run: local (process pool) or ray "
+                  "(RAY_ADDRESS, else a local Ray); tools without Ray support run locally"},
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> CurateContext:
-        """Environment first, then the config file, then defaults; ``overrides`` (not None) win."""
-        cfg = read_config()
-        llm = cfg.get("llm") or {}
-        env = os.environ
+        """Environment first, then the config file, then defaults; ``overrides`` (not None) win.
+
+        A bad config file raises :class:`agent.config.ConfigError` naming the file and the field.
+        """
+        from agent.config import effective
+
+        eff = {var: value for var, (value, _src) in effective().items()}
         values: dict[str, Any] = {
-            "base_url": env.get("CURATE_LLM_BASE_URL") or llm.get("base_url"),
-            "model": env.get("CURATE_LLM_MODEL") or llm.get("model"),
-            "api_key": env.get("CURATE_LLM_API_KEY") or llm.get("api_key"),
-            "planner": env.get("CURATE_PLANNER") or cfg.get("planner") or "auto",
-            "policy": env.get("CURATE_POLICY") or cfg.get("policy") or "default",
-            "plan_schema": env.get("CURATE_PLAN_SCHEMA") or cfg.get("plan_schema"),
+            "base_url": eff.get("CURATE_LLM_BASE_URL"),
+            "model": eff.get("CURATE_LLM_MODEL"),
+            "api_key": eff.get("CURATE_LLM_API_KEY"),
+            "planner": eff.get("CURATE_PLANNER") or "auto",
+            "policy": eff.get("CURATE_POLICY") or "default",
+            "plan_schema": eff.get("CURATE_PLAN_SCHEMA"),
+            "engine": eff.get("CURATE_ENGINE"),
         }
-        timeout = env.get("CURATE_LLM_TIMEOUT") or llm.get("timeout_s")
-        if timeout:
-            values["request_timeout_s"] = float(timeout)
-        ws = env.get("CURATE_HOME") or cfg.get("workspace")
-        if ws:
-            values["workspace"] = Path(ws)
+        if eff.get("CURATE_LLM_TIMEOUT"):
+            values["request_timeout_s"] = float(eff["CURATE_LLM_TIMEOUT"])
+        if eff.get("CURATE_HOME"):
+            values["workspace"] = Path(eff["CURATE_HOME"])
         names = {f.name for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None and k in names})
         if values.get("planner") not in ("auto", "llm", "json", "offline"):
             raise ValueError(f"planner must be auto, llm, json or offline; got {values.get('planner')!r}")
+        if values.get("engine") not in (None, "local", "ray"):
+            raise ValueError(f"engine must be local or ray; got {values.get('engine')!r} (CURATE_ENGINE)")
         if values.get("workspace") is not None:
             values["workspace"] = Path(values["workspace"])
         return cls(**{k: v for k, v in values.items() if v is not None})

@@ -9,7 +9,7 @@ ids, scores, metas = vs.query(ctx, name, query_vectors, k=10, where={"domain": {
 
 Where the store lives:
 
-- by default an embedded ``chromadb.PersistentClient`` at ``<workspace>/chroma``. It is thread-safe but
+- by default an embedded ``chromadb.PersistentClient`` at ``<workspace>/chroma`` (or ``$CURATE_CHROMA_PATH``). It is thread-safe but
   **not process-safe** (chroma #961, #3792): two processes writing one directory can corrupt it.
 - when ``CURATE_CHROMA_URL`` is set (``http://127.0.0.1:8000``), an ``HttpClient`` to a ``chroma run
   --path DIR --host 127.0.0.1 --port 8000`` server, the topology to use once the chat app, the agent
@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tools.contract import ToolContext
 
 ENV_URL = "CURATE_CHROMA_URL"
+ENV_PATH = "CURATE_CHROMA_PATH"
+"""The embedded store's folder when set (default ``<workspace>/chroma``); ignored when ENV_URL is set."""
 SPACE = "cosine"
 _NAME_OK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 
@@ -62,7 +65,12 @@ __all__ = [
 def store_location(ctx: ToolContext) -> str:
     """Where :func:`open_store` connects: the server URL, or the embedded store's directory."""
     url = os.environ.get(ENV_URL, "").strip()
-    return url if url else str(ctx.workspace.root / "chroma")
+    return url if url else str(_local_path(ctx))
+
+
+def _local_path(ctx: ToolContext) -> Path:
+    custom = os.environ.get(ENV_PATH, "").strip()
+    return Path(custom).expanduser() if custom else ctx.workspace.root / "chroma"
 
 
 def _import_chromadb() -> Any:
@@ -81,7 +89,7 @@ def open_store(ctx: ToolContext) -> Any:
     chromadb = _import_chromadb()
     url = os.environ.get(ENV_URL, "").strip()
     if not url:
-        path = ctx.workspace.root / "chroma"
+        path = _local_path(ctx)
         path.mkdir(parents=True, exist_ok=True)
         from chromadb.config import Settings
 

@@ -19,18 +19,22 @@ def chat(
     share: bool = False,
     planner: str = "auto",
     policy: str | None = None,
+    engine: str | None = None,
     service: Any = None,
     say: Callable[[str], None] = lambda s: None,
 ) -> None:
-    """Build the agent service (unless given) and serve the chat app; ValueError for bad settings."""
+    """Build the agent service (unless given) and serve the chat app; ValueError for bad settings.
+
+    ``engine``: where tools that support it run (local or ray); None = the configured one."""
     from ui import app as ui_app
 
     creds = ui_app.parse_auth(auth) if auth else None
     if host not in ("127.0.0.1", "localhost", "::1") and creds is None:
         say(f"warning: binding {host} without --auth; anyone who can reach this port can use the app")
     if service is None:
-        from agent.service import AgentService
+        from agent.cli_common import make_service
 
-        service = AgentService(planner=planner, policy=policy)  # type: ignore[arg-type]
-    say(f"chat UI on http://{host}:{port} (planner {service.settings().get('planner')}; Ctrl+C to stop)")
+        service = make_service(planner=planner, policy=policy, engine=engine)
+    say(f"chat UI on http://{host}:{port} (planner {service.settings().get('planner')}, "
+        f"engine {getattr(getattr(service, 'ctx', None), 'engine', 'local')}; Ctrl+C to stop)")
     ui_app.launch(host=host, port=port, auth=creds, share=share, service=service)
