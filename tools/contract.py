@@ -370,6 +370,27 @@ class ToolSpec(BaseModel):
 
     @property
     def impl(self) -> Callable[[Any, ToolContext], ToolResult]:
+        """The bound algorithm, refusing a context whose engine the tool does not declare (``engines``)."""
         if self._impl is None:
             raise RuntimeError(f"tool {self.name!r} has no implementation bound (import {self.implementation})")
-        return self._impl
+        func = self._impl
+
+        @functools.wraps(func)
+        def checked(request: Any, ctx: ToolContext) -> ToolResult:
+            self.check_engine(ctx)
+            return func(request, ctx)
+
+        return checked
+
+    def check_engine(self, ctx: ToolContext) -> None:
+        """Raise :class:`~tools.errors.ResourceUnavailable` unless the tool runs on ``ctx.engine``."""
+        if ctx.engine in self.engines:
+            return
+        from tools.errors import ResourceUnavailable
+
+        raise ResourceUnavailable(
+            f"tool {self.name!r} does not run on engine {ctx.engine!r} (it runs on: {', '.join(self.engines)})",
+            where="engine",
+            hint=f"run {self.name} with engine='local' (--engine local), or pick a tool that declares "
+            f"engines=(..., {ctx.engine!r})",
+        )

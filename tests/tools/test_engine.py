@@ -157,3 +157,29 @@ def test_tools_on_the_engine_give_identical_outputs_for_any_worker_count(tool, t
         res = registry.invoke(tool, args, ctx)
         out.append((res.model_dump(exclude={"duration_s", "summary", "artifacts"}), _tables(ctx, res)))
     assert out[0] == out[1]
+
+
+def test_a_tool_refuses_an_engine_it_does_not_declare(tmp_path):
+    from tools.contract import ToolRequest, ToolResult, ToolSpec
+
+    class EchoRequest(ToolRequest):
+        x: int = 1
+
+    def make(engines):
+        spec = ToolSpec(name="echo_engines", description="echo", request_model=EchoRequest, result_model=ToolResult,
+                        **({"engines": engines} if engines else {}))
+        return spec.implement(lambda req, ctx: ToolResult(summary=f"{req.x} on {ctx.engine}"))
+
+    ray_ctx = ToolContext(workspace_dir=tmp_path / "w", show_progress=False, engine="ray", use_cache=False)
+    with pytest.raises(ResourceUnavailable, match="'echo_engines' does not run on engine 'ray'") as e:
+        make(None)({"x": 2}, ray_ctx)  # engines defaults to ("local",)
+    assert "engine='local'" in e.value.hint and e.value.where == "engine"
+    assert make(None)({"x": 2}, ray_ctx.model_copy(update={"engine": "local"})).summary == "2 on local"
+    assert make(("local", "ray"))({"x": 3}, ray_ctx).summary == "3 on ray"
+
+
+def test_the_map_style_tools_declare_ray():
+    from tools.registry import get
+
+    for name in ("dsir", "quality_signals", "embed"):
+        assert get(name).engines == ("local", "ray"), name

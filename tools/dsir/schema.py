@@ -98,6 +98,7 @@ SPEC = ToolSpec(
     description="DSIR importance resampling (Xie et al.): select k documents from a pool whose hashed "
     "unigram/bigram statistics match a target set; writes the selection and per-document log "
     "importance weights, and reports the KL reduction.",
+    engines=("local", "ray"),
     request_model=DSIRRequest,
     result_model=DSIRResult,
     family="selection",

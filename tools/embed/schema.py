@@ -65,6 +65,7 @@ SPEC = ToolSpec(
     conformance="tools.embed.schema:conformance_case",
     description="Embed a corpus with a sentence-transformers model (default all-MiniLM-L6-v2) on GPU or CPU: "
     "a memory-mapped embedding artifact in corpus order, cached by content, plus the vector store.",
+    engines=("local", "ray"),
     request_model=EmbedRequest,
     result_model=EmbedResult,
     family="index",

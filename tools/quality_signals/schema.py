@@ -72,6 +72,7 @@ SPEC = ToolSpec(
     description="Score every document for quality: RedPajama-V2/Gopher text statistics (word counts, "
     "entropy, stop words, symbol ratios, bullet/ellipsis lines, duplicated lines and n-grams), optional DSIR "
     "weights against targets, LM loss under a reference LM and an embedding classifier; one scores table.",
+    engines=("local", "ray"),
     request_model=QualitySignalsRequest,
     result_model=QualitySignalsResult,
     family="scores",
