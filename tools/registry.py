@@ -21,7 +21,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.sample.schema:SPEC",
     "tools.tsds.schema:SPEC",
     "tools.dsir.schema:SPEC",
-    "tools.neighbors:SPEC",
+    "tools.neighbors.schema:SPEC",
     "tools.semantic_dedup:SPEC",
     "tools.embed.schema:SPEC",
     "tools.bids.schema:SPEC",
