@@ -1,6 +1,7 @@
 """The offline planner's decision: a plan, one clarifying question, or a short off-topic answer.
 
-Given the router's scores (:mod:`agent.router`, :mod:`agent.classifier`) the planner
+Given the router's scores (:mod:`agent.router`, :mod:`agent.classifier`) and the arguments read
+from the words (:mod:`agent.arguments`) the planner
 
 1. answers off-topic requests in a sentence and calls no tool;
 2. splits multi-step requests into clauses and keeps one step per clause that is clearly about a tool;
@@ -20,8 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required
 from agent.classifier import NONE, names_tool
-from agent.router import COUNT_FIELDS, Router, extract, fill_args, missing_required, split_clauses
+from agent.router import Router, split_clauses
 from tools.contract import ToolSpec
 
 OFFTOPIC_MIN = 0.22

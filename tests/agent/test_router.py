@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.router import extract, fill_args, missing_required, parse_number
+from agent.arguments import extract, fill_args, missing_required, parse_number
 
 
 @pytest.mark.parametrize(
