@@ -123,8 +123,18 @@ def test_unreachable_ray_address_fails_fast():
 
 def test_dsir_on_ray_equals_local(local_ray, shards, tmp_path, monkeypatch):
     import tools.dsir as dsir
+    from tools import engine_ray
 
     monkeypatch.setattr(dsir, "_BATCH_ROWS", 40)  # several batches per shard
+    scored_on_ray = []
+    real_map_items = engine_ray.map_items
+
+    def spy(fn, items, ctx):
+        if getattr(fn, "func", None) is dsir.score_batch:
+            scored_on_ray.append(fn)
+        return real_map_items(fn, items, ctx)
+
+    monkeypatch.setattr(engine_ray, "map_items", spy)
     folder, target = shards
     out = []
     for engine in ("local", "ray"):
@@ -137,6 +147,7 @@ def test_dsir_on_ray_equals_local(local_ray, shards, tmp_path, monkeypatch):
     assert rs.equals(ls)
     assert rsel.equals(lsel) and rsel.num_rows == 120
     assert rkl == lkl and rd == ld
+    assert len(scored_on_ray) == 1  # the ray run's scoring pass ran as Ray tasks (the local one did not)
     assert ld.get("a", 0) > ld.get("b", 0)  # the target is domain a's vocabulary: the selection leans to it
 
 

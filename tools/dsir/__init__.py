@@ -7,7 +7,10 @@ reduction. The pool is read once: :func:`tools.engine.map_batches` runs the pure
 :func:`featurize_batch` in worker processes and gathers the features in corpus order; this process
 writes their bucket ids to a scratch file in the workspace (2 bytes per n-gram), so the raw model,
 the log weights and the selected documents' features all come from that one read. Memory: about 9 bytes per document
-(float32 log weight per target, int32 length, eligibility), plus one batch.
+(float32 log weight per target, int32 length, eligibility), plus one batch. On ``engine="ray"`` the
+target and pool featurizing and the scoring (:func:`score_batch`) run as Ray tasks; the fit sums
+the per-batch bucket counts the workers return, in corpus order, so the weights and the selection
+equal the local engine's.
 
 Defaults differ from the reference package in two places, both switchable:
 - ``hash="fast"`` (``"sha256"`` reproduces the reference's bucket ids and float64 log weights);
@@ -41,11 +44,11 @@ from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats
 from tools.dsir import core
 from tools.dsir.core import DSIRModel, FeatureConfig, fit_model, gumbel_topk
 from tools.dsir.schema import SPEC, DSIRRequest, DSIRResult
-from tools.engine import Pool, map_batches
+from tools.engine import Pool, map_batches, map_items
 from tools.errors import BadInput, field_error
 from tools.selection import format_domain_counts, record_selection, selection_table
 
-__all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch"]
+__all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch", "score_batch"]
 
 _BATCH_ROWS = 8192
 _PRIOR_DOCS = 5000  # target documents used to fit the prior strength
@@ -252,14 +255,29 @@ def read_pool(request: DSIRRequest, cfg: FeatureConfig, pool: Pool, ctx: ToolCon
 # ---------------------------------------------------------------------- 3. importance weights
 
 
+def score_batch(log_diff: np.ndarray, feats: core.BatchFeatures) -> np.ndarray:
+    """A pure per-batch function (runs on a worker): the batch's log importance weights (n, T)."""
+    return feats.doc_dot(log_diff)
+
+
 def log_weights(model: DSIRModel, raw: PoolPass, cfg: FeatureConfig, pool: Pool, ctx: ToolContext,
                 out_dtype: type) -> np.ndarray:
-    """Step 3: log p_target(x) - log p_raw(x) for every pool document (n, T), from the scratch features."""
+    """Step 3: log p_target(x) - log p_raw(x) for every pool document (n, T), from the scratch features.
+
+    Local engine: the pool's workers read the scratch files. ``engine="ray"``: this process reads
+    them and Ray tasks score them (the model is sent once; only features and weights travel), so the
+    scoring needs no filesystem shared with the workers.
+    """
     T = model.log_diff.shape[0]
     log_w = np.empty((raw.n, T), dtype=out_dtype)
     pos = 0
+    if ctx.engine == "ray":
+        weights = map_items(functools.partial(score_batch, model.log_diff),
+                            (core.load_features(f, cfg.ngrams) for f in raw.files), ctx)
+    else:
+        weights = pool.starmap(core._worker_dot, ((f, cfg.ngrams, model.log_diff) for f in raw.files))
     with ctx.progress("dsir: weights", total=raw.n, unit="docs") as bar:
-        for w in pool.starmap(core._worker_dot, ((f, cfg.ngrams, model.log_diff) for f in raw.files)):
+        for w in weights:
             log_w[pos : pos + w.shape[0]] = w
             pos += w.shape[0]
             bar.update(w.shape[0])
