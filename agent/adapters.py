@@ -1,7 +1,8 @@
 """The registry's tools as LangChain tools, and tool specs as the guard's ``PlannedCall``s.
 
 Every tool runs through ``tools.registry.invoke`` with a ``ToolContext`` built from the runtime
-context and the active policy (data roots, workspace); progress goes to LangGraph's ``custom``
+context (the engine: ``ray`` for the tools whose spec lists it) and the active policy (data roots,
+workspace); progress goes to LangGraph's ``custom``
 stream. What comes back to the model is the tool's short summary and its artifact ids, quoted as
 data; the full (small) result rides along as the ToolMessage's ``artifact`` for the agent's books.
 """
@@ -57,7 +58,11 @@ def _writer():  # noqa: ANN202
         return None
 
 
-def tool_context(ctx: CurateContext, policy: Policy, *, tool: str = "", writer: Any = None) -> ToolContext:
+def tool_context(ctx: CurateContext, policy: Policy, *, tool: str = "", writer: Any = None,
+                 engines: tuple[str, ...] = ("local",)) -> ToolContext:
+    """The context one tool runs with. ``engines`` are those the tool supports (its spec's): the run's
+    engine (``ctx.engine``) when the tool supports it, else local (a tool without Ray support still runs)."""
+
     def on_progress(ev: ProgressEvent) -> None:
         if writer is not None:
             writer({"type": "tool_progress", "tool": tool or ev.tool, "progress": ev.model_dump(mode="json")})
@@ -68,6 +73,7 @@ def tool_context(ctx: CurateContext, policy: Policy, *, tool: str = "", writer: 
         max_llm_calls=policy.budgets.max_llm_calls,
         show_progress=False,
         on_progress=on_progress if writer is not None else None,
+        engine=ctx.engine if ctx.engine in engines else "local",
     )
 
 
@@ -110,7 +116,8 @@ def make_tool(spec: ToolSpec) -> StructuredTool:
         args = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in kwargs.items()}
         if writer is not None:
             writer({"type": "tool_start", "tool": spec.name, "args": args})
-        result = invoke(spec.name, args, tool_context(ctx, policy, tool=spec.name, writer=writer))
+        tctx = tool_context(ctx, policy, tool=spec.name, writer=writer, engines=tuple(spec.engines))
+        result = invoke(spec.name, args, tctx)
         rec = result_record(result)
         return format_result(rec), rec
 

@@ -48,6 +48,8 @@ UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".jsonl.gz", ".txt")
 MAX_CORPUS_CHOICES = 300
 PLANNERS = ("auto", "offline", "llm", "json")
+ENGINES = ("local", "ray")
+"""Where tools that support it run (``CurateContext.engine``): this machine's process pool, or Ray."""
 PREVIEW_ROWS = 200
 CELL_CHARS = 300
 
@@ -89,9 +91,9 @@ class ServiceHolder:
 
 
 def _default_factory(**kwargs: Any) -> Any:
-    from agent.service import AgentService
+    from agent.cli_common import make_service
 
-    return AgentService(**kwargs)
+    return make_service(**kwargs)
 
 
 def pump(make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
@@ -147,9 +149,13 @@ def banner_update(text: str | None) -> Any:
 
 def _settings(svc: Any) -> dict[str, Any]:
     try:
-        return dict(svc.settings() or {})
+        st = dict(svc.settings() or {})
     except Exception:  # noqa: BLE001
         return {}
+    engine = getattr(getattr(svc, "ctx", None), "engine", None)
+    if engine is not None:
+        st.setdefault("engine", engine)
+    return st
 
 
 def workspace_root(svc: Any) -> Path:
@@ -743,9 +749,11 @@ class Handlers:
             lines.append(f"- **{plain(k)}**: {plain(v, 400)}")
         return "\n".join(lines)
 
-    def apply_settings(self, planner: str, base_url: str, model: str, api_key: str, policy: str):  # noqa: ANN202
+    def apply_settings(self, planner: str, base_url: str, model: str, api_key: str, policy: str,  # noqa: ANN202
+                       engine: str = "local"):
         # the new service keeps this one's workspace (threads, artifacts, proposals stay reachable)
-        kwargs: dict[str, Any] = {"planner": planner or "auto", "workspace": workspace_root(self.svc())}
+        kwargs: dict[str, Any] = {"planner": planner or "auto", "workspace": workspace_root(self.svc()),
+                                  "engine": engine if engine in ENGINES else "local"}
         if base_url.strip():
             kwargs["llm_base_url"] = base_url.strip()
         if model.strip():
@@ -772,7 +780,8 @@ class Handlers:
                           else "auto"),
                 gr.update(value=str(st.get("llm_base_url") or st.get("llm_endpoint") or "")),
                 gr.update(value=str(st.get("llm_model") or "")),
-                gr.update(value=str(st.get("policy_ref") or st.get("policy") or "")))
+                gr.update(value=str(st.get("policy_ref") or st.get("policy") or "")),
+                gr.update(value=e if (e := str(st.get("engine") or "local")) in ENGINES else "local"))
 
 
 def _bind_review(review: Callable[..., Iterator[Any]], decision: str) -> Callable[..., Iterator[Any]]:
@@ -862,6 +871,9 @@ def build_app(
                         model = gr.Textbox(label="LLM model name")
                         api_key = gr.Textbox(label="API key (kept in this process only)", type="password")
                         policy = gr.Textbox(label="Policy (bundled name or YAML path)")
+                        engine = gr.Radio(list(ENGINES), value="local", label="Engine", elem_id="engine",
+                                          info="where tools that support it run: this machine, or Ray "
+                                               "(RAY_ADDRESS / the config file's engine.ray_address, else a local Ray)")
                         apply_btn = gr.Button("Apply settings", elem_id="apply-settings")
                         settings_status = gr.Markdown()
             with gr.Column(scale=2):
@@ -906,10 +918,10 @@ def build_app(
             btn.click(_bind_review(h.review, decision), review_inputs, review_outputs,
                       api_name=f"review_{decision}", concurrency_limit=4)
         up.upload(h.upload, [up], [up_status, corpus, target], **hidden)
-        apply_btn.click(h.apply_settings, [planner, base_url, model, api_key, policy],
+        apply_btn.click(h.apply_settings, [planner, base_url, model, api_key, policy, engine],
                         [settings_view, settings_status, corpus, target], **hidden)
         demo.load(h.on_load, [session], [thread_dd, prop_dd, corpus, target, settings_view, planner, base_url, model,
-                                       policy], **hidden)
+                                       policy, engine], **hidden)
     demo.holder = holder  # type: ignore[attr-defined]
     demo.handlers = h  # type: ignore[attr-defined]
     return demo

@@ -24,12 +24,13 @@ EVIL = '<img src=x onerror="window.__pwned=1"> **bold** [link](http://example.in
 class FakeService:
     def __init__(self, *, workspace: Any = None, policy: str | None = "default", llm_base_url: str | None = None,
                  llm_model: str | None = None, llm_api_key: str | None = None, planner: str = "auto",
-                 data_roots: list[str] | None = None, step_delay: float = 0.0):
+                 data_roots: list[str] | None = None, step_delay: float = 0.0, engine: str = "local"):
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self.policy = policy
         self.llm_base_url = llm_base_url
         self.llm_model = llm_model
         self.planner = planner
+        self.engine = engine
         self.data_roots = data_roots or []
         self.step_delay = step_delay
         self._history: dict[str, list[AgentEvent]] = {}
@@ -172,4 +173,5 @@ class FakeService:
 
     def settings(self) -> dict[str, Any]:
         return {"planner": self.planner, "llm_base_url": self.llm_base_url, "llm_model": self.llm_model,
-                "policy": self.policy, "data_roots": list(self.data_roots), "workspace": str(self.workspace.root)}
+                "policy": self.policy, "data_roots": list(self.data_roots), "workspace": str(self.workspace.root),
+                "engine": self.engine}

@@ -233,10 +233,11 @@ def test_settings_recreate_the_service(tmp_path):
 
     demo = build_app(FakeService(workspace=tmp_path / "ws1"), service_factory=factory)
     h = demo.handlers
-    view, status, *_ = h.apply_settings("llm", "http://127.0.0.1:8000/v1", "qwen", "sk-secret", "strict")
+    view, status, *_ = h.apply_settings("llm", "http://127.0.0.1:8000/v1", "qwen", "sk-secret", "strict", "ray")
     assert made == [{"planner": "llm", "llm_base_url": "http://127.0.0.1:8000/v1", "llm_model": "qwen",
-                     "llm_api_key": "sk-secret", "policy": "strict", "workspace": tmp_path / "ws1"}]
+                     "llm_api_key": "sk-secret", "policy": "strict", "workspace": tmp_path / "ws1", "engine": "ray"}]
     assert "applied" in status and "8000" in view and "sk-secret" not in view
+    assert "**engine**: ray" in view
     before = demo.holder.get()
     view, status, *_ = h.apply_settings("auto", "", "", "", "broken")
     assert "not applied" in status and "no policy named broken" in status
@@ -262,3 +263,18 @@ def test_call_approval_interrupt_is_reviewable(h, svc):
     assert svc.calls[-1][:4] == ("review", session["thread_id"], pid, "approve")
     assert "approved" in outs[-1][0]
     assert pid not in [v for _, v in outs[-1][4]["choices"]], "answered, it leaves the list"
+
+
+def test_engine_setting_reaches_the_agent_context(tmp_path):
+    """The Settings tab's engine builds a real AgentService whose tool runs use it (see test_services_engine)."""
+    demo = build_app(FakeService(workspace=tmp_path / "ws"))  # no factory: the default builds an AgentService
+    h = demo.handlers
+    view, status, *_ = h.apply_settings("offline", "", "", "", "", "ray")
+    svc = demo.holder.get()
+    try:
+        assert "applied" in status and svc.ctx.engine == "ray" and "**engine**: ray" in view
+        assert h.on_load(new_session())[-1]["value"] == "ray"
+        h.apply_settings("offline", "", "", "", "", "local")
+        assert demo.holder.get().ctx.engine == "local"
+    finally:
+        demo.holder.get().close()
