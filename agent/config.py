@@ -187,8 +187,28 @@ def config_path() -> Path | None:
     return None
 
 
-def _where(path: Path, loc: tuple[Any, ...]) -> str:
-    return f"{path}: {'.'.join(str(x) for x in loc) or '(top level)'}"
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest key of ``loc`` found in the YAML ``text`` (None if not found)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for name in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        hit = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(name)), None)
+        if hit is None:
+            break
+        line, node = hit[0].start_mark.line + 1, hit[1]
+    return line
+
+
+def _where(path: Path, loc: tuple[Any, ...], line: int | None = None) -> str:
+    at = f" (line {line})" if line else ""
+    return f"{path}: {'.'.join(str(x) for x in loc) or '(top level)'}{at}"
 
 
 def parse_config(text: str, path: Path) -> CurateConfig:
@@ -221,7 +241,7 @@ def parse_config(text: str, path: Path) -> CurateConfig:
         more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
         got = first.get("input")
         shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f"; got {got!r}"
-        raise ConfigError(f"{msg}{shown if 'got ' not in msg else ''}{more}"[:400], where=_where(path, loc)) from None
+        raise ConfigError(f"{msg}{shown if 'got ' not in msg else ''}{more}"[:400], where=_where(path, loc, _line_of(text, loc))) from None
 
 
 def _section_model(loc: tuple[Any, ...]) -> type[BaseModel]:

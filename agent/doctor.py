@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -175,12 +176,25 @@ def check_vector_store(eff: dict[str, tuple[str, str]], file: str | None, timeou
                  latency_ms=ms, detail=f"heartbeat ok (server {version}, client {chromadb.__version__})")
 
 
+def _gpus() -> int:
+    """GPUs this process may use, without importing torch (its import takes seconds)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    root = "/proc/driver/nvidia/gpus"
+    return len(os.listdir(root)) if os.path.isdir(root) else 0
+
+
 def _cpu_gpu() -> str:
     try:
         n_cpu = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         n_cpu = os.cpu_count() or 1
-    return f"{n_cpu} CPUs"
+    n_gpu = _gpus()
+    return f"{n_cpu} CPUs, {n_gpu} GPU{'' if n_gpu == 1 else 's'}"
 
 
 def check_engine(eff: dict[str, tuple[str, str]], file: str | None, timeout_s: float) -> Check:
@@ -234,7 +248,7 @@ def check_torch() -> Check:
         return Check(service="torch", configured="cuda", status="ok", latency_ms=ms,
                      detail=f"torch {torch.__version__}, {n} GPU{'s' if n > 1 else ''}: {', '.join(names)}")
     return Check(service="torch", configured="cpu", status="ok", latency_ms=ms,
-                 detail=f"torch {torch.__version__}, no CUDA device: GPU tools run on the CPU ({_cpu_gpu()})",
+                 detail=f"torch {torch.__version__}, no CUDA device: GPU tools run on the CPU",
                  hint="for GPUs install a CUDA build of torch on a machine with a GPU")
 
 
@@ -244,8 +258,14 @@ def check_embed_model() -> Check:
     old = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # "loads offline" is what is checked
     t0 = time.perf_counter()
+    bars = None
     try:
+        from transformers.utils import logging as hf_logging
+
         from tools.embed.encoder import load_sentence_transformer
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar under the table
 
         path = default_model_path()
         model = load_sentence_transformer(str(path), DEFAULT_EMBEDDING_MODEL, "cpu")
@@ -255,6 +275,8 @@ def check_embed_model() -> Check:
         return Check(service="embed_model", configured=DEFAULT_EMBEDDING_MODEL, status="down",
                      detail=str(getattr(e, "message", e))[:200], hint=hint)
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()
         if old is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
@@ -300,7 +322,7 @@ def render_table(report: Report) -> Any:
 
     title = f"curate doctor ({report.config_file or 'no config file: environment and defaults'})"
     table = Table(title=title, title_justify="left", show_lines=False)
-    for col in ("service", "configured", "status", "latency", "detail / how to fix"):
+    for col in ("service", "configured", "status", "latency / load", "detail / how to fix"):
         table.add_column(col, overflow="fold")
     for c in report.checks:
         where = Text(c.configured)

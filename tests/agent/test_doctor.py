@@ -113,7 +113,7 @@ def test_configured_llm_answers_and_what_runs_where(tmp_path: Path, clean_env, m
     assert srv.auth == ["Bearer sk-doctor"], "the key comes from the variable the file names"
     assert r["tool_llm"]["status"] == "off" and "planner's" in r["tool_llm"]["detail"]
     assert r["vector_store"]["configured"] == f"embedded at {tmp_path / 'store'}" and r["vector_store"]["status"] == "ok"
-    assert r["engine"]["configured"] == "local" and "CPUs" in r["engine"]["detail"]
+    assert r["engine"]["configured"] == "local" and "CPUs" in r["engine"]["detail"] and "GPU" in r["engine"]["detail"]
     assert out["ok"] is True and out["config_file"] == str(f)
     assert "sk-doctor" not in json.dumps(out), "keys are never printed"
 
@@ -165,7 +165,7 @@ def test_a_bad_config_file_names_the_field(tmp_path: Path, clean_env):
     f.write_text("vector_store: {host: chroma-box, prot: 8001}\n")
     r = CliRunner().invoke(app, ["--config", str(f), "doctor", *QUICK])
     assert r.exit_code == 2
-    assert f"{f}: vector_store.prot: unknown field (known: url, host, port, ssl, path)" in r.output
+    assert f"{f}: vector_store.prot (line 1): unknown field (known: url, host, port, ssl, path)" in r.output
 
 
 def test_unknown_check_name_is_bad_input(clean_env):

@@ -96,7 +96,15 @@ def test_a_bad_field_is_named_with_the_file(tmp_path: Path, clean_env, doc: str,
     f.write_text(doc + "\n")
     with pytest.raises(ConfigError) as err:
         load_config(f)
-    assert err.value.where == f"{f}: {where}" and says in err.value.message, err.value.render()
+    assert err.value.where == f"{f}: {where} (line 1)" and says in err.value.message, err.value.render()
+
+
+def test_the_line_of_a_nested_field(tmp_path: Path, clean_env):
+    f = tmp_path / "curate.yaml"
+    f.write_text(FULL.replace("port: 8001", "port: -1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert err.value.where == f"{f}: vector_store.port (line 7)"
 
 
 def test_unreadable_files(tmp_path: Path, clean_env):
@@ -119,7 +127,7 @@ def test_cli_names_the_bad_field_and_exits_2(tmp_path: Path, clean_env):
     f.write_text("engine: {kind: spark}\n")
     r = CliRunner().invoke(app, ["--config", str(f), "tools", "--json"])
     assert r.exit_code == 2
-    assert f"error: {f}: engine.kind: Input should be 'local' or 'ray'; got 'spark'" in r.output
+    assert f"error: {f}: engine.kind (line 1): Input should be 'local' or 'ray'; got 'spark'" in r.output
 
 
 def test_cli_config_flag_sets_the_engine_of_tool_runs(tmp_path: Path, clean_env, tiny_corpus: Path):
