@@ -400,6 +400,7 @@ def llm_serve(
         return
     say(f"ready: {cmd.base_url}")
     say(f"export CURATE_LLM_BASE_URL={cmd.base_url} CURATE_LLM_MODEL={cmd.model} CURATE_LLM_API_KEY=EMPTY")
+    say(f"  or in curate.yaml:  llm: {{base_url: {cmd.base_url}, model: {cmd.model}}}   (check: curate doctor)")
     try:
         proc.wait()
     except KeyboardInterrupt:

@@ -92,7 +92,9 @@ def _failure(e: BaseException, timeout_s: float) -> str:
     return f"{type(reason).__name__}: {reason}"[:200]
 
 
-def check_llm(service: str, eff: dict[str, tuple[str, str]], file: str | None, timeout_s: float) -> Check:
+def check_llm(service: str, eff: dict[str, tuple[str, str]], file: str | None, timeout_s: float,
+              key_env: str | None = None) -> Check:
+    """``key_env``: the variable the config file names for this LLM's key (reported when it is unset)."""
     prefix = "CURATE_LLM_" if service == "llm" else "CURATE_TOOL_LLM_"
     url = eff.get(prefix + "BASE_URL")
     if url is None:
@@ -121,6 +123,8 @@ def check_llm(service: str, eff: dict[str, tuple[str, str]], file: str | None, t
         return Check(service=service, configured=base_url, source=source, status="down",
                      detail=f"GET {base_url.rstrip('/')}/models: {_failure(e, timeout_s)}", hint=hint)
     detail = f"serves {', '.join(served[:3]) or 'no models'}" + (f" (+{len(served) - 3})" if len(served) > 3 else "")
+    if key_env and not os.environ.get(key_env) and not key:
+        detail += f"; {key_env} (api_key_env) is not set, so no key was sent"
     if model and served and model not in served:
         return Check(service=service, configured=f"{base_url} model={model}", source=source, status="warn",
                      latency_ms=ms, detail=f"{detail}; not {model!r}",
@@ -300,10 +304,12 @@ def run_checks(*, skip: tuple[str, ...] = (), timeout_s: float = DEFAULT_TIMEOUT
     loaded = loaded or load_config()
     eff = effective(loaded)
     file = str(loaded.path) if loaded.path else None
+    cfg = loaded.config
     workspace = (eff.get("CURATE_HOME") or (".curate", ""))[0]
     runs: dict[str, Callable[[], Check]] = {
-        "llm": lambda: check_llm("llm", eff, file, timeout_s),
-        "tool_llm": lambda: check_llm("tool_llm", eff, file, timeout_s),
+        "llm": lambda: check_llm("llm", eff, file, timeout_s, cfg.llm.api_key_env if cfg.llm else None),
+        "tool_llm": lambda: check_llm("tool_llm", eff, file, timeout_s,
+                                      cfg.tool_llm.api_key_env if cfg.tool_llm else None),
         "vector_store": lambda: check_vector_store(eff, file, timeout_s, workspace),
         "engine": lambda: check_engine(eff, file, timeout_s),
         "torch": check_torch,

