@@ -341,48 +341,34 @@ class AgentService:
             "tools": names(),
         }
 
-    def dry_run(self, message: str, *, corpus: str | None = None, target: str | None = None) -> dict[str, Any]:
-        """The plan (and the policy's verdict on each step) without running anything."""
-        from agent.adapters import planned_call
-        from agent.nodes.plan import json_steps, plan_text
+    def dry_run(self, message: str, *, corpus: str | None = None, target: str | None = None,
+                k: int | None = None) -> dict[str, Any]:
+        """The plan (and the policy's verdict on each step) without running anything: the plan node's own
+        planner functions (:func:`agent.nodes.plan.plan_request`), so this is the plan a run would start."""
+        from agent.adapters import build_tools, planned_call
+        from agent.nodes.plan import llm_reply, plan_request, plan_text, planner_kind
         from policies.enforce import Usage, judge
         from tools.registry import list_specs
 
         specs = {s.name: s for s in (self.specs or list_specs())}
-        state = {"inputs": {k: v for k, v in (("corpus", corpus), ("target", target)) if v}, "artifacts": {}}
+        inputs: dict[str, Any] = {n: v for n, v in (("corpus", corpus), ("target", target)) if v}
+        if k is not None:
+            inputs["k"] = int(k)
+        state: dict[str, Any] = {"inputs": inputs, "artifacts": {}}
+        kind, label = planner_kind(self.ctx)
         question = None
-        kind = self.ctx.effective_planner()
         if kind == "llm":  # a native tool-call planner decides step by step; show its first step
-            from langchain_core.messages import SystemMessage
-
-            from agent.adapters import build_tools
-            from agent.llm import load_chat_model
-            from agent.nodes.plan import llm_system_prompt
-
-            system = SystemMessage(llm_system_prompt(list(specs.values()), state["inputs"], {}, self.policy.name))
-            reply = load_chat_model(self.ctx).bind_tools(build_tools(list(specs.values()))).invoke(
-                [system, HumanMessage(content=message)])
-            steps = [{"tool": tc["name"], "args": tc["args"]} for tc in reply.tool_calls]
-            why = None if steps else content_text(reply.content)
-        elif kind == "json":
-            steps, why, _ = json_steps(message, specs, state, self.ctx)
-        else:  # the offline planner: a plan, a question (its candidate steps pending) or an off-topic answer
-            from agent import prompts
-            from agent.nodes.plan import offline_decision
-
-            decision, _ = offline_decision(message, specs, state)
-            steps = decision.steps
-            why = (decision.question if decision.kind == "ask" else
-                   prompts.OFF_TOPIC.format(tools=", ".join(specs)) if decision.kind == "none" else None)
-            if decision.kind == "ask":
-                question = decision.question_record(message)
-        label = "offline" if kind == "offline" else f"{kind}:{self.ctx.model or 'default'}"
-        plan = {"planner": label, "steps": steps}
+            reply = llm_reply(self.ctx, specs, build_tools(list(specs.values())), [HumanMessage(content=message)],
+                              state, self.policy.name)
+            steps = [{"tool": tc["name"], "args": tc["args"], "status": "planned"} for tc in reply.tool_calls]
+            text = plan_text({"planner": label, "steps": steps}) if steps else content_text(reply.content)
+        else:  # a plan, a question (its candidate steps pending) or an off-topic answer
+            planned = plan_request(message, specs, state, self.ctx)
+            label, steps, text, question = planned.label, planned.steps, planned.text, planned.question
         decisions = [judge(planned_call(specs[s["tool"]], s["args"]), self.policy, Usage(tool_calls=i)).model_dump()
                      for i, s in enumerate(steps) if s["tool"] in specs]
-        status = "pending" if question else "planned"
-        return {"planner": label, "text": plan_text(plan) if steps and not question else (why or ""),
-                "steps": [{"tool": s["tool"], "args": s["args"], "status": status} for s in steps],
+        return {"planner": label, "text": text,
+                "steps": [{"tool": s["tool"], "args": s["args"], "status": s["status"]} for s in steps],
                 "question": question, "policy": decisions}
 
 

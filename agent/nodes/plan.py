@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -53,6 +54,30 @@ def _step(tool: str, args: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ planners
 
 
+@dataclass
+class Planned:
+    """What the planner made of a request before anything runs: the graph's plan node starts from it and
+    the service's dry run shows it, so a dry run shows the plan the graph would run."""
+
+    label: str
+    """"offline", "json:<model>" or "request-file" """
+    kind: Literal["plan", "ask", "none"]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """step records (id, tool, args, status): "planned", or "pending" under a question"""
+    text: str = ""
+    """the plan as text; or the question, the off-topic answer, or why there is no plan"""
+    question: dict[str, Any] | None = None
+    request: str = ""
+    """the request as planned (an answer to the thread's question is read into the original request)"""
+    llm_calls: int = 0
+
+
+def planner_kind(ctx: Any) -> tuple[str, str]:
+    """(kind, label) of the planner the context selects."""
+    kind = ctx.effective_planner()
+    return kind, "offline" if kind == "offline" else f"{kind}:{ctx.model or 'default'}"
+
+
 def offline_decision(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]) -> Any:
     """The offline planner's decision (plan, question or off-topic); a reply to a pending question
     (the thread's last plan asked one) is read as its answer."""
@@ -67,14 +92,48 @@ def offline_decision(request: str, specs: dict[str, ToolSpec], state: dict[str, 
                                         force=force), request
 
 
-def offline_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]) -> tuple[list[dict], str | None]:
-    """Steps from the offline planner; or the question / answer given instead of a plan."""
-    decision, _ = offline_decision(request, specs, state)
-    if decision.kind == "plan":
-        return [_step(s["tool"], s["args"]) for s in decision.steps], None
-    if decision.kind == "ask":
-        return [], decision.question
-    return [], prompts.OFF_TOPIC.format(tools=", ".join(specs))
+def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> tuple[list[dict], str | None, int]:
+    from agent.jsonplan import plan_with_llm
+    from agent.llm import load_chat_model
+
+    steps, errors, calls = plan_with_llm(load_chat_model(ctx), request, list(specs.values()), state.get("inputs") or {},
+                                          strict=getattr(ctx, "plan_schema", "strict") == "strict")
+    if errors and not steps:
+        return [], "The JSON plan was not valid after one repair round: " + "; ".join(errors[:5]), calls
+    return [_step(s.tool, s.args) for s in steps], None, calls
+
+
+def plan_request(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> Planned:
+    """The whole plan for a request from a request file's steps, the offline planner or the JSON planner
+    (the native tool-call planner decides round by round: :func:`llm_reply`)."""
+    kind, label = planner_kind(ctx)
+    inputs = state.get("inputs") or {}
+    why, calls = None, 0
+    if inputs.get("steps"):  # a structured request file: the steps are the plan
+        from agent.jsonplan import validate_steps
+
+        label = "request-file"
+        given, errors = validate_steps({"steps": inputs["steps"]}, specs, inputs)
+        steps = [] if errors else [_step(s.tool, s.args) for s in given]
+        why = ("The request file's steps are not valid: " + "; ".join(errors)) if errors else None
+    elif kind == "offline":
+        decision, request = offline_decision(request, specs, state)
+        if decision.kind == "ask":
+            return Planned(label, "ask", [{**_step(s["tool"], s["args"]), "status": "pending"} for s in decision.steps],
+                           decision.question, decision.question_record(request), request)
+        if decision.kind == "none":
+            return Planned(label, "none", text=prompts.OFF_TOPIC.format(tools=", ".join(specs)), request=request)
+        steps = [_step(s["tool"], s["args"]) for s in decision.steps]
+    elif kind == "json":
+        steps, why, calls = json_steps(request, specs, state, ctx)
+    else:
+        raise ValueError(f"planner {kind!r} plans round by round; use llm_reply")
+    if inputs.get("k"):  # an explicit k (request file, UI) wins over what the planner read
+        for st in steps:
+            if specs[st["tool"]].family == "selection" and "k" in specs[st["tool"]].request_model.model_fields:
+                st["args"]["k"] = int(inputs["k"])
+    text = plan_text({"planner": label, "steps": steps}) if steps else why or ""
+    return Planned(label, "plan", steps, text, request=request, llm_calls=calls)
 
 
 def llm_system_prompt(specs: list[ToolSpec], inputs: dict[str, Any], artifacts: dict[str, str], policy: str) -> str:
@@ -87,123 +146,85 @@ def llm_system_prompt(specs: list[ToolSpec], inputs: dict[str, Any], artifacts: 
         artifacts=json.dumps(artifacts), policy=policy)
 
 
-def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> tuple[list[dict], str | None, int]:
-    from agent.jsonplan import plan_with_llm
+def llm_reply(ctx: Any, specs: dict[str, ToolSpec], tools: list[Any], messages: list[Any], state: dict[str, Any],
+              policy: str) -> AIMessage:
+    """One round of the native tool-call planner: the model's next tool calls (or its answer)."""
     from agent.llm import load_chat_model
 
-    steps, errors, calls = plan_with_llm(load_chat_model(ctx), request, list(specs.values()), state.get("inputs") or {},
-                                          strict=getattr(ctx, "plan_schema", "strict") == "strict")
-    if errors and not steps:
-        return [], "The JSON plan was not valid after one repair round: " + "; ".join(errors[:5]), calls
-    return [_step(s.tool, s.args) for s in steps], None, calls
+    system = SystemMessage(llm_system_prompt(list(specs.values()), state.get("inputs") or {},
+                                             state.get("artifacts") or {}, policy))
+    return load_chat_model(ctx).bind_tools(tools).invoke([system, *messages])
 
 
 # ---------------------------------------------------------------------------------------- node
 
 
 def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
+    """The plan node: a new request is planned; after tool results, the next step is handed out."""
+    node = PlanNode(specs, tools)
+
     def plan(state: dict[str, Any], runtime: Any = None) -> dict[str, Any]:
         ctx = context_of(runtime)
-        messages = state["messages"]
-        last = messages[-1]
+        last = state["messages"][-1]
         if isinstance(last, HumanMessage):
-            return _start(state, ctx, content_text(last.content))
-        return _continue(state, ctx)
+            return node.start(state, ctx, content_text(last.content))
+        return node.resume(state, ctx)
 
-    def _start(state: dict[str, Any], ctx: Any, request: str) -> dict[str, Any]:
-        kind = ctx.effective_planner()
-        label = "offline" if kind == "offline" else f"{kind}:{ctx.model or 'default'}"
-        policy = active_policy(ctx)
+    return plan
+
+
+class PlanNode:
+    def __init__(self, specs: dict[str, ToolSpec], tools: list[Any]):
+        self.specs, self.tools = specs, tools
+
+    def start(self, state: dict[str, Any], ctx: Any, request: str) -> dict[str, Any]:
+        kind, label = planner_kind(ctx)
+        base = {"policy_name": active_policy(ctx).name}
         plan: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "planner": label, "request": request, "steps": [],
                                 "dynamic": kind == "llm", "done": False, "text": ""}
         usage = new_usage()
-        base = {"policy_name": policy.name}
-        inputs = state.get("inputs") or {}
-        if inputs.get("steps"):  # a structured request file: the steps are the plan
-            from agent.jsonplan import validate_steps
+        if kind == "llm" and not (state.get("inputs") or {}).get("steps"):
+            return {**base, **self.llm_round(state, ctx, plan, usage)}
+        planned = plan_request(request, self.specs, state, ctx)
+        plan["planner"] = planned.label
+        usage["llm_calls"] += planned.llm_calls
+        if planned.kind != "plan":
+            return {**base, **self.ask_or_answer(plan, usage, planned)}
+        plan["steps"], plan["text"] = planned.steps, planned.text
+        if not planned.steps:
+            return {**base, **self.finish(state, ctx, plan, usage, answer=planned.text)}
+        return {**base, **self.hand_out(state, ctx, plan, usage, first=True)}
 
-            label = plan["planner"] = "request-file"
-            given, errors = validate_steps({"steps": inputs["steps"]}, specs, inputs)
-            steps = [] if errors else [_step(s.tool, s.args) for s in given]
-            why = ("The request file's steps are not valid: " + "; ".join(errors)) if errors else None
-        elif kind == "offline":
-            decision, planned_request = offline_decision(request, specs, state)
-            steps, why = [_step(s["tool"], s["args"]) for s in decision.steps], None
-            if decision.kind != "plan":
-                return {**base, **_ask_or_answer(state, ctx, plan, usage, decision, planned_request)}
-        elif kind == "json":
-            steps, why, calls = json_steps(request, specs, state, ctx)
-            usage["llm_calls"] += calls
-        else:
-            return {**base, **_llm_round(state, ctx, plan, usage)}
-        if inputs.get("k"):  # an explicit k (request file, UI) wins over what the planner read
-            for st in steps:
-                if specs[st["tool"]].family == "selection" and "k" in specs[st["tool"]].request_model.model_fields:
-                    st["args"]["k"] = int(inputs["k"])
-        plan["steps"] = steps
-        plan["text"] = plan_text(plan) if steps else why or ""
-        if not steps:
-            return {**base, **_finish(state, ctx, plan, usage, answer=why or "")}
-        return {**base, **_hand_out(state, ctx, plan, usage, first=True)}
-
-    def _ask_or_answer(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], decision: Any,
-                       request: str) -> dict[str, Any]:
+    def ask_or_answer(self, plan: dict[str, Any], usage: dict[str, int], planned: Planned) -> dict[str, Any]:
         """A clarifying question (the candidate steps kept as pending) or the off-topic answer; no tool runs."""
         plan["done"] = True
-        if decision.kind == "ask":
-            plan["question"] = decision.question_record(request)
-            plan["steps"] = [{**_step(s["tool"], s["args"]), "status": "pending"} for s in decision.steps]
-            plan["text"] = decision.question
-        else:
-            plan["text"] = prompts.OFF_TOPIC.format(tools=", ".join(specs))
+        if planned.question is not None:
+            plan["question"] = planned.question
+            plan["steps"] = planned.steps
+        plan["text"] = planned.text
         return {"plan": plan, "usage": usage, "messages": [AIMessage(content=plan["text"])]}
 
-    def _record(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int]) -> dict[str, str]:
-        """Fold the trailing tool messages into the plan's steps; returns new artifact ids by kind."""
-        by_id = {s["id"]: s for s in plan["steps"]}
-        new_arts: dict[str, str] = {}
-        for tm in trailing_tool_messages(state["messages"]):
-            step = by_id.get(tm.tool_call_id)
-            if step is None:
-                continue
-            art = tm.artifact if isinstance(tm.artifact, dict) else {}
-            if tm.status == "error":
-                step["status"] = "denied" if art.get("denied") else "error"
-                step["error"] = art.get("reason") or content_text(tm.content)[:500]
-                continue
-            step["status"] = "done"
-            step["summary"] = art.get("summary", "")
-            step["artifacts"] = art.get("artifacts", {})
-            step["duration_s"] = art.get("duration_s")
-            step["result"] = {k: v for k, v in art.items() if k not in ("summary",)}
-            for aid in step["artifacts"].values():
-                new_arts[kind_of(aid)] = aid
-            if isinstance(art.get("k"), int):
-                usage["docs_selected"] += art["k"]
-            if isinstance(art.get("llm_calls"), int):  # a tool's own LLM calls count against the policy too
-                usage["llm_calls"] += art["llm_calls"]
-        return new_arts
-
-    def _continue(state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def resume(self, state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        """After tool results: record them, then the next step (or the next LLM round, or the answer)."""
         plan = json.loads(json.dumps(state.get("plan") or {}))
         usage = {**new_usage(), **(state.get("usage") or {})}
         if not plan:
             return {}
-        new_arts = _record(state, plan, usage)
-        merged = {**(state.get("artifacts") or {}), **new_arts}
-        st = {**state, "artifacts": merged}
+        new_arts = record_results(state, plan, usage)
+        st = {**state, "artifacts": {**(state.get("artifacts") or {}), **new_arts}}
         out: dict[str, Any] = {"artifacts": new_arts} if new_arts else {}
         if plan.get("dynamic"):
-            return {**out, **_llm_round(st, ctx, plan, usage)}
-        failed = [s for s in plan["steps"] if s["status"] in ("error", "denied")]
-        if failed:
-            return {**out, **_finish(st, ctx, plan, usage)}
-        return {**out, **_hand_out(st, ctx, plan, usage, first=False)}
+            return {**out, **self.llm_round(st, ctx, plan, usage)}
+        if any(s["status"] in ("error", "denied") for s in plan["steps"]):
+            return {**out, **self.finish(st, ctx, plan, usage)}
+        return {**out, **self.hand_out(st, ctx, plan, usage, first=False)}
 
-    def _hand_out(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *, first: bool) -> dict[str, Any]:
+    def hand_out(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *,
+                 first: bool) -> dict[str, Any]:
+        """The next planned step as a tool call, its ``$kind`` arguments resolved to this thread's artifacts."""
         nxt = next((s for s in plan["steps"] if s["status"] == "planned"), None)
         if nxt is None:
-            return _finish(state, ctx, plan, usage)
+            return self.finish(state, ctx, plan, usage)
         arts = state.get("artifacts") or {}
         nxt["args"] = {k: (arts.get(v[1:], v) if isinstance(v, str) and v.startswith("$") else v)
                        for k, v in nxt["args"].items()}
@@ -213,46 +234,35 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
                         tool_calls=[{"name": nxt["tool"], "args": nxt["args"], "id": nxt["id"], "type": "tool_call"}])
         return {"messages": [msg], "plan": plan, "usage": usage}
 
-    def _llm_round(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
-        from agent.llm import load_chat_model
-
+    def llm_round(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
         if usage["rounds"] >= ctx.max_steps:
-            return _finish(state, ctx, plan, usage, answer=prompts.STEP_BUDGET.format(n=ctx.max_steps))
+            return self.finish(state, ctx, plan, usage, answer=prompts.STEP_BUDGET.format(n=ctx.max_steps))
         policy = active_policy(ctx)
         b = policy.budgets
         if b.max_llm_calls is not None and usage["llm_calls"] >= b.max_llm_calls:
-            return _finish(state, ctx, plan, usage, answer=f"Stopped: the policy's budget of {b.max_llm_calls} LLM calls is used up.")
-        inputs = state.get("inputs") or {}
-        system = SystemMessage(llm_system_prompt(list(specs.values()), inputs, state.get("artifacts") or {},
-                                                 policy.name))
-        model = load_chat_model(ctx).bind_tools(tools)
-        reply = model.invoke([system, *state["messages"]])
+            return self.finish(state, ctx, plan, usage,
+                               answer=f"Stopped: the policy's budget of {b.max_llm_calls} LLM calls is used up.")
+        reply = llm_reply(ctx, self.specs, self.tools, state["messages"], state, policy.name)
         usage["llm_calls"] += 1
         usage["rounds"] += 1
         if not reply.tool_calls:
-            return _finish(state, ctx, plan, usage, answer=content_text(reply.content))
+            return self.finish(state, ctx, plan, usage, answer=content_text(reply.content))
         for tc in reply.tool_calls:
             plan["steps"].append({"id": tc["id"], "tool": tc["name"], "args": tc.get("args") or {}, "status": "running"})
         plan["text"] = plan_text(plan)
         return {"messages": [reply], "plan": plan, "usage": usage}
 
-    def _finish(state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *, answer: str = "") -> dict[str, Any]:
+    def finish(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *,
+               answer: str = "") -> dict[str, Any]:
+        """The closing answer; a plan that ends in a selection or mixture files its proposal."""
         policy = active_policy(ctx)
         tctx = tool_context(ctx, policy)
         plan["done"] = True
         out: dict[str, Any] = {"plan": plan, "usage": usage}
-        lines: list[str] = []
-        if answer:
-            lines.append(answer)
+        lines: list[str] = [answer] if answer else []
         failed = any(s["status"] in ("error", "denied") for s in plan["steps"])
         if not plan.get("dynamic") and plan["steps"]:
-            head = prompts.ANSWER_STOPPED if failed else prompts.ANSWER_DONE
-            lines.append(head.format(planner_label=planner_label(plan)))
-            for s in plan["steps"]:
-                if s["status"] == "done":
-                    lines.append(prompts.ANSWER_STEP.format(tool=s["tool"], summary=s.get("summary", "")))
-                elif s["status"] in ("error", "denied"):
-                    lines.append(prompts.ANSWER_FAILED.format(tool=s["tool"], reason=s.get("error", "")))
+            lines += step_lines(plan, failed)
         rec = None if failed else build_proposal(thread_id=thread_id(), plan=plan, tctx=tctx, policy=policy)
         if rec is not None:
             rec = ProposalStore(tctx.workspace.root).upsert(rec)
@@ -265,4 +275,40 @@ def make_plan(specs: dict[str, ToolSpec], tools: list[Any]):  # noqa: ANN201
         out["messages"] = [AIMessage(content="\n".join(lines) or "Nothing to do.")]
         return out
 
-    return plan
+
+def step_lines(plan: dict[str, Any], failed: bool) -> list[str]:
+    """The answer's lines for a finished (or stopped) up-front plan: one per step done or failed."""
+    lines = [(prompts.ANSWER_STOPPED if failed else prompts.ANSWER_DONE).format(planner_label=planner_label(plan))]
+    for s in plan["steps"]:
+        if s["status"] == "done":
+            lines.append(prompts.ANSWER_STEP.format(tool=s["tool"], summary=s.get("summary", "")))
+        elif s["status"] in ("error", "denied"):
+            lines.append(prompts.ANSWER_FAILED.format(tool=s["tool"], reason=s.get("error", "")))
+    return lines
+
+
+def record_results(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int]) -> dict[str, str]:
+    """Fold the trailing tool messages into the plan's steps; returns new artifact ids by kind."""
+    by_id = {s["id"]: s for s in plan["steps"]}
+    new_arts: dict[str, str] = {}
+    for tm in trailing_tool_messages(state["messages"]):
+        step = by_id.get(tm.tool_call_id)
+        if step is None:
+            continue
+        art = tm.artifact if isinstance(tm.artifact, dict) else {}
+        if tm.status == "error":
+            step["status"] = "denied" if art.get("denied") else "error"
+            step["error"] = art.get("reason") or content_text(tm.content)[:500]
+            continue
+        step["status"] = "done"
+        step["summary"] = art.get("summary", "")
+        step["artifacts"] = art.get("artifacts", {})
+        step["duration_s"] = art.get("duration_s")
+        step["result"] = {k: v for k, v in art.items() if k not in ("summary",)}
+        for aid in step["artifacts"].values():
+            new_arts[kind_of(aid)] = aid
+        if isinstance(art.get("k"), int):
+            usage["docs_selected"] += art["k"]
+        if isinstance(art.get("llm_calls"), int):  # a tool's own LLM calls count against the policy too
+            usage["llm_calls"] += art["llm_calls"]
+    return new_arts
