@@ -22,7 +22,7 @@ TOOL_LOCATIONS: tuple[str, ...] = (
     "tools.tsds.schema:SPEC",
     "tools.dsir.schema:SPEC",
     "tools.neighbors.schema:SPEC",
-    "tools.semantic_dedup:SPEC",
+    "tools.semantic_dedup.schema:SPEC",
     "tools.embed.schema:SPEC",
     "tools.bids.schema:SPEC",
     "tools.influence.schema:SPEC",

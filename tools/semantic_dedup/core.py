@@ -1,4 +1,4 @@
-"""semantic_dedup: SemDeDup (Abbas et al. 2023), the peer of NeMo Curator's semantic deduplication.
+"""SemDeDup over arrays (no I/O): the steps of the paper, as :func:`semdedup` runs them.
 
 1. Embeddings (L2-normalised, so inner product = cosine) are clustered with spherical k-means (faiss,
    seeded; NumPy Lloyd iterations without faiss) into ``n_clusters`` clusters, default
@@ -18,101 +18,18 @@
 
 Duplicates that k-means puts in different clusters are not compared (as in SemDeDup). Pairwise
 similarities are computed in blocks, so memory stays ~``block x block`` floats per cluster.
-
-Artifacts: ``selection`` (kept ids, ``weight`` 1, ``domain``, ``cluster``) and ``rejected`` (``id``,
-``duplicate_of``, ``similarity``, ``cluster``, ``domain``, ``representative`` = the kept document
-reached by following ``duplicate_of``; equal to ``duplicate_of`` under ``compare="kept"``).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
-from tools.contract import RowCounts, SelectionResult, ToolContext, ToolRequest, ToolSpec
-from tools.corpus import CorpusArg
-from tools.errors import field_error
-from tools.refs import ArtifactOrPath
-from tools.selection import record_selection, selection_table
+from tools.semantic_dedup.schema import Compare, KeepRule
 
-KeepRule = Literal["farthest_from_centroid", "closest_to_centroid", "longest", "first", "random"]
-Compare = Literal["kept", "earlier"]
 BLOCK = 2048
-
-# ------------------------------------------------------------------------------------- schema
-
-
-class SemanticDedupRequest(ToolRequest):
-    corpus: CorpusArg = Field(description="the pool to deduplicate")
-    embeddings: ArtifactOrPath | None = Field(
-        None,
-        description="pool embeddings: an embedding artifact id, or a .npy path whose rows follow the corpus "
-        "order; computed with the embed tool (cached) when omitted",
-    )
-    model: str | None = Field(None, description="sentence-transformers model when embeddings are computed")
-    threshold: float = Field(
-        0.95, gt=0.0, le=1.0,
-        description="cosine similarity above which a document is a duplicate (SemDeDup eps = 1 - threshold)",
-    )
-    n_clusters: int | None = Field(
-        None, ge=1, description="k-means clusters; None = round(sqrt(N)); 1 = compare every pair"
-    )
-    keep: KeepRule = Field(
-        "farthest_from_centroid",
-        description="which member of a duplicate group survives: farthest_from_centroid (SemDeDup/NeMo "
-        "'hard', default), closest_to_centroid ('easy'), longest, first (corpus order), random (seeded)",
-    )
-    compare: Compare = Field(
-        "kept",
-        description="'kept': a document is removed if it is too similar to a kept one; 'earlier': to any "
-        "earlier one in keep order (NeMo/SemDeDup's exact rule, removes more along chains)",
-    )
-    niter: int = Field(20, ge=1, le=300, description="k-means iterations")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="k-means and keep='random' seed (faiss takes a C int)")
-
-
-class SemanticDedupResult(SelectionResult):
-    removed: int = 0
-    removal_rate: float = 0.0
-    removal_rate_by_domain: dict[str, float] = Field(default_factory=dict)
-    n_clusters: int = 0
-    threshold: float = 0.0
-    keep: str = ""
-    compare: str = ""
-
-
-def conformance_case(tmp_path: Path, corpus: Path) -> dict:
-    """Arguments for a small CPU run over the conformance corpus."""
-    return {}
-
-
-SPEC = ToolSpec(
-    name="semantic_dedup",
-    conformance="tools.semantic_dedup:conformance_case",
-    description="Remove near-duplicate documents by meaning (SemDeDup): k-means on sentence embeddings, "
-    "then inside each cluster drop documents whose cosine similarity to a kept one exceeds a threshold "
-    "(default 0.95), keeping a representative chosen by a stated rule. Writes the kept selection and a "
-    "'rejected' list of removed ids with the id each duplicates.",
-    request_model=SemanticDedupRequest,
-    result_model=SemanticDedupResult,
-    family="selection",
-    gpu="optional",
-    effects=frozenset({"read_data", "write_workspace", "gpu"}),
-    examples=(
-        "remove semantic near-duplicates from the pool",
-        "deduplicate my corpus by embedding similarity with threshold 0.9",
-        "run SemDeDup on data/pool.jsonl",
-        "find documents that say the same thing and keep one of each",
-    ),
-)
-
-# --------------------------------------------------------------------------------------- core
 
 
 def default_n_clusters(n: int) -> int:
@@ -273,7 +190,7 @@ def semdedup(
     seed: int = 0,
     progress: object | None = None,
 ) -> DedupOutput:
-    """SemDeDup over normalised rows ``x`` (n, d); see the module docstring for each step."""
+    """SemDeDup over normalised rows ``x`` (n, d); the module docstring gives each step."""
     n = len(x)
     k = default_n_clusters(n) if n_clusters is None else n_clusters
     assign, cent = cluster(x, k, niter=niter, seed=seed)
@@ -305,77 +222,3 @@ def semdedup(
             break
         rep[chained] = rep[rep[chained]]
     return DedupOutput(removed, dup, sim, rep, assign, k)
-
-
-# ---------------------------------------------------------------------------------------- run
-
-
-@SPEC.implement
-def run(request: SemanticDedupRequest, ctx: ToolContext) -> SemanticDedupResult:
-    import pyarrow as pa
-
-    from tools.embeddings import pool_vectors
-
-    tool = SPEC.name
-    pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, missing="skip",
-                        lengths=request.keep == "longest")
-    n = len(pool.ids)
-    if request.n_clusters is not None and request.n_clusters > n:
-        raise field_error(tool, "n_clusters", f"at most the number of documents ({n})", request.n_clusters)
-    # rows in id order: clusters, tie-breaks and results do not depend on the corpus' row order
-    perm = np.asarray(sorted(range(n), key=pool.ids.__getitem__), dtype=np.int64)
-    with ctx.progress("semantic dedup", total=n, unit="docs") as bar:
-        out = semdedup(pool.vectors[perm], threshold=request.threshold, n_clusters=request.n_clusters,
-                       keep=request.keep, compare=request.compare,
-                       lengths=pool.lengths[perm] if pool.lengths is not None else None, positions=perm,
-                       niter=request.niter, seed=request.seed, progress=bar)
-    ids = np.asarray(pool.ids, dtype=object)[perm]
-    doms = np.asarray(pool.domains, dtype=object)[perm]
-    kept = np.flatnonzero(~out.removed)
-    rem = np.flatnonzero(out.removed)
-    if len(rem):  # most similar first
-        rem = rem[np.lexsort((rem, -out.similarity[rem]))]
-
-    sel = selection_table(ids[kept].tolist(), weight=np.ones(len(kept)), domain=doms[kept].tolist())
-    sel = sel.append_column("cluster", pa.array(out.assign[kept], type=pa.int64()))
-    rejected = pa.table({
-        "id": pa.array(ids[rem].tolist(), type=pa.string()),
-        "duplicate_of": pa.array(ids[out.duplicate_of[rem]].tolist(), type=pa.string()),
-        "similarity": pa.array(out.similarity[rem].astype(np.float64)),
-        "cluster": pa.array(out.assign[rem], type=pa.int64()),
-        "domain": pa.array(doms[rem].tolist(), type=pa.string()),
-        "representative": pa.array(ids[out.representative[rem]].tolist(), type=pa.string()),
-    })
-    total = Counter(doms.tolist())
-    gone = Counter(doms[rem].tolist())
-    by_domain = {d: gone.get(d, 0) / total[d] for d, _ in total.most_common()}
-    sizes = np.bincount(out.assign, minlength=out.n_clusters)
-    metrics = {
-        "threshold": request.threshold, "eps": round(1.0 - request.threshold, 10), "n_clusters": out.n_clusters,
-        "keep": request.keep, "compare": request.compare, "model": pool.model, "embeddings": pool.source,
-        "removed": int(len(rem)), "removal_rate": len(rem) / n if n else 0.0,
-        "removal_rate_by_domain": by_domain, "removed_by_domain": dict(gone),
-        "largest_cluster": int(sizes.max()), "singleton_clusters": int((sizes == 1).sum()),
-        "similarity_min": float(out.similarity[rem].min()) if len(rem) else None,
-    }
-    rows = RowCounts(rows_in=n + sum(pool.skipped.values()), rows_out=len(kept),
-                     skipped={**dict(pool.stats.skipped), **pool.skipped, "semantic_duplicate": int(len(rem))})
-    rec = record_selection(ctx, sel, request.corpus, pool_domains=dict(total), metrics=metrics, rows=rows)
-    sel_id, counts = rec.id, rec.domain_counts
-    with ctx.artifact("rejected", "rejected", metrics=metrics, rows=rows,
-                      extra={"corpus": request.corpus.model_dump(mode="json")}) as w:
-        w.table(rejected)
-    worst = sorted(by_domain.items(), key=lambda t: -t[1])[:6]
-    rates = ", ".join(f"{d} {r:.1%} ({gone.get(d, 0)}/{total[d]})" for d, r in worst)
-    summary = (
-        f"SemDeDup removed {len(rem)} of {n} documents ({len(rem) / n:.1%}) as near-duplicates: cosine > "
-        f"{request.threshold} within {out.n_clusters} k-means clusters, keeping the {request.keep.replace('_', ' ')} "
-        f"member (compared with {'kept' if request.compare == 'kept' else 'all earlier'} members). "
-        f"Removal by domain: {rates}. Kept {len(kept)}: selection {sel_id}; removed ids with duplicate_of: {w.id}."
-    )
-    return SemanticDedupResult(
-        summary=summary, artifacts={"selection": sel_id, "rejected": w.id}, rows=rows, k=len(kept), pool_size=n,
-        domain_counts=counts, removed=int(len(rem)), removal_rate=len(rem) / n if n else 0.0,
-        removal_rate_by_domain=by_domain, n_clusters=out.n_clusters, threshold=request.threshold,
-        keep=request.keep, compare=request.compare,
-    )
