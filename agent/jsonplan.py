@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -127,6 +128,52 @@ def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], 
     return out
 
 
+def _blank(value: Any) -> bool:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    return isinstance(value, (list, dict)) and all(_blank(v) for v in (value.values() if isinstance(value, dict) else value))
+
+
+def _echoes_input_path(value: Any, inputs: dict[str, Any]) -> bool:
+    """A name-like argument that holds one of the thread's paths (or a path inside their folders)."""
+    if not isinstance(value, str) or ("/" not in value and "\\" not in value):
+        return False
+    text = value.strip().lstrip("./\\")
+    for name in ("corpus", "target"):
+        given = inputs.get(name)
+        if isinstance(given, str) and given:
+            folder = str(Path(given).parent).lstrip("/\\")
+            if text == given.lstrip("/\\") or (folder and text.startswith(folder)):
+                return True
+    return False
+
+
+def drop_filler(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Optional arguments a model filled with nothing (``""``, ``[]``, ``[""]``) or with a copy of the
+    thread's paths in a name field go back to their defaults; returns (args, what was dropped)."""
+    fields = spec.request_model.model_fields
+    refs = ref_fields(spec.request_model)
+    out: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, value in args.items():
+        f = fields.get(name)
+        if f is None or f.is_required() or name in refs:
+            out[name] = value
+            continue
+        if isinstance(value, list):
+            kept = [v for v in value if not _blank(v) and not _echoes_input_path(v, inputs)]
+            if kept != value or not kept:
+                dropped.append(name)
+            if kept:
+                out[name] = kept
+            continue
+        if _blank(value) or _echoes_input_path(value, inputs):
+            dropped.append(name)
+            continue
+        out[name] = value
+    return out, dropped
+
+
 def validate_steps(
     raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any], request: str = ""
 ) -> tuple[list[PlanStep], list[str]]:
@@ -144,7 +191,7 @@ def validate_steps(
         if spec is None:
             errors.append(f"step {i}: unknown tool {step.tool!r}; tools are {', '.join(specs)}")
             continue
-        args = complete_args(spec, step.args, inputs, request)
+        args, _ = drop_filler(spec, complete_args(spec, step.args, inputs, request), inputs)
         try:
             spec.request_model.model_validate(args)
         except ValidationError as e:
@@ -152,7 +199,10 @@ def validate_steps(
                 loc = ".".join(str(x) for x in err["loc"])
                 errors.append(f"step {i} ({step.tool}): {loc}: {err['msg']}")
             continue
-        steps.append(PlanStep(tool=step.tool, args=args))
+        candidate = PlanStep(tool=step.tool, args=args)
+        if any(candidate == kept for kept in steps):  # a weak model repeats a step: running it twice changes nothing
+            continue
+        steps.append(candidate)
     return steps, errors
 
 

@@ -35,7 +35,10 @@ def _isolated_workspace(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
                 "CURATE_TOOL_LLM_BASE_URL", "CURATE_TOOL_LLM_MODEL", "CURATE_TOOL_LLM_API_KEY",
                 # an in-process `curate --debug` sets CURATE_DEBUG for its process; it must not leak into
                 # the next test's subprocesses (they would print tracebacks)
-                "CURATE_DEBUG", "CURATE_POLICY", "CURATE_ENGINE"):
+                "CURATE_DEBUG", "CURATE_POLICY", "CURATE_ENGINE",
+                # an in-process `curate --config F` copies the file's values into unset variables
+                "CURATE_CONFIG", "CURATE_CHROMA_PATH", "CURATE_PLANNER", "CURATE_PLAN_SCHEMA", "CURATE_LLM_TIMEOUT",
+                "CURATE_TOOL_LLM_CONCURRENCY", "CURATE_TOOL_LLM_TIMEOUT", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
     yield
 
