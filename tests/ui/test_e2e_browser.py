@@ -195,3 +195,24 @@ def test_data_text_never_renders_as_markup_and_errors_show_a_banner(browser, ser
     banner.get_by_text("unreachable").wait_for()
     assert chat.get_by_text("select 30 docs").count() >= 1, "the thread is kept under the banner"
     page.close()
+
+
+def test_settings_engine_choice_rebuilds_the_service(browser, serve, tmp_path):  # noqa: ANN001
+    """The Settings tab's Engine radio, through Gradio's wiring: Apply builds a service whose tools use ray."""
+    from tests.ui.fakes import FakeService
+
+    url = serve(FakeService(workspace=tmp_path / "ws"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.goto(url)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#engine").get_by_text("ray", exact=True).click()
+    page.get_by_role("radio", name="offline").check()
+    page.locator("#apply-settings").click()
+    page.get_by_text("Settings applied", exact=False).wait_for()
+    page.locator("#settings-view").get_by_text(re.compile(r"engine: ray")).wait_for()  # from the new service's ctx
+    page.reload()  # a new page load shows the service's engine as the radio's value
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#engine input[value='ray']").wait_for(state="attached")
+    assert page.locator("#engine input[value='ray']").is_checked()
+    page.close()
