@@ -106,7 +106,7 @@ def pool_shares(pool_domains: Sequence[str | None] | dict[str, int]) -> dict[str
 def record_selection(
     ctx: ToolContext,
     table: pa.Table,
-    corpus: CorpusSpec,
+    corpus: CorpusSpec | None,
     *,
     pool_domains: Sequence[str | None] | dict[str, int] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -114,12 +114,21 @@ def record_selection(
     name: str = "selection",
 ) -> SelectionRecord:
     """:func:`write_selection` plus the bookkeeping every selector repeats: the selection's domain
-    counts and the pool's domain shares, computed once and written into the manifest's metrics."""
+    counts and the pool's domain shares, computed once and written into the manifest's metrics.
+
+    ``corpus=None``: rows known only by id (e.g. an influence matrix without its corpus); the
+    selection is written without a corpus, so it cannot be exported.
+    """
     counts = selected_domain_counts(table)
     share = pool_shares(pool_domains) if pool_domains is not None else {}
     full = {**(metrics or {}), "domain_counts": counts, "pool_domain_share": share}
-    sel_id = write_selection(ctx, table, corpus, metrics=full, rows=rows, name=name)
-    return SelectionRecord(sel_id, counts, share)
+    if corpus is not None:
+        return SelectionRecord(write_selection(ctx, table, corpus, metrics=full, rows=rows, name=name), counts, share)
+    if "id" not in table.column_names:
+        raise ValueError("a selection table needs an 'id' column")
+    with ctx.artifact("selection", name, metrics=full, rows=rows) as w:
+        w.table(table)
+    return SelectionRecord(w.id, counts, share)
 
 
 def _run_fingerprint(ctx: ToolContext, corpus: CorpusSpec) -> str | None:

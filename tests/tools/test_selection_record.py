@@ -32,3 +32,14 @@ def test_fractional_weights_count_rows():
     assert selected_domain_counts(t) == {"x": 2, "y": 1}
     assert selected_domain_counts(selection_table(["a"])) == {}
     assert pool_shares({"a": 1, "b": 3}) == {"b": 0.75, "a": 0.25} and pool_shares([]) == {}
+
+
+def test_a_selection_without_corpus_still_counts_domains(ctx):
+    table = selection_table(["r1", "r2", "r3"], weight=[1, 1, 1], domain=["a", "b", "a"])
+    rec = record_selection(ctx, table, None, pool_domains={"a": 8, "b": 2})
+    art = ctx.workspace.get(rec.id)
+    assert art.kind == "selection" and "corpus" not in art.manifest
+    assert art.manifest["metrics"]["domain_counts"] == rec.domain_counts == {"a": 2, "b": 1}
+    assert rec.pool_share == {"a": 0.8, "b": 0.2}
+    with pytest.raises(ValueError, match="'id' column"):
+        record_selection(ctx, table.drop(["id"]), None)

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from tools.bids import core
-from tools.bids.schema import SPEC, BIDSRequest, BIDSResult
+from tools.bids.schema import SPEC, BIDSMetrics, BIDSRequest, BIDSResult
 from tools.contract import RowCounts, ToolContext
 from tools.errors import BadInput, field_error
 from tools.refs import resolve_input
 
-__all__ = ["SPEC", "BIDSRequest", "BIDSResult", "run", "core", "load_influence"]
+__all__ = ["SPEC", "BIDSMetrics", "BIDSRequest", "BIDSResult", "run", "core", "load_influence"]
 
 _TOOL = "bids"
 
@@ -160,25 +160,45 @@ def _fmt(d: dict[str, float], pct: bool = True) -> str:
     return ", ".join(f"{k} {v:.0%}" if pct else f"{k} {v:+.2f}" for k, v in list(d.items())[:6])
 
 
-@SPEC.implement
-def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
-    from tools.selection import domain_counts, selection_table, write_selection
-
-    inf = load_influence(request.influence, ctx)
+def _check_matrix(inf: Influence) -> np.ndarray:
+    """The matrix as float32, refused with the field's name unless 2-d, numeric and finite."""
     A = inf.A
     if A.ndim != 2 or A.shape[0] < 2 or A.shape[1] < 1:
         raise field_error(_TOOL, "influence", "a 2-d matrix with at least 2 rows and 1 column", A.shape)
     if not np.issubdtype(A.dtype, np.number):
         raise field_error(_TOOL, "influence", "a numeric matrix", str(A.dtype))
-    N, M = A.shape
     _check_finite(A, "bids.influence")
+    return A if A.dtype == np.float32 else np.asarray(A, dtype=np.float32)
+
+
+def _describe(norm: core.Normalized, codes: np.ndarray, names: list[str], sel: core.Selection,
+              base: core.Selection) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Both selections described on the normalised matrix (kept columns), over tasks that kept a column."""
+    present, kc = np.unique(codes[norm.kept], return_inverse=True)
+    tnames = [names[i] for i in present]
+    TI = core.task_influence(norm.Z, kc, len(tnames))
+    return (tnames, core.task_report(norm.Z, kc, len(tnames), sel.indices, TI),
+            core.task_report(norm.Z, kc, len(tnames), base.indices, TI))
+
+
+def _per_task(names: list[str], values: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+@SPEC.implement
+def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
+    import pyarrow as pa
+
+    from tools.selection import record_selection, selection_table
+
+    inf = load_influence(request.influence, ctx)
+    A = _check_matrix(inf)
+    N, M = A.shape
     tasks = _tasks(request, inf, M)
     ids, doms = _row_ids(request, inf, N, ctx)
     k = request.k if request.k is not None else max(1, round(request.fraction * N))
     if k > N:
         raise field_error(_TOOL, "k", f"at most the {N} rows of the influence matrix", k)
-    if A.dtype != np.float32:
-        A = np.asarray(A, dtype=np.float32)
 
     names, codes = core.task_codes(tasks)
     counts = np.bincount(codes, minlength=len(names))
@@ -186,7 +206,7 @@ def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
     if counts.max() > request.unequal_ratio * counts.min():
         warnings.append(f"unequal validation columns per task ({', '.join(f'{n} {c}' for n, c in zip(names, counts, strict=True))}"
                         f"); BIDS assumes equal counts, so larger tasks weigh more")
-
+    # 1. z-score every validation column over the pool
     norm = core.zscore_columns(A)
     if norm.kept.size == 0:
         raise field_error(_TOOL, "influence", "at least one validation column whose values vary over the rows",
@@ -195,80 +215,44 @@ def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
         lost = sorted(set(names) - {names[c] for c in codes[norm.kept]})
         warnings.append(f"{norm.dropped.size} zero-variance columns dropped"
                         + (f"; tasks left without columns: {lost}" if lost else ""))
+    # 2. select (BIDS or a baseline), and LESS's one-shot task-max on the raw matrix to compare with
     with ctx.progress(f"bids: {request.method} selection of {k}", total=1) as bar:
         sel = core.select(A, k, method=request.method, codes=codes, normalize=request.normalize,
                           mode=request.mode, task_agg=request.task_agg, norm=norm)
         base = sel if request.method == "task_max" and not request.normalize else \
             core.select(A, k, method="task_max", codes=codes, normalize=False)
         bar.update(1)
-
-    # describe both on the normalised matrix (kept columns), tasks that kept a column
-    kc = codes[norm.kept]
-    present, kc = np.unique(kc, return_inverse=True)
-    tnames = [names[i] for i in present]
-    TI = core.task_influence(norm.Z, kc, len(tnames))
-    rep = core.task_report(norm.Z, kc, len(tnames), sel.indices, TI)
-    rep_b = core.task_report(norm.Z, kc, len(tnames), base.indices, TI)
-    share = {n: float(v) for n, v in zip(tnames, rep["share"], strict=True)}
-    tmean = {n: float(v) for n, v in zip(tnames, rep["mean_influence"], strict=True)}
-    bshare = {n: float(v) for n, v in zip(tnames, rep_b["share"], strict=True)}
-    bmean = {n: float(v) for n, v in zip(tnames, rep_b["mean_influence"], strict=True)}
-    spread = float(np.ptp(rep["mean_influence"]))
-    bspread = float(np.ptp(rep_b["mean_influence"]))
+    # 3. describe both per task
+    tnames, rep, rep_b = _describe(norm, codes, names, sel, base)
+    metrics = BIDSMetrics(
+        method=request.method, mode=request.mode, normalize=request.normalize, val_columns=M, influence=inf.source,
+        tasks=names, task_columns=dict(zip(names, counts.tolist(), strict=True)),
+        task_share=_per_task(tnames, rep["share"]), task_mean_influence=_per_task(tnames, rep["mean_influence"]),
+        influence_spread=float(np.ptp(rep["mean_influence"])), baseline_share=_per_task(tnames, rep_b["share"]),
+        baseline_mean_influence=_per_task(tnames, rep_b["mean_influence"]),
+        baseline_spread=float(np.ptp(rep_b["mean_influence"])), dropped_columns=norm.dropped.tolist(),
+        warnings=warnings,
+    )
 
     idx = sel.indices
-    sel_ids = [ids[i] for i in idx]
-    table = selection_table(sel_ids, weight=np.ones(k), score=sel.scores,
+    table = selection_table([ids[i] for i in idx], weight=np.ones(k), score=sel.scores,
                             domain=[doms[i] for i in idx] if doms is not None else None)
-    import pyarrow as pa
-
     table = table.append_column("rank", pa.array(np.arange(k, dtype=np.int32)))
     table = table.append_column("row", pa.array(idx.astype(np.int64)))
     table = table.append_column("task", pa.array([tnames[o] for o in rep["owner"]], pa.string()))
-    dcounts = domain_counts([doms[i] for i in idx]) if doms is not None else {}
     label = {"bids": f"BIDS ({request.mode})", "task_max": "task-max", "instance_max": "instance-max",
              "sum": "sum"}[request.method] + ("" if request.normalize else ", raw")
     plot_id = _plot(ctx, tnames, rep["share"], rep_b["share"], label)
-    metrics = {
-        "method": request.method, "mode": request.mode, "normalize": request.normalize, "k": k, "pool": N,
-        "val_columns": M, "task_columns": dict(zip(names, counts.tolist(), strict=True)), "task_share": share,
-        "task_mean_influence": tmean, "influence_spread": spread, "baseline_task_max_share": bshare,
-        "baseline_task_max_mean_influence": bmean, "baseline_spread": bspread,
-        "dropped_columns": norm.dropped.tolist(), "warnings": warnings, "influence": inf.source,
-        "domain_counts": dcounts, "plot": plot_id,
-        "final_aid_by_task": tmean,
-    }
     rows = RowCounts(rows_in=N, rows_out=k)
-    if request.corpus is not None:
-        sel_id = write_selection(ctx, table, request.corpus, metrics=metrics, rows=rows)
-    else:
-        with ctx.artifact("selection", "selection", metrics=metrics, rows=rows) as w:
-            w.table(table)
-        sel_id = w.id
+    rec = record_selection(ctx, table, request.corpus, pool_domains=doms, rows=rows,
+                           metrics=metrics.manifest(k=k, pool=N, plot=plot_id))
     summary = (
         f"{label} selected {k} of {N} rows on {M} validation columns over {len(names)} tasks. "
-        f"Shares: {_fmt(share)}; mean normalised influence {_fmt(tmean, False)} (spread {spread:.2f}). "
-        f"One-shot task-max: {_fmt(bshare)} (spread {bspread:.2f}). "
+        f"Shares: {_fmt(metrics.task_share)}; mean normalised influence {_fmt(metrics.task_mean_influence, False)} "
+        f"(spread {metrics.influence_spread:.2f}). "
+        f"One-shot task-max: {_fmt(metrics.baseline_share)} (spread {metrics.baseline_spread:.2f}). "
         + (" ".join(w[:140] for w in warnings) + " " if warnings else "")
-        + f"Selection {sel_id}; plot {plot_id}."
+        + f"Selection {rec.id}; plot {plot_id}."
     )
-    return BIDSResult(
-        summary=summary,
-        artifacts={"selection": sel_id, "plot": plot_id},
-        rows=rows,
-        k=k,
-        pool_size=N,
-        domain_counts=dcounts,
-        method=request.method,
-        normalize=request.normalize,
-        tasks=names,
-        task_columns=dict(zip(names, counts.tolist(), strict=True)),
-        task_share=share,
-        task_mean_influence=tmean,
-        influence_spread=spread,
-        baseline_share=bshare,
-        baseline_mean_influence=bmean,
-        baseline_spread=bspread,
-        dropped_columns=norm.dropped.tolist(),
-        warnings=warnings,
-    )
+    return BIDSResult.of(metrics, summary=summary, artifacts={"selection": rec.id, "plot": plot_id}, rows=rows,
+                         k=k, pool_size=N, domain_counts=rec.domain_counts)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tools.contract import SelectionResult, ToolRequest, ToolSpec
+from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
 from tools.refs import ArtifactOrPath
 
@@ -59,9 +59,12 @@ class BIDSRequest(ToolRequest):
         return self
 
 
-class BIDSResult(SelectionResult):
+class BIDSMetrics(ToolMetrics):
     method: str = ""
+    mode: str = Field("", description="the BIDS step: 'instance' or 'task' (method='bids')")
     normalize: bool = True
+    val_columns: int = Field(0, description="validation columns of the influence matrix")
+    influence: str = Field("", description="the influence artifact id or file the matrix came from")
     tasks: list[str] = Field(default_factory=list)
     task_columns: dict[str, int] = Field(default_factory=dict, description="validation columns per task")
     task_share: dict[str, float] = Field(
@@ -76,6 +79,10 @@ class BIDSResult(SelectionResult):
     baseline_spread: float = 0.0
     dropped_columns: list[int] = Field(default_factory=list, description="zero-variance columns left out")
     warnings: list[str] = Field(default_factory=list)
+
+
+class BIDSResult(BIDSMetrics, SelectionResult):
+    """The selection of k rows, with its per-task description against one-shot task-max."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict[str, Any]:
