@@ -235,7 +235,8 @@ def check_engine(eff: dict[str, tuple[str, str]], file: str | None, timeout_s: f
                      hint="start one (ray start --head --port PORT) or fix "
                           f"{_where_set('RAY_ADDRESS', file if addr_source != 'env' else None, 'engine.ray_address')}")
     return Check(service="engine", configured=label, source=addr_source, status="ok", latency_ms=ms,
-                 detail=f"the head node accepts connections (ray {ray.__version__})")
+                 detail=f"{addr} accepts connections (a TCP check; ray {ray.__version__} here)",
+                 hint=f"ray status --address {target} lists the cluster's nodes, CPUs and GPUs")
 
 
 def check_torch() -> Check:

@@ -231,3 +231,22 @@ def test_an_unset_key_variable_is_reported(tmp_path: Path, clean_env, models_ser
     llm = rows(out)["llm"]
     assert code == 0 and llm["status"] == "ok" and "DOCTOR_TEST_KEY (api_key_env) is not set" in llm["detail"]
     assert srv.auth == [None]
+
+
+def test_ray_address_reachability(clean_env):
+    with socket.socket() as listener:  # something listening where RAY_ADDRESS points
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        clean_env.setenv("CURATE_ENGINE", "ray")
+        clean_env.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        code, out = doctor()
+    eng = rows(out)["engine"]
+    assert code == 0 and eng["status"] == "ok" and eng["source"] == "env"
+    assert eng["configured"] == f"ray at 127.0.0.1:{port}" and "accepts connections" in eng["detail"]
+    # engine local with a dead RAY_ADDRESS: worth a warning, not a failure (nothing uses it)
+    clean_env.setenv("CURATE_ENGINE", "local")
+    clean_env.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    code, out = doctor()
+    eng = rows(out)["engine"]
+    assert code == 0 and eng["status"] == "warn" and "unused" in eng["configured"]
