@@ -39,3 +39,22 @@ def test_chat_auth_host_share(launched, monkeypatch):
 def test_chat_bad_auth_is_an_input_error(launched):
     res = CliRunner().invoke(app, ["chat", "--auth", "nocolon"])
     assert res.exit_code == 2 and not launched
+
+
+def test_chat_engine_flag_and_config_file(launched, monkeypatch, tmp_path):
+    from agent import config
+
+    for var in (*config.ENV_VARS, config.ENV_CONFIG):
+        monkeypatch.setenv(var, "x")
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(config, "_applied", {})
+    res = CliRunner().invoke(app, ["chat", "--planner", "offline", "--engine", "ray"])
+    assert res.exit_code == 0, res.output
+    assert launched[-1]["service"].ctx.engine == "ray" and "engine ray" in res.output
+    f = tmp_path / "curate.yaml"
+    f.write_text("engine: ray\n")
+    res = CliRunner().invoke(app, ["--config", str(f), "chat", "--planner", "offline"])
+    assert res.exit_code == 0, res.output
+    assert launched[-1]["service"].ctx.engine == "ray", "the config file's engine"
+    res = CliRunner().invoke(app, ["chat", "--planner", "offline", "--engine", "spark"])
+    assert res.exit_code == 2 and "must be local or ray" in res.output
