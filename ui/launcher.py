@@ -26,8 +26,10 @@ def chat(
     """Build the agent service (unless given) and serve the chat app; ValueError for bad settings.
 
     ``engine``: where tools that support it run (local or ray); None = the configured one."""
+    from agent.config import apply_env
     from ui import app as ui_app
 
+    apply_env()  # the config file's services (a no-op for what `curate` already applied or the env sets)
     creds = ui_app.parse_auth(auth) if auth else None
     if host not in ("127.0.0.1", "localhost", "::1") and creds is None:
         say(f"warning: binding {host} without --auth; anyone who can reach this port can use the app")
