@@ -176,3 +176,116 @@ def test_distil_against_a_known_linear_grade():
     assert core.spearman(d.predict_pool[200:], y[200:]) > 0.85
     with pytest.raises(ValueError, match="at least 10"):
         core.distil(X[:5], y[:5], X)
+
+
+# ------------------------------------------------------------------------------- distillation by encoder fine-tuning
+
+_TOPICS = {  # the grade is the topic: an obvious textual property a fine-tuned encoder must pick up
+    5: ["The theorem follows from the lemma by induction on n.", "We prove the bound with a spectral argument.",
+        "Let G be a finite group and H a normal subgroup of G."],
+    3: ["The match ended two to one after extra time.", "The striker scored in the final minute.",
+        "Fans cheered as the team lifted the cup."],
+    1: ["Mix the flour and sugar, then bake for twenty minutes.", "Add salt to the soup and stir well.",
+        "Spread butter on the toast and serve it warm."],
+}
+
+
+def _topic_docs(n=40):
+    ids, texts, grades = [], [], []
+    for i in range(n):
+        g = (5, 3, 1)[i % 3]
+        ids.append(f"t{i:02d}")
+        texts.append(f"{_TOPICS[g][(i // 3) % 3]} Note {i}.")
+        grades.append(g)
+    return ids, texts, np.array(grades, dtype=np.float64)
+
+
+def test_fold_of_is_by_id():
+    ids = [f"d{i}" for i in range(200)]
+    f = core.fold_of(ids, 5, 0)
+    assert f.shape == (200,) and set(f.tolist()) == set(range(5)) and np.bincount(f).min() > 20
+    sub = ids[::3]  # a dimension rated on a subset holds out the same documents
+    assert np.array_equal(core.fold_of(sub, 5, 0), f[::3])
+    assert not np.array_equal(core.fold_of(ids, 5, 1), f)
+
+
+def test_encoder_distillation_tiny_cpu():
+    from tools.prrc_rate.finetune import distil_encoder
+
+    ids, texts, y = _topic_docs()
+    pool = [*texts, "Whisk two eggs with milk for the batter.", "The proof uses a compactness lemma."]
+    kw = {"ids": ids, "device": "cpu", "epochs": 1, "batch_size": 32, "max_length": 32, "seed": 0, "threads": 1}
+    r = distil_encoder(texts, y[:, None], pool, **kw)
+    fold = core.fold_of(ids, core.FOLDS, 0)
+    fits = [np.sum(fold != f) for f in range(core.FOLDS) if np.any(fold == f)] + [40]
+    assert r.predict_pool.shape == (42, 1) and r.oof.shape == (40, 1) and r.device == "cpu"
+    assert r.steps == sum(-(-n // 32) for n in fits)  # one epoch per fit: out-of-fold fits, then the full one
+    assert np.all((r.predict_pool >= 1) & (r.predict_pool <= 5))
+    assert len(r.spearman) == len(r.within_one) == 1 and np.isfinite(r.spearman[0]) and 0 <= r.within_one[0] <= 1
+    # held out on the ridge rater's folds, it beats the constant (training-fold mean) predictor
+    const = np.array([y[fold != f].mean() for f in fold])
+    assert np.mean((r.oof[:, 0] - y) ** 2) < 0.5 * np.mean((const - y) ** 2)
+    assert r.spearman[0] > 0.8
+    assert r.predict_pool[40, 0] < r.predict_pool[41, 0]  # unseen cooking text below unseen mathematics
+    again = distil_encoder(texts, y[:, None], pool, **kw)
+    assert np.array_equal(again.predict_pool, r.predict_pool) and np.array_equal(again.oof, r.oof)
+
+
+def test_encoder_distillation_through_the_tool(tmp_path):
+    ids, texts, y = _topic_docs()
+    corpus = write_jsonl(tmp_path / "pool.jsonl", [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
+                         + [{"id": "u0", "text": "Whisk two eggs with milk for the batter."}])
+    ratings = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "reasoning": g, "readability": 3 + (k % 2)}
+                                                 for k, (i, g) in enumerate(zip(ids, y.tolist(), strict=True))])
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False, num_workers=1, device="cpu")
+    res = _run(ctx, corpus=str(corpus), ratings=str(ratings), dimensions=["reasoning", "readability"],
+               distill_model="encoder", encoder_epochs=1)
+    assert res.distilled_with == "encoder" and res.distill_device == "cpu"
+    assert set(res.spearman) == {"reasoning", "readability"} and res.spearman["reasoning"] > 0.8
+    tbl = ctx.workspace.get(res.artifacts["scores"]).table()
+    assert tbl.num_rows == 41 and {"prrc_reasoning", "prrc_readability"} <= set(tbl.column_names)
+    assert "Distilled encoder rater" in res.summary
+    # on a CPU 'auto' is the ridge rater (the encoder is the GPU default)
+    auto = _run(ctx, corpus=str(corpus), ratings=str(ratings), dimensions=["reasoning"])
+    assert auto.distilled_with == "ridge" and auto.distill_device is None
+
+
+@pytest.mark.gpu
+def test_encoder_distillation_on_cuda():
+    from tools.prrc_rate.finetune import distil_encoder
+
+    ids, texts, y = _topic_docs(90)
+    r = distil_encoder(texts, y[:, None], texts, ids=ids, device="cuda", epochs=2, seed=0)
+    assert r.device.startswith("cuda") and r.predict_pool.shape == (90, 1) and r.spearman[0] > 0.8
+
+
+def _real_rated(raw, n_per=60):
+    """Wikipedia paragraphs, GSM8K, MBPP, PubMed abstracts; the grade is the document's share of long words
+    (more than 6 letters: lexical sophistication) in quintiles, a property of the text itself."""
+    squad = json.loads((raw / "squad_v2_dev_cs224n" / "dev-v2.0.json").read_text())
+    wiki = [p["context"] for a in squad["data"] for p in a["paragraphs"]][:n_per]
+    gsm = [json.loads(x) for x in (raw / "gsm8k" / "test.jsonl").read_text().splitlines()[:n_per]]
+    mbpp = [json.loads(x) for x in (raw / "mbpp" / "mbpp.jsonl").read_text().splitlines()[:n_per]]
+    pubmed = list(json.loads((raw / "pubmedqa" / "ori_pqal.json").read_text()).values())[:n_per]
+    texts = (wiki + [g["question"] + "\n" + g["answer"] for g in gsm] + [m["text"] + "\n" + m["code"] for m in mbpp]
+             + [" ".join(p["CONTEXTS"]) for p in pubmed])
+    long = np.array([np.mean([len(re.sub(r"[^A-Za-z]", "", w)) > 6 for w in t.split()] or [0]) for t in texts])
+    grade = 1 + np.searchsorted(np.quantile(long, [0.2, 0.4, 0.6, 0.8]), long, side="right")
+    return [f"r{i:03d}" for i in range(len(texts))], texts, grade.astype(np.float64)
+
+
+@pytest.mark.slow
+def test_encoder_vs_ridge_on_real_documents(shared_raw, tmp_path):
+    ids, texts, y = _real_rated(shared_raw)
+    corpus = write_jsonl(tmp_path / "pool.jsonl", [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)])
+    ratings = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "readability": g} for i, g in zip(ids, y.tolist(),
+                                                                                             strict=True)])
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False, num_workers=1, device="cpu")
+    common = {"corpus": str(corpus), "ratings": str(ratings), "dimensions": ["readability"]}
+    ridge = _run(ctx, **common, distill_model="ridge")
+    enc = _run(ctx, **common, distill_model="encoder", encoder_epochs=2)
+    print(f"\nheld-out Spearman on {len(ids)} real documents: ridge {ridge.spearman['readability']:.3f} "
+          f"(within one {ridge.within_one['readability']:.0%}), encoder {enc.spearman['readability']:.3f} "
+          f"(within one {enc.within_one['readability']:.0%})")
+    assert ridge.spearman["readability"] > 0.4 and enc.spearman["readability"] > 0.4
+    assert enc.spearman["readability"] > ridge.spearman["readability"] - 0.05

@@ -79,6 +79,35 @@ def _read_ratings(ref: str, ctx: ToolContext, dims: list[str]) -> dict[str, dict
     return out
 
 
+def _distil_encoder(request: PRRCRateRequest, ctx: ToolContext, dims: list[str], ratings: dict[str, dict[str, float]],
+                    ids: list[str], texts: list[str | None]) -> tuple:
+    """Fine-tune the encoder on every distillable dimension at once; scores every corpus row."""
+    from tools.prrc_rate.finetune import distil_encoder
+
+    known = set(ids)
+    skipped: dict[str, str] = {}
+    keep: list[str] = []
+    for d in dims:
+        try:
+            core.check_distillable(np.array([v for i, v in ratings[d].items() if i in known]))
+            keep.append(d)
+        except ValueError as e:
+            skipped[d] = str(e)
+    if not keep:
+        return ids, {}, {}, {}, skipped, None
+    text_of = dict(zip(ids, texts, strict=True))
+    rated_ids = sorted({i for d in keep for i in ratings[d] if i in known})
+    Y = np.array([[ratings[d].get(i, np.nan) for d in keep] for i in rated_ids], dtype=np.float64)
+    device = ctx.resolve_device()
+    res = distil_encoder([text_of[i] or "" for i in rated_ids], Y, [t or "" for t in texts], ids=rated_ids,
+                         model=request.encoder_model, device=device, epochs=request.encoder_epochs,
+                         seed=request.seed, progress=ctx.progress, threads=ctx.num_workers)
+    out = {f"prrc_{d}": res.predict_pool[:, j] for j, d in enumerate(keep)}
+    spearman = {d: None if np.isnan(res.spearman[j]) else res.spearman[j] for j, d in enumerate(keep)}
+    within = {d: res.within_one[j] for j, d in enumerate(keep)}
+    return ids, out, spearman, within, skipped, res.device
+
+
 @SPEC.implement
 def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
     import pyarrow as pa
@@ -158,31 +187,41 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
     skipped_distil: dict[str, str] = {}
     score_cols: list[str] = []
     pool_rows = 0
-    if request.distill and any(rated.values()):
+    kind = request.distill_model
+    if kind == "auto":
+        kind = "encoder" if ctx.resolve_device().startswith("cuda") else "ridge"
+    device = None
+    if request.distill and any(rated.values()) and kind == "encoder":
+        pool_ids, out, spearman, within, skipped_distil, device = _distil_encoder(
+            request, ctx, dims, ratings, ids, texts)
+        pool_skipped: dict[str, int] = {}
+    elif request.distill and any(rated.values()):
         from tools.embeddings import pool_vectors
 
         pv = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, missing="skip")
+        pool_ids, pool_skipped = pv.ids, pv.skipped
         pos = {d: i for i, d in enumerate(pv.ids)}
-        out: dict[str, np.ndarray] = {}
+        out = {}
         for d in dims:
             have = [i for i in ratings[d] if i in pos]
             try:
                 res = core.distil(pv.vectors[[pos[i] for i in have]], np.array([ratings[d][i] for i in have]),
-                                  pv.vectors, model=request.distill_model, seed=request.seed)
+                                  pv.vectors, model=kind, seed=request.seed, ids=have)
             except ValueError as e:
                 skipped_distil[d] = str(e)
                 continue
             out[f"prrc_{d}"] = res.predict_pool
             spearman[d] = None if np.isnan(res.spearman) else res.spearman
             within[d] = res.within_one
+    if request.distill and any(rated.values()):
         if out:
             score_cols = list(out)
-            pool_rows = len(pv.ids)
+            pool_rows = len(pool_ids)
             with ctx.artifact("scores", "prrc_scores", metrics={"spearman": spearman, "within_one": within,
-                                                                "model": request.distill_model},
-                              rows=RowCounts(rows_in=len(pv.ids), rows_out=len(pv.ids),
-                                             skipped=pv.skipped)) as w:
-                w.table(pa.table({"id": pa.array(pv.ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
+                                                                "model": kind, "device": device},
+                              rows=RowCounts(rows_in=len(pool_ids), rows_out=len(pool_ids),
+                                             skipped=pool_skipped)) as w:
+                w.table(pa.table({"id": pa.array(pool_ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
             artifacts["scores"] = w.id
             fig = plots.histograms(out, bins=30, title="distilled PRRC grades")
             with ctx.artifact("plot", "plot_histograms") as pw:
@@ -190,14 +229,14 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
             plots.close(fig)
             artifacts["plot_histograms"] = pw.id
             order = {k: np.lexsort((np.arange(len(v)), -v)) for k, v in out.items()}
-            n_ext = min(10, len(pv.ids) // 2)
+            n_ext = min(10, len(pool_ids) // 2)
             ext = {"dimension": [], "position": [], "id": [], "score": []}
             for k, o in order.items():
                 for pos_name, sel in (("top", o[:n_ext]), ("bottom", o[len(o) - n_ext:][::-1])):
                     for r in sel:
                         ext["dimension"].append(k)
                         ext["position"].append(pos_name)
-                        ext["id"].append(pv.ids[r])
+                        ext["id"].append(pool_ids[r])
                         ext["score"].append(float(out[k][r]))
             with ctx.artifact("table", "extremes", metrics={"note": "top- and bottom-rated document ids"}) as ew:
                 ew.table(pa.table(ext))
@@ -213,7 +252,7 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
          f"Distilled from {len(rated_ids)} supplied ratings: ") + ", ".join(parts) + "."
         + (f" Rejected answers: {', '.join(f'{d} {n}' for d, n in garbage.items())}." if garbage else "")
         + (f" Call budget left unrated: {', '.join(f'{d} {n}' for d, n in not_rated.items())}." if not_rated else "")
-        + (" Distilled rater, out-of-fold: " + ", ".join(
+        + (f" Distilled {kind} rater, out-of-fold: " + ", ".join(
             f"{d} Spearman {spearman[d]:.2f}, within one grade {within[d]:.0%}" if spearman[d] is not None
             else f"{d} within one grade {within[d]:.0%}" for d in spearman) + f"; scored {pool_rows} documents."
            if spearman else "")
@@ -222,5 +261,6 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
     return PRRCRateResult(
         summary=summary, artifacts=artifacts, rows=rows, score_columns=score_cols, source=source, rated=rated,
         garbage=garbage, not_rated=not_rated, mean_rating=means, spearman=spearman, within_one=within,
-        distill_skipped=skipped_distil, partial=bool(not_rated),
+        distill_skipped=skipped_distil, partial=bool(not_rated), distilled_with=kind if score_cols else None,
+        distill_device=device,
     )

@@ -9,13 +9,17 @@ justification; anything else is rejected and counted, never guessed.
 
 Distillation: an LLM rates a sample, then a cheap model maps document embeddings to the grade and
 scores the whole pool (the paper fine-tunes ModernBERT on LLM-rated data; ridge or logistic
-regression on frozen embeddings is the CPU version). Agreement is measured out-of-fold on the rated
-sample: Spearman correlation and the share of predictions within one grade.
+regression on frozen embeddings is the CPU version; :mod:`tools.prrc_rate.finetune` fine-tunes the
+MiniLM encoder when a GPU is present). Agreement is measured out-of-fold on the rated sample, on
+folds assigned by document id so every distiller holds out the same documents: Spearman
+correlation and the share of predictions within one grade.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +27,8 @@ import numpy as np
 
 Dimension = Literal["professionalism", "readability", "reasoning", "cleanliness"]
 DIMENSIONS: tuple[str, ...] = ("professionalism", "readability", "reasoning", "cleanliness")
+MIN_RATINGS = 10
+FOLDS = 5
 
 SYSTEM = (
     "You are a careful annotator of pre-training data for language models. You grade one quality "
@@ -153,6 +159,31 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
 
 
+def fold_of(ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
+    """Cross-validation fold of each rated document, from a hash of (seed, id).
+
+    By id rather than by position, so every distiller (ridge, logistic, the fine-tuned encoder) and
+    every dimension (each has its own rated subset) holds out the same documents.
+    """
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "little") % folds
+         for i in ids), dtype=np.int64, count=len(ids))
+
+
+def check_distillable(y: np.ndarray) -> None:
+    """Raise ValueError unless ``y`` has enough ratings (and more than one grade) to learn from."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.size < MIN_RATINGS or np.unique(y).size < 2:
+        raise ValueError(f"need at least {MIN_RATINGS} ratings with 2 different grades to distil; got {y.size} "
+                         f"with grades {sorted(set(y.astype(int).tolist()))}")
+
+
+def agreement(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(Spearman, share within one grade, share exact) of predictions against grades."""
+    err = np.abs(np.rint(pred) - y)
+    return spearman(pred, y), float(np.mean(err <= 1)), float(np.mean(err == 0))
+
+
 @dataclass
 class Distilled:
     predict_pool: np.ndarray  # predicted grade for every pool row, in [1, 5]
@@ -163,15 +194,16 @@ class Distilled:
     model: str
 
 
-def distil(X_rated: np.ndarray, y: np.ndarray, X_pool: np.ndarray, *, model: str = "ridge", folds: int = 5,
-           seed: int = 0) -> Distilled:
-    """Fit embeddings -> grade on the rated rows, score the pool; out-of-fold agreement on the rated rows."""
+def distil(X_rated: np.ndarray, y: np.ndarray, X_pool: np.ndarray, *, model: str = "ridge", folds: int = FOLDS,
+           seed: int = 0, ids: Sequence[str] | None = None) -> Distilled:
+    """Fit embeddings -> grade on the rated rows, score the pool; out-of-fold agreement on the rated rows.
+
+    ``ids`` (the rated documents' ids) assign the folds (:func:`fold_of`); without them, row numbers do.
+    """
     from sklearn.linear_model import LogisticRegression, RidgeCV
 
     y = np.asarray(y, dtype=np.float64)
-    if y.size < 10 or np.unique(y).size < 2:
-        raise ValueError(f"need at least 10 ratings with 2 different grades to distil; got {y.size} "
-                         f"with grades {sorted(set(y.astype(int).tolist()))}")
+    check_distillable(y)
 
     def make():  # noqa: ANN202
         if model == "logistic":
@@ -183,17 +215,17 @@ def distil(X_rated: np.ndarray, y: np.ndarray, X_pool: np.ndarray, *, model: str
             return m.predict_proba(X) @ m.classes_.astype(np.float64)  # expected grade
         return np.clip(m.predict(X), 1.0, 5.0)
 
-    folds = int(min(folds, y.size // 2))
-    perm = np.random.default_rng(seed).permutation(y.size)
+    fold = fold_of([str(i) for i in range(y.size)] if ids is None else list(ids), folds, seed)
     oof = np.empty(y.size)
     for f in range(folds):
-        test = perm[f::folds]
-        train = np.setdiff1d(perm, test)
+        test = np.flatnonzero(fold == f)
+        train = np.flatnonzero(fold != f)
+        if not test.size:
+            continue
         if np.unique(y[train]).size < 2:
             oof[test] = y[train].mean()
             continue
         oof[test] = predict(make().fit(X_rated[train], y[train]), X_rated[test])
     full = make().fit(X_rated, y)
-    err = np.abs(np.rint(oof) - y)
-    return Distilled(predict(full, X_pool), oof, spearman(oof, y), float(np.mean(err <= 1)), float(np.mean(err == 0)),
-                     model)
+    sp, w1, ex = agreement(oof, y)
+    return Distilled(predict(full, X_pool), oof, sp, w1, ex, model)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from tools.contract import ScoresResult, ToolRequest, ToolSpec
-from tools.refs import ArtifactOrPath, CorpusRef, artifact_of
+from tools.refs import ArtifactOrPath, CorpusRef, ModelRef, artifact_of
 
 Dimension = Literal["professionalism", "readability", "reasoning", "cleanliness"]
 
@@ -26,8 +26,13 @@ class PRRCRateRequest(ToolRequest):
                           "and one column per dimension (grades 1-5)"
     )
     distill: bool = Field(True, description="train embeddings -> grade on the rated sample and score the whole pool")
-    distill_model: Literal["ridge", "logistic"] = Field("ridge", description="ridge regression or multinomial "
-                                                        "logistic (expected grade) on the embeddings")
+    distill_model: Literal["auto", "ridge", "logistic", "encoder"] = Field(
+        "auto", description="ridge regression or multinomial logistic (expected grade) on the embeddings, or "
+        "'encoder': fine-tune the MiniLM encoder with a head per dimension (GPU-sized work; runs on the CPU when "
+        "asked); 'auto' = encoder when the run's device is a GPU, else ridge")
+    encoder_model: ModelRef | None = Field(None, description="sentence-transformers model the encoder rater "
+                                           "fine-tunes; None = all-MiniLM-L6-v2 (bundled, offline)")
+    encoder_epochs: int = Field(3, ge=1, le=50, description="fine-tuning epochs of the encoder rater")
     embeddings: artifact_of("embeddings", or_path=True) | None = Field(None, description="precomputed pool embeddings (artifact id or .npy)")
     max_chars: int = Field(6000, ge=200, description="characters of each document shown to the LLM")
     max_tokens: int = Field(300, ge=32, le=4096, description="answer tokens per rating")
@@ -43,6 +48,8 @@ class PRRCRateResult(ScoresResult):
     spearman: dict[str, float | None] = Field(default_factory=dict, description="out-of-fold, distilled vs rated")
     within_one: dict[str, float | None] = Field(default_factory=dict, description="share within one grade")
     distill_skipped: dict[str, str] = Field(default_factory=dict)
+    distilled_with: str | None = Field(None, description="the rater that scored the pool: ridge, logistic or encoder")
+    distill_device: str | None = Field(None, description="where the encoder rater was fine-tuned")
     partial: bool = Field(False, description="the call budget ran out before the whole sample was rated")
 
 
@@ -63,7 +70,7 @@ SPEC = ToolSpec(
     version="1",
     description="Rate documents on PRRC (professionalism, readability, reasoning, cleanliness; Meta-rater) with "
     "the configured LLM on a sample (additive 5-point prompts, strict JSON), then distil the ratings into an "
-    "embedding ridge/logistic rater that scores the whole pool; or distil from ratings you supply.",
+    "embedding ridge/logistic rater (or, on a GPU, a fine-tuned MiniLM encoder) that scores the whole pool; or distil from ratings you supply.",
     request_model=PRRCRateRequest,
     result_model=PRRCRateResult,
     family="scores",
