@@ -185,11 +185,41 @@ def _per_task(names: list[str], values: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, values, strict=True)}
 
 
-@SPEC.implement
-def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
+def _zscore(A: np.ndarray, names: list[str], codes: np.ndarray, counts: np.ndarray,
+            unequal_ratio: float) -> tuple[core.Normalized, list[str]]:
+    """Every validation column z-scored over the pool, with warnings about what BIDS assumes."""
+    warnings: list[str] = []
+    if counts.max() > unequal_ratio * counts.min():
+        warnings.append(f"unequal validation columns per task ({', '.join(f'{n} {c}' for n, c in zip(names, counts, strict=True))}"
+                        f"); BIDS assumes equal counts, so larger tasks weigh more")
+    norm = core.zscore_columns(A)
+    if norm.kept.size == 0:
+        raise field_error(_TOOL, "influence", "at least one validation column whose values vary over the rows",
+                          "every column is constant")
+    if norm.dropped.size:
+        lost = sorted(set(names) - {names[c] for c in codes[norm.kept]})
+        warnings.append(f"{norm.dropped.size} zero-variance columns dropped"
+                        + (f"; tasks left without columns: {lost}" if lost else ""))
+    return norm, warnings
+
+
+def _table(sel: core.Selection, ids: list[str], doms: list[str] | None, owners: list[str]):  # noqa: ANN202
+    """The selection in pick order: id, weight 1, score, domain, rank, matrix row and owning task."""
     import pyarrow as pa
 
-    from tools.selection import record_selection, selection_table
+    from tools.selection import selection_table
+
+    idx = sel.indices
+    table = selection_table([ids[i] for i in idx], weight=np.ones(len(idx)), score=sel.scores,
+                            domain=[doms[i] for i in idx] if doms is not None else None)
+    table = table.append_column("rank", pa.array(np.arange(len(idx), dtype=np.int32)))
+    table = table.append_column("row", pa.array(idx.astype(np.int64)))
+    return table.append_column("task", pa.array(owners, pa.string()))
+
+
+@SPEC.implement
+def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
+    from tools.selection import record_selection
 
     inf = load_influence(request.influence, ctx)
     A = _check_matrix(inf)
@@ -202,19 +232,7 @@ def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
 
     names, codes = core.task_codes(tasks)
     counts = np.bincount(codes, minlength=len(names))
-    warnings: list[str] = []
-    if counts.max() > request.unequal_ratio * counts.min():
-        warnings.append(f"unequal validation columns per task ({', '.join(f'{n} {c}' for n, c in zip(names, counts, strict=True))}"
-                        f"); BIDS assumes equal counts, so larger tasks weigh more")
-    # 1. z-score every validation column over the pool
-    norm = core.zscore_columns(A)
-    if norm.kept.size == 0:
-        raise field_error(_TOOL, "influence", "at least one validation column whose values vary over the rows",
-                          "every column is constant")
-    if norm.dropped.size:
-        lost = sorted(set(names) - {names[c] for c in codes[norm.kept]})
-        warnings.append(f"{norm.dropped.size} zero-variance columns dropped"
-                        + (f"; tasks left without columns: {lost}" if lost else ""))
+    norm, warnings = _zscore(A, names, codes, counts, request.unequal_ratio)  # 1. z-score every column
     # 2. select (BIDS or a baseline), and LESS's one-shot task-max on the raw matrix to compare with
     with ctx.progress(f"bids: {request.method} selection of {k}", total=1) as bar:
         sel = core.select(A, k, method=request.method, codes=codes, normalize=request.normalize,
@@ -234,12 +252,7 @@ def run(request: BIDSRequest, ctx: ToolContext) -> BIDSResult:
         warnings=warnings,
     )
 
-    idx = sel.indices
-    table = selection_table([ids[i] for i in idx], weight=np.ones(k), score=sel.scores,
-                            domain=[doms[i] for i in idx] if doms is not None else None)
-    table = table.append_column("rank", pa.array(np.arange(k, dtype=np.int32)))
-    table = table.append_column("row", pa.array(idx.astype(np.int64)))
-    table = table.append_column("task", pa.array([tnames[o] for o in rep["owner"]], pa.string()))
+    table = _table(sel, ids, doms, [tnames[o] for o in rep["owner"]])
     label = {"bids": f"BIDS ({request.mode})", "task_max": "task-max", "instance_max": "instance-max",
              "sum": "sum"}[request.method] + ("" if request.normalize else ", raw")
     plot_id = _plot(ctx, tnames, rep["share"], rep_b["share"], label)
