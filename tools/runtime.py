@@ -101,7 +101,7 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, An
     ws = run_ctx.workspace
     if run_ctx.use_cache:
         rec = ws.run_record(run_key)
-        if rec is not None:
+        if rec is not None and not rec.get("partial"):  # a run that stopped early is redone (see below)
             res = spec.result_model.model_validate(rec["result"])
             return res.model_copy(update={"cached": True, "llm_calls": 0})
     seed = getattr(req, "seed", None)
@@ -123,11 +123,16 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, An
         update={"tool": spec.name, "artifacts": arts, "summary": summary, "duration_s": time.perf_counter() - t0,
                 "llm_calls": info.llm_calls}
     )
+    # A result with ``partial=True`` stopped early (e.g. the policy's LLM call budget ran out). Its
+    # artifacts stay in the workspace and its record is kept for provenance, but marked, so the same
+    # request runs again instead of returning the unfinished result; the LLM response cache makes the
+    # answers already paid for free on that rerun.
     ws.save_run(
         run_key,
         {"tool": spec.name, "version": spec.version, "request": req_dump, "inputs": inputs,
          "started_at": info.started_at, "ended_at": utcnow(), "llm_calls": info.llm_calls,
-         "llm_cached": info.llm_cached, "result": result.model_dump(mode="json")},
+         "llm_cached": info.llm_cached, "partial": bool(getattr(result, "partial", False)),
+         "result": result.model_dump(mode="json")},
     )
     return result
 

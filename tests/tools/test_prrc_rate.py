@@ -289,3 +289,21 @@ def test_encoder_vs_ridge_on_real_documents(shared_raw, tmp_path):
           f"(within one {enc.within_one['readability']:.0%})")
     assert ridge.spearman["readability"] > 0.4 and enc.spearman["readability"] > 0.4
     assert enc.spearman["readability"] > ridge.spearman["readability"] - 0.05
+
+
+def test_a_budget_stopped_run_is_not_cached_as_finished(tmp_path, llm_ctx, openai_server):
+    corpus, emb = _pool(tmp_path)
+    openai_server.responder = lambda m, p: json.dumps({"justification": "fine", "score": 2 + len(m[-1]["content"]) % 3})
+    req = {"corpus": str(corpus), "dimensions": ["readability"], "sample_size": 30, "embeddings": str(emb)}
+    first = _run(llm_ctx.model_copy(update={"max_llm_calls": 12}), **req)
+    assert first.partial and first.rated == {"readability": 12} and not first.cached
+    kept = llm_ctx.workspace.get(first.artifacts["ratings"]).table()  # what was rated is an artifact
+    assert kept.num_rows == 12
+    # the same request again, with budget to spare: it runs (not the cached partial result), and only
+    # the 18 answers not yet paid for are sent
+    second = _run(llm_ctx.model_copy(update={"max_llm_calls": 100}), **req)
+    assert not second.cached and not second.partial and second.rated == {"readability": 30}
+    assert second.llm_calls == 18 and len(openai_server.requests) == 30
+    assert llm_ctx.workspace.exists(first.artifacts["ratings"])
+    third = _run(llm_ctx, **req)  # now finished: a cached run, nothing sent
+    assert third.cached and len(openai_server.requests) == 30 and third.rated == {"readability": 30}
