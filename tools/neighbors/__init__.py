@@ -26,7 +26,6 @@ vectors, candidates (domains), query vectors, search, merge (``core.rank_union``
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +36,7 @@ from tools.embeddings import PoolVectors, normalize_rows, pool_vectors, text_vec
 from tools.errors import BadInput
 from tools.neighbors.core import rank_union, search_knn
 from tools.neighbors.schema import SPEC, NeighborHit, NeighborsMetrics, NeighborsRequest, NeighborsResult
-from tools.selection import format_domain_counts, record_selection, selection_table
+from tools.selection import domain_counts, format_domain_counts, record_selection, selection_table
 
 __all__ = ["SPEC", "NeighborHit", "NeighborsMetrics", "NeighborsRequest", "NeighborsResult", "rank_union", "run",
            "search_knn"]
@@ -53,7 +52,7 @@ def _candidates(request: NeighborsRequest, pool: PoolVectors) -> np.ndarray:
     wanted = set(request.domains)
     cand = np.flatnonzero(np.fromiter((d in wanted for d in pool.domains), dtype=bool, count=n))
     if cand.size == 0:
-        present = format_domain_counts(dict(Counter(pool.domains).most_common()))
+        present = format_domain_counts(domain_counts(pool.domains))
         raise BadInput(f"no pool documents in domains {sorted(wanted)}; the pool has: {present}",
                        where=f"{TOOL}.domains")
     return cand
