@@ -277,9 +277,9 @@ class ActorPool:
         self.size = max(1, min(n, actors or n))
         cls = ray.remote(num_cpus=0 if gpus else 1, num_gpus=self.num_gpus, max_restarts=MAX_RETRIES,
                          max_task_retries=MAX_RETRIES)(_Holder)
-        make_ref = ray.put(make)
+        self._make_ref = ray.put(make)  # held while the actors live: a restarted actor rebuilds from it
         device = "cuda" if gpus else "cpu"
-        self._actors = [cls.remote(make_ref, device) for _ in range(self.size)]
+        self._actors = [cls.remote(self._make_ref, device) for _ in range(self.size)]
 
     def map(self, items: Iterable[Any]) -> Iterator[Any]:
         """Results in the order of ``items``; each actor has at most two items queued."""

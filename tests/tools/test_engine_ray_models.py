@@ -146,3 +146,37 @@ def test_embed_on_ray_equals_local(local_ray, sharded, tmp_path):
     again = embed.run({"corpus": str(sharded), "precision": "fp32", "vector_store": False, "dtype": "float16"},
                       _ctx(tmp_path, "ray", "ray"))
     assert again.computed == 0
+
+
+def test_influence_gradients_on_ray_equal_local(local_ray, tmp_path):
+    pytest.importorskip("peft")
+    from tests.tools.test_influence import A_WORDS, ARGS, B_WORDS, _task_rows
+    from tools import influence
+    from tools.influence.tiny import save_tiny_causal_lm
+
+    rng = np.random.default_rng(0)
+    model = save_tiny_causal_lm(tmp_path / "lm", A_WORDS + B_WORDS + ["=>"], hidden=32, heads=2, layers=2)
+    pool = _task_rows(rng, "copy", 20) + _task_rows(rng, "reverse", 20)
+    val = _task_rows(rng, "copy", 4, start=100) + _task_rows(rng, "reverse", 4, start=100)
+    args = {"corpus": str(write_jsonl(tmp_path / "pool.jsonl", pool)), "model": str(model),
+            "validation": str(write_jsonl(tmp_path / "val.jsonl", val)), **ARGS}
+    res, mats, feats = {}, {}, {}
+    for engine in ("local", "ray"):
+        c = _ctx(tmp_path, engine, engine)
+        res[engine] = influence.run(args, c)
+        mats[engine] = np.array(c.workspace.get(res[engine].artifacts["influence"]).array())
+        folder = next((tmp_path / engine / "cache" / "influence").iterdir()) / "feat"
+        feats[engine] = {p.name: np.load(p) for p in sorted(folder.glob("*.npy"))}
+    assert res["ray"].blocks_computed == res["local"].blocks_computed == 2 * (1 + 3) and res["ray"].blocks_reused == 0
+    assert feats["ray"].keys() == feats["local"].keys()  # same checkpoints (same digests), same blocks
+    diff = max(float(np.abs(feats["ray"][k] - feats["local"][k]).max()) for k in feats["local"])
+    assert diff < 1e-5, diff
+    np.testing.assert_allclose(mats["ray"], mats["local"], atol=1e-5)
+    # interrupted: two blocks never finished; the Ray rerun computes exactly those
+    folder = next((tmp_path / "ray" / "cache" / "influence").iterdir()) / "feat"
+    for name in list(feats["ray"])[:2]:
+        (folder / name).unlink()
+    again = influence.run(args, _ctx(tmp_path, "ray", "ray").model_copy(update={"use_cache": False}))
+    assert again.blocks_computed == 2 and again.blocks_reused == 6
+    np.testing.assert_allclose(np.array(_ctx(tmp_path, "ray", "ray").workspace.get(
+        again.artifacts["influence"]).array()), mats["local"], atol=1e-5)

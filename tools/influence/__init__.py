@@ -5,11 +5,16 @@ Writes an ``influence`` artifact: ``data.npy`` (N x M float32, memory-mapped whe
 validation column). Everything slow is resumable: the warm-up saves LoRA weights and optimizer state
 every epoch, and gradient features are written in blocks of ``block_rows`` rows under
 ``<workspace>/cache/influence/<key>/``; a killed run reuses every finished epoch and block.
-The model is loaded with ``local_files_only=True`` (no downloads at run time).
+The model is loaded with ``local_files_only=True`` (no downloads at run time). On ``engine="ray"``
+the warm-up stays in this process and the per-example gradient pass runs on Ray actors
+(:class:`tools.influence.worker.GradWorker`, one per GPU with ``num_gpus=1`` when the cluster has
+GPUs): every missing block is computed there and saved in the same cache, so the artifact is the
+local engine's and an interrupted Ray run resumes from its finished blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tools.contract import RowCounts, ToolContext
+from tools.engine import ModelPool
 from tools.errors import BadInput, ResourceUnavailable, field_error
 from tools.influence import core
 from tools.influence.schema import SPEC, InfluenceRequest, InfluenceResult
@@ -123,13 +129,13 @@ def _bring_your_own(request: InfluenceRequest, ctx: ToolContext) -> InfluenceRes
                            n_train=N, n_val=M, tasks=counts, warnings=warn)
 
 
-def _load_model(request: InfluenceRequest, device: str) -> tuple[Any, Any]:
+def _load_model(name: str, device: str) -> tuple[Any, Any]:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:  # pragma: no cover
         raise ResourceUnavailable(f"the influence tool needs transformers: {e}") from None
-    src, kw = request.model, {}
-    p = Path(os.path.expanduser(request.model))
+    src, kw = name, {}
+    p = Path(os.path.expanduser(name))
     if p.suffix.lower() == ".gguf" and p.is_file():  # a llama.cpp file: transformers dequantizes it
         src, kw = str(p.parent), {"gguf_file": p.name}
     try:
@@ -138,11 +144,11 @@ def _load_model(request: InfluenceRequest, device: str) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(src, local_files_only=True, dtype="float32",
                                                      attn_implementation="eager", **kw)
     except ImportError as e:
-        raise ResourceUnavailable(f"loading {request.model!r} needs a missing package: {e}", where=f"{_TOOL}.model",
+        raise ResourceUnavailable(f"loading {name!r} needs a missing package: {e}", where=f"{_TOOL}.model",
                                   hint="for .gguf files: pip install gguf") from None
     except (OSError, ValueError, KeyError) as e:
         raise ResourceUnavailable(
-            f"model {request.model!r} cannot be loaded offline ({type(e).__name__}: {str(e)[:200]})",
+            f"model {name!r} cannot be loaded offline ({type(e).__name__}: {str(e)[:200]})",
             where=f"{_TOOL}.model",
             hint="pass a local model folder, or download it first (huggingface-cli download NAME)",
         ) from None
@@ -208,16 +214,20 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
         from tools.errors import missing_extra
 
         raise missing_extra("peft", "influence", "the LoRA warm-up") from None
-    tok, base = _load_model(request, device)
+    from tools.influence import worker
+
+    tok, base = _load_model(request.model, device)
     try:
         targets = request.target_modules or core.default_targets([n for n, _ in base.named_modules()])
     except ValueError:
         raise field_error(_TOOL, "target_modules", "the names of the modules to adapt (none of q_proj/"
                           "query_key_value/c_attn found)", None) from None
     try:
-        model = get_peft_model(base, LoraConfig(r=request.lora_r, lora_alpha=request.lora_alpha,
-                                                lora_dropout=request.lora_dropout, target_modules=targets,
-                                                bias="none"))
+        with torch.random.fork_rng(devices=[]):  # LoRA's random init: the same in any process, whatever ran before
+            torch.manual_seed(request.seed)
+            model = get_peft_model(base, LoraConfig(r=request.lora_r, lora_alpha=request.lora_alpha,
+                                                    lora_dropout=request.lora_dropout, target_modules=targets,
+                                                    bias="none"))
     except ValueError as e:
         raise field_error(_TOOL, "target_modules", "module names present in the model", targets) from e
     bf16 = request.precision == "bfloat16" or (
@@ -274,41 +284,62 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     def block_path(c: int, split: str, b: int) -> Path:
         return cache / "feat" / f"c{c}-{digests[c]}-{split}-{b:05d}.npy"
 
+    fresh: set[Path] = set()  # blocks computed by Ray actors in this run
+
     def block_feats(c: int, split: str, seqs: list, starts: list, b: int, params: tuple, moments: Any) -> np.ndarray:
         nonlocal computed, reused, rows_done, grad_s, batched
         path = block_path(c, split, b)
         if path.exists():
-            reused += 1
+            if path in fresh:
+                computed += 1
+            else:
+                reused += 1
             return np.load(path)
         lo = b * request.block_rows
-        part = seqs[lo : lo + request.block_rows]
-        start = starts[lo : lo + request.block_rows]
-        out = np.zeros((len(part), request.proj_dim), dtype=np.float32)
-        order = sorted(range(len(part)), key=lambda i: len(part[i]))  # similar lengths share a batch
-        order = [i for i in order if len(part[i]) - max(start[i], 1) >= 1]  # rows with a token to predict
         t0 = time.perf_counter()
-        for s in range(0, len(order), request.micro_batch):
-            rows = order[s : s + request.micro_batch]
-            batch, bfrom = [part[i] for i in rows], [start[i] for i in rows]
-            try:
-                f = core.features(model, lp, params, batch, proj, moments=moments, batched=batched,
-                                  autocast=autocast, device=device, label_from=bfrom)
-            except RuntimeError as e:
-                if not batched or "vmap" not in str(e):
-                    raise
-                batched = False  # the model has data-dependent control flow: one backward per row
-                warnings.append("vmap failed on this model; per-example gradients fell back to a loop")
-                f = core.features(model, lp, params, batch, proj, moments=moments, batched=False,
-                                  autocast=autocast, device=device, label_from=bfrom)
-            out[rows] = f
+        out, n_rows, still = worker.grad_block(
+            model, lp, params, proj, seqs[lo : lo + request.block_rows], starts[lo : lo + request.block_rows],
+            micro_batch=request.micro_batch, moments=moments, batched=batched, autocast=autocast, device=device)
+        if batched and not still:
+            batched = False
+            warnings.append("vmap failed on this model; per-example gradients fell back to a loop")
         grad_s += time.perf_counter() - t0
-        rows_done += len(order)
+        rows_done += n_rows
         _save_atomic(path, lambda t: _save_npy(t, out))
         computed += 1
         return out
 
     nb_train = -(-N // request.block_rows)
     nb_val = -(-M // request.block_rows)
+    if ctx.engine == "ray":  # every missing block on Ray actors first; the loop below then reads them
+        todo = [(c, split, b) for c in range(len(ckpts)) for split, nb in (("val", nb_val), ("train", nb_train))
+                for b in range(nb) if not block_path(c, split, b).exists()]
+        if todo:
+            make = functools.partial(
+                worker.GradWorker, model=request.model, targets=list(targets),
+                lora={"r": request.lora_r, "lora_alpha": request.lora_alpha, "lora_dropout": request.lora_dropout},
+                checkpoints=[(ck.lora, ck.exp_avg, ck.exp_avg_sq) for ck in ckpts], proj_dim=request.proj_dim,
+                proj_seed=request.proj_seed, gen_device=proj.gen_device, micro_batch=request.micro_batch,
+                batched=batched, bf16=bf16)
+            split_rows = {"val": (val_seqs, val_from), "train": (train_seqs, train_from)}
+
+            def items() -> Any:
+                for c, split, b in todo:
+                    seqs, starts = split_rows[split]
+                    lo = b * request.block_rows
+                    yield c, split, seqs[lo : lo + request.block_rows], starts[lo : lo + request.block_rows]
+
+            with ctx.progress("influence: gradient features on Ray", total=len(todo), unit="blocks") as bar, \
+                    ModelPool(make, ctx, gpu=True, actors=len(todo)) as actors:
+                for (c, split, b), (out, n_rows, secs, still) in zip(todo, actors.map(items()), strict=True):
+                    if batched and not still:
+                        batched = False
+                        warnings.append("vmap failed on this model; per-example gradients fell back to a loop")
+                    _save_atomic(block_path(c, split, b), lambda t, out=out: _save_npy(t, out))
+                    fresh.add(block_path(c, split, b))
+                    rows_done += n_rows
+                    grad_s += secs / actors.workers  # actors run side by side: wall-clock share
+                    bar.update(1)
     val_feats: list[np.ndarray] = []
     with ctx.progress("influence: gradient features", total=len(ckpts) * (nb_train + nb_val), unit="blocks") as bar:
         for c, ck in enumerate(ckpts):

@@ -108,6 +108,7 @@ SPEC = ToolSpec(
     "Adam-preconditioned per-example LoRA gradients (vmap), seeded Rademacher projection, cosine to each "
     "task-labelled validation example over lr-weighted checkpoints -> an N x M influence matrix for bids. "
     "Also wraps a matrix computed elsewhere.",
+    engines=("local", "ray"),
     request_model=InfluenceRequest,
     result_model=InfluenceResult,
     family="other",
