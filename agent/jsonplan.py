@@ -254,7 +254,7 @@ def plan_with_llm(
     for attempt in range(2 if repair else 1):
         reply: AIMessage = bound.invoke(messages)
         calls += 1
-        tc = reply.tool_calls[0] if reply.tool_calls else None
+        tc = reply.tool_calls[0] if reply.tool_calls else plan_from_text(_text(reply.content))
         if tc is None:
             steps, errors = [], ["no submit_plan call in the reply"]
         else:
@@ -267,6 +267,27 @@ def plan_with_llm(
             f"Your previous plan: {shown}\n" + prompts.JSON_REPAIR_PROMPT.format(errors="\n".join(errors))
         ))
     return steps, errors, calls
+
+
+def plan_from_text(text: str) -> dict[str, Any] | None:
+    """A plan the model wrote as text instead of calling the function (servers that do not force the
+    call): the outermost JSON object holding ``steps``, bare or as ``{"name", "arguments"}``."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        obj = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("arguments"), dict | str):
+        args = obj["arguments"]
+        try:
+            obj = json.loads(args) if isinstance(args, str) else args
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(obj, dict) or "steps" not in obj:
+        return None
+    return {"name": "submit_plan", "args": obj, "id": "from-text", "type": "tool_call"}
 
 
 def _text(content: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from agent.jsonplan import drop_filler, validate_steps
 from tools.registry import get
 
@@ -44,3 +46,15 @@ def test_invalid_values_are_still_errors_for_the_repair_round():
     steps, errors = validate_steps({"steps": [{"tool": "sample", "args": {"corpus": POOL, "k": 0}}]},
                                    {"sample": get("sample")}, {"corpus": POOL})
     assert not steps and errors and "k" in errors[0]
+
+
+def test_a_plan_written_as_text_is_read_when_the_call_is_missing():
+    from agent.jsonplan import plan_from_text
+
+    body = '{"steps": [{"tool": "sample", "args": {"k": 3}}]}'
+    assert plan_from_text(f"Here is the plan:\n{body}\nDone.")["args"]["steps"][0]["tool"] == "sample"
+    wrapped = json.dumps({"name": "submit_plan", "arguments": body})
+    assert plan_from_text(wrapped)["args"] == json.loads(body)
+    assert plan_from_text("I cannot help with that.") is None
+    assert plan_from_text('{"tool": "sample"}') is None  # not a plan
+    assert plan_from_text("{not json}") is None
