@@ -23,6 +23,7 @@ must outlive the pool (it does: :func:`map_batches` shuts its pool down before r
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ from tools.errors import ResourceUnavailable
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["ModelPool", "Pool", "map_batches", "map_items"]
+__all__ = ["ModelPool", "Pool", "Resume", "drop_resume", "map_batches", "map_items"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -131,6 +132,79 @@ def _star(fn: Callable[..., Any], args: tuple) -> Any:
     return fn(*args)
 
 
+class Done:
+    """What a worker returns for a unit whose result is already on disk (the driver loads it)."""
+
+
+def _unless_done(fn: Callable[[Any], Any], item: Any) -> Any:
+    return Done() if item is None else fn(item)
+
+
+class Resume:
+    """Finished units (batches or shards) of one pass, kept on disk so a rerun recomputes only the rest.
+
+    The folder ``<workspace>/cache/resume/<name>/<key>/`` is keyed by the pass's ``name``, the
+    pickled function (its arguments included), the corpus fingerprint (files, sizes, mtimes), the
+    columns, the batch size and the unit (``batch``: a local batch; ``ray-batch``: a batch read by
+    the Ray driver; ``shard``: one file read by a Ray task, with its read stats). Each finished unit is one pickle, written atomically by
+    the driver as its result arrives in order, so a process killed at any point leaves only whole
+    units. ``computed`` / ``reused`` count this run's units.
+    """
+
+    def __init__(self, ctx: Any, name: str, fn: Callable[[Any], Any], corpus: Any, columns: Sequence[str],
+                 batch_rows: int, check_ids: bool, unit: str):
+        import hashlib
+        import pickle
+
+        from tools.artifacts import stable_hash
+        from tools.corpus import as_corpus, fingerprint
+
+        fn_hash = hashlib.sha256(pickle.dumps(fn)).hexdigest()
+        key = stable_hash(fn_hash, fingerprint(as_corpus(corpus)), list(columns), batch_rows, check_ids, unit)
+        self.dir = ctx.workspace.cache_dir(f"resume/{_name_dir(name)}/{key[:20]}")
+        self.computed = self.reused = 0
+
+    def _path(self, i: int) -> Any:
+        return self.dir / f"{i:07d}.pkl"
+
+    def done(self, i: int) -> bool:
+        return self._path(i).exists()
+
+    def load(self, i: int) -> Any:
+        import pickle
+
+        with open(self._path(i), "rb") as fh:
+            value = pickle.load(fh)  # noqa: S301 - the workspace's own files
+        self.reused += 1
+        return value
+
+    def save(self, i: int, value: Any) -> None:
+        import pickle
+        import uuid
+
+        path = self._path(i)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        self.computed += 1
+
+
+def _name_dir(name: str) -> str:
+    import re
+
+    from tools.artifacts import stable_hash
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] + "-" + stable_hash(name)[:8]
+
+
+def drop_resume(ctx: Any, name: str) -> None:
+    """Forget the finished units of pass ``name`` (call it once the tool's artifact is written)."""
+    import shutil
+
+    shutil.rmtree(ctx.workspace.root / "cache" / "resume" / _name_dir(name), ignore_errors=True)
+
+
 def _check_engine(ctx: Any) -> str:
     engine = getattr(ctx, "engine", "local")
     if engine not in ("local", "ray"):
@@ -163,29 +237,39 @@ def map_batches(
     workers: int | None = None,
     check_ids: bool = True,
     pool: Pool | None = None,
+    resume: str | None = None,
 ) -> Iterator[Any]:
     """``fn(batch)`` for every Arrow batch of ``corpus`` (read with the context's data roots), in order.
 
     ``desc`` shows a progress bar in documents. ``stats`` collects what the read saw (rows, skipped
     rows by reason). ``workers`` defaults to ``ctx.workers()``; ``pool`` reuses an open :class:`Pool`
     across several passes (its workers keep their warm caches). Closing the iterator early stops the
-    read and cancels queued batches.
+    read and cancels queued batches. ``resume`` (a name for the pass): every finished batch's result
+    is kept in the workspace (:class:`Resume`), so rerunning an interrupted pass computes only the
+    batches (Ray: shards) it had not finished; :func:`drop_resume` clears them.
     """
     if _check_engine(ctx) == "ray":  # tools/engine_ray.py: Ray CPU tasks, same batches' results, same order
         from tools import engine_ray
 
         yield from engine_ray.map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,
-                                          stats=stats, check_ids=check_ids)
+                                          stats=stats, check_ids=check_ids, resume=resume)
         return
     if pool is None:
         with Pool(workers or ctx.workers()) as own:
             yield from map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,
-                                   stats=stats, check_ids=check_ids, pool=own)
+                                   stats=stats, check_ids=check_ids, pool=own, resume=resume)
         return
     batches = read_batches(corpus, columns, batch_rows=batch_rows, stats=stats,
                            allowed_roots=getattr(ctx, "data_roots", None), check_ids=check_ids)
+    if resume is not None:
+        store = Resume(ctx, resume, fn, corpus, columns, batch_rows, check_ids, "batch")
+        run_fn: Callable[[Any], Any] = functools.partial(_unless_done, fn)
+        mapped: Callable[[Iterable[Any]], Iterator[Any]] = lambda bs: _resumed(  # noqa: E731
+            store, pool.map(run_fn, (None if store.done(i) else b for i, b in enumerate(bs))))
+    else:
+        mapped = functools.partial(pool.map, fn)
     if desc is None:
-        yield from pool.map(fn, batches)
+        yield from mapped(batches)
         return
     try:
         total = count_rows(corpus)
@@ -199,9 +283,19 @@ def map_batches(
             yield b
 
     with ctx.progress(desc, total=total, unit="docs") as bar:
-        for result in pool.map(fn, tracked()):
+        for result in mapped(tracked()):
             bar.update(sizes.popleft())
             yield result
+
+
+def _resumed(store: Resume, results: Iterator[Any]) -> Iterator[Any]:
+    """Results in order: finished units loaded from ``store``, fresh ones saved to it as they arrive."""
+    for i, r in enumerate(results):
+        if isinstance(r, Done):
+            r = store.load(i)
+        else:
+            store.save(i, r)
+        yield r
 
 
 class ModelPool:

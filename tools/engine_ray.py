@@ -36,7 +36,7 @@ from tools.errors import BadInput, ResourceUnavailable, missing_extra
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["MAX_RETRIES", "ActorPool", "check_reachable", "ensure_ray", "map_batches", "map_items"]
+__all__ = ["MAX_RETRIES", "ActorPool", "Ready", "check_reachable", "ensure_ray", "map_batches", "map_items"]
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker died (not one whose function raised)."""
@@ -119,6 +119,8 @@ def _ordered(ray: Any, submit: Callable[[Any], Any], items: Iterable[Any]) -> It
     pending: deque = deque()
 
     def get(ref: Any) -> Any:
+        if isinstance(ref, Ready):
+            return ref.value
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as e:
@@ -136,10 +138,19 @@ def _ordered(ray: Any, submit: Callable[[Any], Any], items: Iterable[Any]) -> It
             yield get(pending.popleft())
     finally:
         for ref in pending:  # the consumer stopped early or an error: drop what is queued
+            if isinstance(ref, Ready):
+                continue
             try:
                 ray.cancel(ref)
             except Exception:  # noqa: BLE001 - best effort, the task may have finished
                 pass
+
+
+class Ready:
+    """A unit already finished (loaded from a :class:`tools.engine.Resume`): nothing is submitted for it."""
+
+    def __init__(self, value: Any):
+        self.value = value
 
 
 def _remote(ray: Any, fn: Callable[..., Any]) -> Any:
@@ -160,11 +171,14 @@ def map_batches(
     stats: ReadStats | None = None,
     check_ids: bool = True,
     read: str = "auto",
+    resume: str | None = None,
 ) -> Iterator[Any]:
     """``fn(batch)`` on Ray for every batch of ``corpus``, results in corpus order.
 
     ``read``: ``"shards"`` (workers read one file each), ``"driver"`` (this process reads and
-    ships batches) or ``"auto"`` (shards when the corpus has several files).
+    ships batches) or ``"auto"`` (shards when the corpus has several files). ``resume``: as in
+    :func:`tools.engine.map_batches`; finished shards (shard reading) or batches (driver reading)
+    are loaded instead of submitted.
     """
     ray = ensure_ray()
     read = os.environ.get("CURATE_RAY_READ", read) if read == "auto" else read
@@ -175,8 +189,14 @@ def map_batches(
     if mode not in ("shards", "driver"):
         raise ResourceUnavailable(f"must be auto, shards or driver; got {read!r}", where="CURATE_RAY_READ")
     stats = stats if stats is not None else ReadStats()
+    store = None
+    if resume is not None:
+        from tools.engine import Resume
+
+        store = Resume(ctx, resume, fn, spec, columns, batch_rows, check_ids,
+                       "shard" if mode == "shards" else "ray-batch")
     results = (_by_shards if mode == "shards" else _by_driver)(
-        ray, fn, spec, files, columns, batch_rows, stats, check_ids, roots)
+        ray, fn, spec, files, columns, batch_rows, stats, check_ids, roots, store)
     if desc is None:
         for _, r in results:
             yield r
@@ -191,24 +211,40 @@ def map_batches(
             yield r
 
 
+def _resumable(ray: Any, store: Any, submit: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """``_ordered`` over ``items``, loading the units ``store`` has and saving the others as they arrive."""
+    if store is None:
+        yield from _ordered(ray, submit, items)
+        return
+
+    def sub(pair: tuple[int, Any]) -> Any:
+        i, item = pair
+        return Ready(store.load(i)) if store.done(i) else submit(item)
+
+    for i, out in enumerate(_ordered(ray, sub, enumerate(items))):
+        if not store.done(i):
+            store.save(i, out)
+        yield out
+
+
 def _by_driver(ray: Any, fn: Callable, spec: Any, files: list, columns: Sequence[str], batch_rows: int,
-               stats: ReadStats, check_ids: bool, roots: Any) -> Iterator[tuple[int, Any]]:
+               stats: ReadStats, check_ids: bool, roots: Any, store: Any = None) -> Iterator[tuple[int, Any]]:
     task = _remote(ray, _run_batch)
     fn_ref = ray.put(fn)
     batches = read_batches(spec, columns, batch_rows=batch_rows, stats=stats, allowed_roots=roots,
                            check_ids=check_ids)
-    yield from _ordered(ray, lambda b: task.remote(fn_ref, b), batches)
+    yield from _resumable(ray, store, lambda b: task.remote(fn_ref, b), batches)
 
 
 def _by_shards(ray: Any, fn: Callable, spec: Any, files: list, columns: Sequence[str], batch_rows: int,
-               stats: ReadStats, check_ids: bool, roots: Any) -> Iterator[tuple[int, Any]]:
+               stats: ReadStats, check_ids: bool, roots: Any, store: Any = None) -> Iterator[tuple[int, Any]]:
     task = _remote(ray, _run_shard)
     fn_ref = ray.put(fn)
     cols = list(dict.fromkeys(list(columns) + list(spec.extra_fields)))
     shards = [spec.model_copy(update={"path": str(path), "format": fmt}) for path, fmt in files]
     seen: set[str] | None = set() if check_ids else None
-    for shard_results, st, ids in _ordered(
-            ray, lambda s: task.remote(fn_ref, s, cols, batch_rows, check_ids), shards):
+    for shard_results, st, ids in _resumable(
+            ray, store, lambda s: task.remote(fn_ref, s, cols, batch_rows, check_ids), shards):
         _merge(stats, st, ids, seen)
         yield from shard_results
     if stats.rows == 0:

@@ -262,6 +262,41 @@ def test_workers_and_batches_do_not_change_results(tmp_path, ab_data, monkeypatc
     assert out[0][2] == out[1][2]
 
 
+FLAKY = {"fail_at": None, "calls": 0}
+
+
+def flaky_featurize(cfg, batch, *, keep_ids=True):
+    """featurize_batch that counts the pool pass's calls and fails at the batch holding FLAKY['fail_at']."""
+    if keep_ids:
+        if FLAKY["fail_at"] in batch.column("id").to_pylist():
+            raise RuntimeError("injected failure")
+        FLAKY["calls"] += 1
+    return FLAKY["real"](cfg, batch, keep_ids=keep_ids)
+
+
+def test_an_interrupted_run_resumes_from_its_featurized_batches(tmp_path, ab_data, monkeypatch):
+    import tools.dsir as dsir_mod
+    from tools.contract import ToolContext
+
+    monkeypatch.setattr(dsir_mod, "_BATCH_ROWS", 1000)  # 10 batches
+    args = {"corpus": str(ab_data["pool"]), "target": str(ab_data["target"]), "k": 300, "seed": 5}
+    fresh = ToolContext(workspace_dir=tmp_path / "fresh", show_progress=False, num_workers=1)
+    want = fresh.workspace.get(_run(fresh, **args).artifacts["scores"]).table()
+    monkeypatch.setitem(FLAKY, "real", dsir_mod.featurize_batch)
+    monkeypatch.setattr(dsir_mod, "featurize_batch", flaky_featurize)
+    ids = [json.loads(x)["id"] for x in open(ab_data["pool"])]
+    FLAKY.update(fail_at=ids[6500], calls=0)  # batch 6 (rows 6000-6999)
+    ctx = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False, num_workers=1)
+    with pytest.raises(RuntimeError, match="injected"):
+        _run(ctx, **args)
+    assert FLAKY["calls"] == 6
+    FLAKY.update(fail_at=None, calls=0)
+    r = _run(ctx, **args)
+    assert FLAKY["calls"] == 4  # batches 6-9: the six finished ones were loaded, not recomputed
+    assert ctx.workspace.get(r.artifacts["scores"]).table().equals(want)
+    assert not list((tmp_path / "ws" / "cache" / "resume").rglob("*.pkl"))  # dropped once the scores were written
+
+
 def test_several_targets_with_proportions(ctx, ab_data):
     r = _run(ctx, corpus=str(ab_data["pool"]), target=[str(ab_data["target"]), str(ab_data["target_b"])],
              k=400, separate_targets=True, target_proportions=[0.75, 0.25], seed=2)

@@ -183,3 +183,48 @@ def test_the_map_style_tools_declare_ray():
 
     for name in ("dsir", "quality_signals", "embed"):
         assert get(name).engines == ("local", "ray"), name
+
+
+def counted_words(log_dir, fail_flag, fail_id, batch):
+    """word_counts that logs each call and, while ``fail_flag`` exists, fails on the batch holding ``fail_id``."""
+    import uuid
+    from pathlib import Path
+
+    ids = batch.column("id").to_pylist()
+    if Path(fail_flag).exists() and fail_id in ids:
+        raise RuntimeError("injected failure")
+    Path(log_dir, uuid.uuid4().hex).touch()
+    return word_counts(batch, lower=True)
+
+
+def interrupted_then_resumed(corpus, ctx, tmp_path, *, batch_rows, fail_id, **kw):
+    """Run a resumable pass that fails at ``fail_id``, rerun it: (units saved by the first, calls of the second, results)."""
+    from tools.engine import drop_resume
+
+    logs, flag = tmp_path / "calls", tmp_path / "fail"
+    logs.mkdir()
+    flag.touch()
+    fn = functools.partial(counted_words, str(logs), str(flag), fail_id)
+    with pytest.raises(RuntimeError, match="injected"):
+        list(map_batches(fn, corpus, ctx, batch_rows=batch_rows, resume="test-pass", **kw))
+    saved = len(list((ctx.workspace.root / "cache" / "resume").rglob("*.pkl")))
+    flag.unlink()
+    before = len(list(logs.iterdir()))
+    got = list(map_batches(fn, corpus, ctx, batch_rows=batch_rows, resume="test-pass", **kw))
+    calls = len(list(logs.iterdir())) - before
+    again = list(map_batches(fn, corpus, ctx, batch_rows=batch_rows, resume="test-pass", **kw))
+    assert again == got and len(list(logs.iterdir())) - before == calls  # all finished: nothing recomputed
+    drop_resume(ctx, "test-pass")
+    assert not list((ctx.workspace.root / "cache" / "resume").rglob("*.pkl"))
+    return saved, calls, got
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_pass_resumes_from_its_finished_batches(corpus, ctx, tmp_path, workers):
+    expected = list(map_batches(functools.partial(word_counts, lower=True), corpus, ctx, batch_rows=64))
+    assert len(expected) == 11
+    saved, calls, got = interrupted_then_resumed(corpus, ctx, tmp_path, batch_rows=64, fail_id="d0400",
+                                                 workers=workers)  # d0400 is in batch 6 (rows 384-447)
+    assert saved == 6  # batches 0-5 finished before the failure (in order: later ones are never kept)
+    assert calls == 11 - 6  # the rerun computed only the batches the first run had not finished
+    assert got == expected

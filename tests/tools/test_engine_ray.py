@@ -250,3 +250,23 @@ def test_cli_engine_ray_gives_the_local_artifact(shards, tmp_path):
     assert tables["ray"].equals(tables["local"])
     bad = curate("--engine", "spark", home="bad")
     assert bad.returncode == 2 and "--engine" in bad.stderr and "spark" in bad.stderr
+
+
+@pytest.mark.parametrize("read", ["shards", "driver"])
+def test_an_interrupted_ray_pass_resumes_from_its_finished_shards(local_ray, shards, tmp_path, monkeypatch, read):
+    from tests.tools.test_engine import interrupted_then_resumed, word_counts
+
+    monkeypatch.setenv("CURATE_RAY_READ", read)
+    folder, _ = shards
+    local = _ctx(tmp_path, "l", "local")
+    batches = list(map_batches(ids_and_lengths, str(folder), local, batch_rows=32))
+    expected = list(map_batches(functools.partial(word_counts, lower=True), str(folder), _ctx(tmp_path, "r", "ray"),
+                                batch_rows=32))
+    saved, calls, got = interrupted_then_resumed(str(folder), _ctx(tmp_path, "r", "ray"), tmp_path, batch_rows=32,
+                                                 fail_id="s3-005")
+    if read == "shards":  # units are files: shards 0-2 finished, shard 3 (4 batches of its 121 rows) failed
+        assert saved == 3 and calls == 4
+    else:  # units are the driver's batches, the local engine's
+        fail_at = next(i for i, (ids, _) in enumerate(batches) if "s3-005" in ids)
+        assert saved == fail_at and calls == len(batches) - fail_at
+    assert [c for _, c in got] == [c for _, c in expected] and sum(len(i) for i, _ in got) == 421

@@ -10,7 +10,9 @@ the log weights and the selected documents' features all come from that one read
 (float32 log weight per target, int32 length, eligibility), plus one batch. On ``engine="ray"`` the
 target and pool featurizing and the scoring (:func:`score_batch`) run as Ray tasks; the fit sums
 the per-batch bucket counts the workers return, in corpus order, so the weights and the selection
-equal the local engine's.
+equal the local engine's. The featurize pass keeps its finished batches (Ray: shards) in the
+workspace (``tools.engine.Resume``), so a run killed midway recomputes only the rest; they are
+dropped once the scores artifact is written.
 
 Defaults differ from the reference package in two places, both switchable:
 - ``hash="fast"`` (``"sha256"`` reproduces the reference's bucket ids and float64 log weights);
@@ -44,7 +46,7 @@ from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats
 from tools.dsir import core
 from tools.dsir.core import DSIRModel, FeatureConfig, fit_model, gumbel_topk
 from tools.dsir.schema import SPEC, DSIRRequest, DSIRResult
-from tools.engine import Pool, map_batches, map_items
+from tools.engine import Pool, drop_resume, map_batches, map_items
 from tools.errors import BadInput, field_error
 from tools.selection import format_domain_counts, record_selection, selection_table
 
@@ -52,6 +54,8 @@ __all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch"
 
 _BATCH_ROWS = 8192
 _PRIOR_DOCS = 5000  # target documents used to fit the prior strength
+_RESUME = "dsir.featurize"
+"""The pool's featurize pass keeps finished batches (tools.engine.Resume): a killed run resumes there."""
 
 
 # ------------------------------------------------------------------------------- per batch
@@ -222,7 +226,7 @@ def read_pool(request: DSIRRequest, cfg: FeatureConfig, pool: Pool, ctx: ToolCon
     try:
         with _field("dsir.corpus"):
             for r in map_batches(fn, request.corpus, ctx, columns=("id", "text", "domain"), batch_rows=_BATCH_ROWS,
-                                 desc="dsir: featurize pool", stats=stats, pool=pool):
+                                 desc="dsir: featurize pool", stats=stats, pool=pool, resume=_RESUME):
                 feats = r.feats
                 side = pa.table({"id": r.ids, "domain": r.domains})
                 if side_writer is None:
@@ -414,6 +418,7 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
                                                    eligible, picks, out_dtype)  # 5
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    drop_resume(ctx, _RESUME)  # the scores artifact is written: the next run starts afresh
 
     # -- the selection, its evidence and the summary ----------------------------------------------
     T = log_w.shape[1]

@@ -109,7 +109,8 @@ def _lm_column(request: QualitySignalsRequest, ctx: ToolContext, keep: np.ndarra
     lm = ProxyLM(ProxyConfig(kind=request.lm_kind), seed=request.seed)
     lm.train(ref, request.lm_tokens)
     parts = list(map_batches(functools.partial(_lm_batch, state=lm.to_bytes()), request.corpus, ctx,
-                             columns=("id", "text"), desc="quality_signals: reference LM loss"))
+                             columns=("id", "text"), desc="quality_signals: reference LM loss",
+                             resume="quality_signals.lm"))
     values = np.concatenate(parts) if parts else np.zeros(0)
     if values.size != keep.size:
         raise BadInput(f"the corpus changed while it was read ({keep.size} rows, then {values.size})",
@@ -183,14 +184,15 @@ def _classifier_column(request: QualitySignalsRequest, ctx: ToolContext, ids: li
 def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResult:
     import pyarrow as pa
 
-    from tools.engine import map_batches
+    from tools.engine import drop_resume, map_batches
     from tools.meta_rater import plots
 
     keep = tuple(request.signals) if request.signals else core.SIGNALS
     need = tuple(dict.fromkeys(keep + (tuple(c for _, c, _, _ in core.GOPHER_RULES) if request.gopher_pass else ())))
     stats = ReadStats()
     parts = list(map_batches(functools.partial(_heuristic_batch, keep=need), request.corpus, ctx,
-                             columns=("id", "text"), desc="quality_signals: heuristics", stats=stats))
+                             columns=("id", "text"), desc="quality_signals: heuristics", stats=stats,
+                             resume="quality_signals.heuristics"))
     all_ids = [i for p in parts for i in p["id"]]
     empty = np.concatenate([p["empty"] for p in parts]) if parts else np.zeros(0, bool)
     mask = ~empty
@@ -249,6 +251,8 @@ def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResul
         + (f" Embedding classifier held-out accuracy {acc:.2f}." if acc is not None and np.isfinite(acc) else "")
         + f" Scores {scores_id}."
     )
+    for name in ("quality_signals.heuristics", "quality_signals.lm"):  # the artifact is written: done
+        drop_resume(ctx, name)
     return QualitySignalsResult(
         summary=summary, artifacts={"scores": scores_id, "plot_histograms": pw.id}, rows=rows, score_columns=names,
         documents=len(ids), gopher_fail_counts=fails, gopher_pass_fraction=pass_frac, signal_means=means,
