@@ -4,7 +4,9 @@
 grade per (document, dimension) in batches, and keeps only answers that parse strictly (see
 :mod:`tools.prrc_rate.core`); rejected answers are counted per dimension. When the policy's
 ``max_llm_calls`` is smaller than what the sample needs, the tool rates what the budget allows
-(cached answers cost nothing) and reports how many sample documents were left unrated. Ratings are
+(cached answers cost nothing) and reports how many sample documents were left unrated. The rating
+requests run as chunks on the context's engine (:func:`rate_on_engine`: local worker processes, or
+Ray tasks with ``engine="ray"``), each with its own client on the run's endpoint, cache and budget. Ratings are
 written as an artifact before distillation starts, so nothing rated is lost if a later step fails.
 
 Without an LLM the tool says so, and distils from ``ratings`` the user supplies instead.
@@ -13,6 +15,8 @@ Without an LLM the tool says so, and distils from ``ratings`` the user supplies 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +60,71 @@ def rate_with_budget(llm: Any, prompts: list[str], *, system: str, max_tokens: i
                 except LLMBudgetExceeded:
                     out[i + j] = None
         i += len(chunk)
+    return out
+
+
+def _rate_chunk(item: tuple) -> tuple[list[Any], int, int]:
+    """Engine task: one chunk of prompts through a client of its own on the run's endpoint and response
+    cache, allowed ``allowance`` requests (None: no budget). Returns (answers, sent, cached)."""
+    from tools.llm import ResponseCache, ToolLLM
+
+    config, cache_root, prompts, max_tokens, allowance = item
+    llm = ToolLLM(config, cache=ResponseCache(Path(cache_root)) if cache_root else None, max_calls=allowance)
+    answers = rate_with_budget(llm, prompts, system=core.SYSTEM, max_tokens=max_tokens)
+    return answers, llm.calls, llm.cached
+
+
+def _count(llm: Any, sent: int, cached: int) -> None:
+    """Charge requests a worker's client made to the run's client (its budget) and the run record."""
+    with llm._lock:  # noqa: SLF001 - ToolLLM has no public way to book calls made by other clients
+        llm.calls += sent
+        llm.cached += cached
+    if llm._on_call is not None:  # noqa: SLF001
+        for _ in range(sent):
+            llm._on_call(True)  # noqa: SLF001
+        for _ in range(cached):
+            llm._on_call(False)  # noqa: SLF001
+
+
+def rate_on_engine(ctx: ToolContext, prompts: list[str], *, max_tokens: int,
+                   on_done: Callable[[int], None] | None = None) -> list[Any]:
+    """:func:`rate_with_budget` over ``prompts`` in chunks on the context's engine (local processes or Ray).
+
+    Each chunk is a task with a client of its own; the budget stays the run's: with ``max_llm_calls``
+    set, a first pass answers only from the response cache (sending nothing), then the first uncached
+    prompts that fit the calls left are sent, each chunk allowed its prompts' share of them. The
+    answers, and which prompts are left unrated, are therefore the same on every engine and worker count.
+    """
+    from tools.engine import map_items
+
+    llm = ctx.llm
+    cache_root = str(llm.cache.root) if llm.cache is not None else None
+    out: list[Any] = [None] * len(prompts)
+
+    def send(idx: list[int], allowance: Callable[[int, list[int]], int | None]) -> None:
+        parts = [idx[s : s + _CHUNK] for s in range(0, len(idx), _CHUNK)]
+        items = [(llm.config, cache_root, [prompts[i] for i in c], max_tokens, allowance(k, c))
+                 for k, c in enumerate(parts)]
+        for c, (answers, sent, cached) in zip(parts, map_items(_rate_chunk, items, ctx), strict=True):
+            _count(llm, sent, cached)
+            got = 0
+            for i, a in zip(c, answers, strict=True):
+                out[i] = a
+                got += a is not None
+            if on_done is not None:
+                on_done(got)
+
+    if llm.max_calls is None:
+        send(list(range(len(prompts))), lambda k, c: None)
+        return out
+    send(list(range(len(prompts))), lambda k, c: 0)  # cached answers only: free
+    left = max(0, llm.max_calls - llm.calls)
+    todo = [i for i, a in enumerate(out) if a is None]
+    chosen = todo[:left]
+    spare = left - len(chosen)  # calls for repair rounds, shared out evenly
+    n_parts = max(1, -(-len(chosen) // _CHUNK))
+    if chosen:
+        send(chosen, lambda k, c: len(c) + spare // n_parts + (k < spare % n_parts))
     return out
 
 
@@ -146,24 +215,23 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
         sample = [usable[j] for j in _hash_order([ids[i] for i in usable], request.seed)[: request.sample_size]]
         sample.sort(key=lambda i: ids[i])
         ratings = {}
-        llm = ctx.llm
-        with ctx.progress("prrc_rate: LLM ratings", total=len(sample) * len(dims), unit="ratings") as bar:
-            for d in dims:
-                prompts = [core.prompt(d, texts[i], request.max_chars) for i in sample]
-                answers = rate_with_budget(llm, prompts, system=core.SYSTEM, max_tokens=request.max_tokens)
-                ratings[d], justification[d] = {}, {}
-                for i, a in zip(sample, answers, strict=True):
-                    if a is None:
-                        not_rated[d] = not_rated.get(d, 0) + 1
-                        continue
-                    score, just, err = core.parse_rating(a.raw) if a.ok else (None, None, a.error)
-                    if score is None:
-                        garbage[d] = garbage.get(d, 0) + 1
-                        errors.setdefault(d, str(err)[:160])
-                        continue
-                    ratings[d][ids[i]] = float(score)
-                    justification[d][ids[i]] = just
-                bar.update(len(sample))
+        n = len(sample)
+        prompts = [core.prompt(d, texts[i], request.max_chars) for d in dims for i in sample]
+        with ctx.progress("prrc_rate: LLM ratings", total=len(prompts), unit="ratings") as bar:
+            answers = rate_on_engine(ctx, prompts, max_tokens=request.max_tokens, on_done=bar.update)
+        for k, d in enumerate(dims):
+            ratings[d], justification[d] = {}, {}
+            for i, a in zip(sample, answers[k * n : (k + 1) * n], strict=True):
+                if a is None:
+                    not_rated[d] = not_rated.get(d, 0) + 1
+                    continue
+                score, just, err = core.parse_rating(a.raw) if a.ok else (None, None, a.error)
+                if score is None:
+                    garbage[d] = garbage.get(d, 0) + 1
+                    errors.setdefault(d, str(err)[:160])
+                    continue
+                ratings[d][ids[i]] = float(score)
+                justification[d][ids[i]] = just
 
     # -- the ratings, written before anything else can fail ---------------------------------------
     rated_ids = sorted(set().union(*[set(r) for r in ratings.values()])) if ratings else []

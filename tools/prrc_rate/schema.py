@@ -81,6 +81,7 @@ SPEC = ToolSpec(
     effects=frozenset({"read_data", "write_workspace", "llm_calls"}),
     consumes=(),
     produces=("scores",),
+    engines=("local", "ray"),  # the LLM rating requests are engine tasks; distillation runs in the driver
     conformance="tools.prrc_rate.schema:conformance_case",
     examples=(
         "rate a sample on professionalism and readability with the LLM",
