@@ -178,6 +178,12 @@ def test_tool_oracle_learns_the_hidden_signals(tmp_path, ctx):
     sel_q = np.mean([q[i] for i in sel.column("id").to_pylist()])
     assert sel_q > np.mean(quality) + 0.8
     assert "a" in res.summary and len(res.summary) <= 600
+    # the selection's bookkeeping (tools.selection.record_selection): domain counts and pool shares
+    doms = sel.column("domain").to_pylist()
+    assert res.domain_counts == {d: doms.count(d) for d in ("a", "b") if d in doms} and sum(res.domain_counts.values()) == res.k
+    assert res.pool_domain_share == {"a": 0.5, "b": 0.5}
+    metrics = ws.get(res.artifacts["selection"]).manifest["metrics"]
+    assert metrics["domain_counts"] == res.domain_counts and metrics["pool_domain_share"] == {"a": 0.5, "b": 0.5}
 
 
 def test_tool_bigram_caches_and_resumes_runs(tmp_path, ctx):

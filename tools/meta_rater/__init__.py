@@ -28,7 +28,7 @@ from tools.errors import BadInput, field_error
 from tools.meta_rater import core
 from tools.meta_rater.proxies import ProxyRunner
 from tools.meta_rater.schema import SPEC, MetaRaterRequest, MetaRaterResult
-from tools.selection import format_domain_counts, selection_table, write_selection
+from tools.selection import format_domain_counts, record_selection, selection_table
 
 __all__ = ["SPEC", "MetaRaterRequest", "MetaRaterResult", "run", "core"]
 
@@ -298,18 +298,17 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
         plot_ids[f"plot_{label}"] = wr.id
 
     sel_dom = [domains[i] for i in picks]
-    counts = dict(sorted({d: sel_dom.count(d) for d in set(sel_dom)}.items(), key=lambda kv: -kv[1]))
     rows = RowCounts(rows_in=n_read + sum(stats.skipped.values()), rows_out=int(picks.size), skipped=skipped)
     metrics = {"weights": weights, "spearman": fit.fit.spearman, "regressor": fit.fit.name,
                "regressor_candidates": fit.fit.candidates, "learned_loss": learned_loss, "random_loss": random_loss,
                "proxy": request.proxy, "proxy_tokens": request.proxy_tokens, "n_proxies": n_proxies,
                "weights_source": source, "search_loss": search_loss,
                "dropped_signals": dropped, "validation": validation, "scores": scores_id,
-               "selected_tokens": float(tokens[picks].sum()), "pool_tokens": float(tokens.sum()),
-               "domain_counts": counts}
-    sel_id = write_selection(ctx, selection_table([ids[i] for i in picks], weight=np.ones(picks.size),
-                                                  score=final[picks], domain=sel_dom), request.corpus,
-                             metrics=metrics, rows=rows)
+               "selected_tokens": float(tokens[picks].sum()), "pool_tokens": float(tokens.sum())}
+    sel = record_selection(ctx, selection_table([ids[i] for i in picks], weight=np.ones(picks.size),
+                                                score=final[picks], domain=sel_dom), request.corpus,
+                           pool_domains=domains, metrics=metrics, rows=rows)
+    sel_id, counts = sel.id, sel.domain_counts
     sp = fit.fit.spearman
     loss_word = "loss" if request.proxy != "oracle" else "oracle loss (-quality)"
     summary = (
@@ -326,7 +325,8 @@ def run(request: MetaRaterRequest, ctx: ToolContext) -> MetaRaterResult:
     return MetaRaterResult(
         summary=summary,
         artifacts={"selection": sel_id, "scores": scores_id, "proxy_runs": runs_id, "extremes": ext_id, **plot_ids},
-        rows=rows, k=int(picks.size), pool_size=n, domain_counts=counts, weights=weights, top_signals=top,
+        rows=rows, k=int(picks.size), pool_size=n, domain_counts=counts, pool_domain_share=sel.pool_share,
+        weights=weights, top_signals=top,
         dropped_signals=dropped, regressor=fit.fit.name, spearman=None if np.isnan(sp) else float(sp),
         regressor_candidates={k: float(v) for k, v in fit.fit.candidates.items()}, n_proxies=n_proxies,
         weights_source=source, search_loss=search_loss,

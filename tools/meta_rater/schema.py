@@ -71,6 +71,7 @@ class MetaRaterRequest(ToolRequest):
 
 
 class MetaRaterResult(SelectionResult):
+    pool_domain_share: dict[str, float] = Field(default_factory=dict, description="each domain's share of the pool")
     weights: dict[str, float] = Field(default_factory=dict, description="learned weight per signal (sums to 1)")
     top_signals: list[str] = Field(default_factory=list)
     dropped_signals: dict[str, str] = Field(default_factory=dict, description="signal -> why it was not used")
