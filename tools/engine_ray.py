@@ -311,11 +311,10 @@ class ActorPool:
         self.num_gpus = 1 if gpus else 0
         n = gpus or max(1, int(res.get("CPU", LOCAL_CPUS)))
         self.size = max(1, min(n, actors or n))
-        cls = ray.remote(num_cpus=0 if gpus else 1, num_gpus=self.num_gpus, max_restarts=MAX_RETRIES,
+        cls = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_restarts=MAX_RETRIES,
                          max_task_retries=MAX_RETRIES)(_Holder)
-        self._make_ref = ray.put(make)  # held while the actors live: a restarted actor rebuilds from it
-        device = "cuda" if gpus else "cpu"
-        self._actors = [cls.remote(self._make_ref, device) for _ in range(self.size)]
+        device = "cuda" if gpus else "cpu"  # make goes inline: a restarted actor rebuilds from its own copy
+        self._actors = [cls.remote(make, device) for _ in range(self.size)]
 
     def map(self, items: Iterable[Any]) -> Iterator[Any]:
         """Results in the order of ``items``; each actor has at most two items queued."""
