@@ -49,11 +49,18 @@ _MULT = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000, "b
          "billion": 10**9}
 QUOTED = re.compile(r"\"([^\"]{3,})\"|“([^”]{3,})”|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")
 _THAT_CLAUSE = re.compile(
-    r"\b(?:says?|said|states?|stated|claims?|claiming|mentions?|teach(?:es)?(?: the model)?|support(?:s|ing)?|"
+    r"\b(?:says?|said|states?|stated|claims?|claiming|mentions?|(?:teach(?:es)?|taught)(?: the model)?|support(?:s|ing)?|"
     r"evidence|the fact|the claim)\s+(?:that\s+)?(?:for\s+)?(?:the\s+(?:fact|claim)\s+)?(?:that\s+)?"
     r"([^?.!;]{6,}?)\s*(?:[?.!;]|$|,\s*(?:verified|only|please|pls|and)\b)", re.I)
 _DOC_ID = re.compile(r"\b(?:doc(?:ument)?s?\s*(?:id)?|id)\s*[:=#]?\s*([A-Za-z][\w]*[-_]\d+|\d{2,})\b", re.I)
 _ID_LIKE = re.compile(r"\b([a-z][a-z0-9]*-\d{2,})\b")
+ARTIFACT_ID = re.compile(rf"\b((?:{'|'.join(sorted(ARTIFACT_KINDS, key=len, reverse=True))})-[0-9a-f]{{6,}})\b")
+"""An artifact id the request names (``index-3f2a9c01b7de``): the workspace's ``<kind>-<key>``."""
+_NOT_MODELS = {"the", "a", "an", "it", "my", "this", "that", "threshold", "seed", "alpha", "on", "and", "or", "to",
+               "for", "with", "of", "in", "from", "at", "by", "as", "then", "so", "into", "over", "we", "you", "rate",
+               "rates", "rating", "ratings", "score", "scores", "judge", "rater", "raters", "call", "calls", "model",
+               "models", "encoder", "llm", "lm"}
+"""Words after "model" / "llm" that are not a model's name ("rate with the llm on four dimensions")."""
 _MODEL = re.compile(
     r"\b(?:model|encoder|lm|llm)\s*(?:=|:|is)?\s*([A-Za-z][\w.-]*(?:/[\w.-]+)?)"
     r"|\b(?:with|using|via|under|on|by)\s+(?:the\s+)?(?:model\s+)?([A-Za-z][\w.]*(?:/[\w.-]+)?-[\w.-]+|"
@@ -104,6 +111,8 @@ class Extracted:
     quoted: list[str] = field(default_factory=list)
     model: str | None = None
     doc_id: str | None = None
+    artifact_ids: dict[str, str] = field(default_factory=dict)
+    """artifact ids the text names, by kind"""
     thread_corpus: str | None = None
     corpus_from_text: bool = False
     path_spans: list[tuple[str, int]] = field(default_factory=list)
@@ -224,11 +233,11 @@ def _model(text: str) -> str | None:
     mm = _MODEL.search(text)
     while mm:
         cand = (mm.group(1) or mm.group(2) or "").rstrip(".,;:")
-        if cand and not re.search(rf"\.{_DATA_SUFFIX}$", cand, re.I) and cand.lower() not in (
-            "the", "a", "an", "it", "my", "this", "that", "threshold", "seed", "alpha"
-        ) and (re.search(r"[\d/-]", cand) or mm.group(1)):
+        if cand and not re.search(rf"\.{_DATA_SUFFIX}$", cand, re.I) and cand.lower() not in _NOT_MODELS and (
+            re.search(r"[\d/-]", cand) or mm.group(1)
+        ) and not ARTIFACT_ID.fullmatch(cand):
             return cand
-        mm = _MODEL.search(text, mm.end())
+        mm = _MODEL.search(text, mm.start() + 1)  # "encoder model=gpt2": the next keyword may start inside
     return None
 
 
@@ -239,6 +248,9 @@ def extract(text: str, *, corpus: str | None = None, target: str | None = None) 
     rest = text
     for q in ex.quoted:
         rest = rest.replace(q, " " * len(q))  # same length: path offsets stay those of ``text``
+    for m in ARTIFACT_ID.finditer(rest):
+        ex.artifact_ids.setdefault(m.group(1).split("-", 1)[0], m.group(1))
+    rest = ARTIFACT_ID.sub(lambda m: " " * len(m.group(0)), rest)
     _place_paths(ex, rest, _path_spans(rest))
     masked = rest
     for raw in ex.paths:
@@ -326,6 +338,11 @@ def _near_alias(text: str, name: str, pattern: str) -> re.Match[str] | None:
         if m:
             return m
     return None
+
+
+def names_field(text: str, name: str) -> bool:
+    """The text says one of the field's aliases ("sample" for ``sample_size``)."""
+    return any(len(a) > 2 and re.search(rf"\b{re.escape(a)}\b", text, re.I) for a in _aliases(name))
 
 
 def _kind_of_field(name: str, ref: Any) -> str | None:
@@ -476,6 +493,8 @@ class _Filler:
         if path:
             self.taken.add(path)
             return path
+        if kind and kind in ex.artifact_ids:  # named in the request: it wins over the thread's
+            return ex.artifact_ids[kind]
         if kind and kind in self.artifacts:
             return self.artifacts[kind]
         if kind and kind in self.produced and (f.is_required() or kind in self.spec.consumes):

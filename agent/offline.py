@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required
+from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required, names_field
 from agent.classifier import NONE, names_tool
 from agent.router import Router, split_clauses
 from tools.contract import ToolSpec
@@ -38,6 +38,9 @@ FLIP_MARGIN = 0.10
 """When satisfiability demotes a tool that matched this much better than the runnable one, ask instead."""
 NAMED_BONUS = 0.25
 """Added when the request names exactly one tool ("run dsir", "SemDeDup on the pool")."""
+MADE_PENALTY = 0.25
+"""Subtracted from a tool whose every product the request already names ("trace ... with index index-3f2a..."):
+the user has that artifact and wants what uses it."""
 CANDIDATES = 4
 
 
@@ -144,6 +147,8 @@ class OfflinePlanner:
             best_score = whole_scores.get(best, 0.0) if best else 0.0
             if best is None or (not named and (next(iter(whole_scores)) == NONE or best_score < OFFTOPIC_MIN)):
                 return Decision("none", scores=top_scores)
+            whole_scores = self._demote_made(whole_scores, whole.artifact_ids)
+            tools = [n for n in whole_scores if n != NONE]
             # multi-step: one step per clause that is clearly about a tool
             if len(clauses) > 1:
                 chosen: list[tuple[str, str]] = []
@@ -155,6 +160,7 @@ class OfflinePlanner:
                         if all(name != n for n, _ in chosen):
                             chosen.append((name, c))
                 if len(chosen) > 1:
+                    chosen = self._fold_own_samples(chosen)
                     steps, produced = [], set()
                     for name, c in chosen:
                         spec = self.specs[name]
@@ -186,9 +192,15 @@ class OfflinePlanner:
         if len(ranked) > 1 and force is None and not named:
             a, b = raw[0][1], raw[1][1]
             if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN:
-                return self._ask_tie(by_name[a], by_name[b], top_scores)
+                nested = self._nested(by_name[a], by_name[b])
+                if nested is None:
+                    return self._ask_tie(by_name[a], by_name[b], top_scores)
+                return Decision("plan", steps=nested[2], scores=top_scores)
             if eff - ranked[1][0] < TIE_MARGIN and not lifted:
-                return self._ask_tie(ranked[0], ranked[1], top_scores)
+                nested = self._nested(ranked[0], ranked[1])
+                if nested is None:
+                    return self._ask_tie(ranked[0], ranked[1], top_scores)
+                return Decision("plan", steps=nested[2], scores=top_scores)
             if raw[0][3] and raw[0][1] != name and whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0) > FLIP_MARGIN:
                 # the request is clearly about a tool it cannot fill: ask for its input, offer the runnable one
                 return self._ask_missing(raw[0][2], raw[0][3], top_scores, [a, name])
@@ -196,6 +208,48 @@ class OfflinePlanner:
             choices = [name] + [r[1] for r in ranked[1:3] if r[0] > eff - 3 * TIE_MARGIN]
             return self._ask_missing(steps, miss, top_scores, choices)
         return Decision("plan", steps=steps, scores=top_scores)
+
+    def _demote_made(self, scores: dict[str, float], named: dict[str, str]) -> dict[str, float]:
+        """Scores (best first) with :data:`MADE_PENALTY` taken from tools that only make what the request names."""
+        made = set(named)
+        if not made:
+            return scores
+        out = {n: v - (MADE_PENALTY if n in self.specs and self.specs[n].produces
+                       and set(self.specs[n].produces) <= made else 0.0) for n, v in scores.items()}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @staticmethod
+    def _nested(x: tuple, y: tuple) -> tuple | None:
+        """Two tied tools where one's plan runs the other first (trace_fact's plan builds the fact_index): the
+        downstream tool when the request fills it ("which documents support the fact ..."), else the upstream
+        one alone ("index the corpus for fact tracing"); None when neither can run (then ask)."""
+        for down, up in ((x, y), (y, x)):
+            if up[1] in [s["tool"] for s in down[2][:-1]]:
+                if not down[3]:
+                    return down
+                return up if not up[3] else None
+        return None
+
+    def _fold_own_samples(self, chosen: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A selection clause that only draws the sample the next tool draws itself is part of that tool's
+        clause: "sample 500 docs, rate them with the LLM on readability, then distil" is one prrc_rate (it
+        rates a seeded sample of ``sample_size`` and distils to the pool). As a step of its own the sample's
+        selection would go unused, and be filed for review as if it were the result."""
+        out: list[tuple[str, str]] = []
+        for i, (name, clause) in enumerate(chosen):
+            if i + 1 < len(chosen) and self._samples_for(name, clause, [n for n, _ in chosen[i + 1:]]):
+                nxt, nxt_clause = chosen[i + 1]
+                chosen[i + 1] = (nxt, f"{clause}, {nxt_clause}")
+                continue
+            out.append((name, clause))
+        return out
+
+    def _samples_for(self, name: str, clause: str, later: list[str]) -> bool:
+        spec, nxt = self.specs[name], self.specs[later[0]]
+        used = {k for n in later for k in self.specs[n].consumes}
+        own = [n for n in nxt.request_model.model_fields if n in COUNT_FIELDS and n not in ("k", "n")]
+        return (spec.family == "selection" and not (set(spec.produces) | {"selection"}) & used
+                and any(names_field(clause, n) for n in own))
 
     def _prefer_downstream_selector(self, ranked: list[tuple]) -> tuple[list[tuple], bool]:
         """A request that names a selection size ("10%", "8,000 examples") for a tool that does not select

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from agent.arguments import QUOTED
+from agent.arguments import ARTIFACT_ID, QUOTED
 from tools.contract import ToolSpec
 
 _SEQ = re.compile(
@@ -44,8 +44,8 @@ class Router:
         self.clf = classifier_for(specs)
 
     def score_many(self, texts: list[str]) -> list[dict[str, dict[str, float]]]:
-        """Quoted text (a query, a fact, a clause to search for) is data, not intent: it is masked."""
-        masked = [QUOTED.sub(_mask_quote, t) for t in texts]
+        """Quoted text (a query, a fact, a clause to search for) and artifact ids are data, not intent: masked."""
+        masked = [ARTIFACT_ID.sub("", QUOTED.sub(_mask_quote, t)) for t in texts]
         return self.clf.score_texts(masked) if self.specs else [{} for _ in texts]
 
     def scores(self, text: str) -> dict[str, float]:

@@ -131,3 +131,45 @@ def test_clauses_become_steps_in_order(planner):  # noqa: ANN001
     assert d.steps[0]["args"]["threshold"] == 0.92
     d = planner.decide("build the tracing index for data/pretrain.jsonl and then trace 'the sky is blue'")
     assert _tools(d)[-2:] == ["fact_index", "trace_fact"] and d.steps[-1]["args"]["index"] == "$index"
+
+
+@pytest.mark.parametrize("request_text", [
+    "sample 400 documents, then rate them with the LLM",
+    "take a random sample of 400 docs and then have the llm grade them on readability",
+    "rate a sample of 400 docs with the LLM, then distil the ratings into a small model",
+])
+def test_a_sample_clause_is_the_raters_own_sample(planner, request_text: str):  # noqa: ANN001
+    """prrc_rate rates a seeded sample itself: a "sample N" clause before it is its sample_size, not a sample
+    step whose selection nothing uses (and that would be filed for review as the result)."""
+    d = planner.decide(request_text, inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan", d.question
+    assert _tools(d) == ["prrc_rate"]
+    assert d.steps[0]["args"]["sample_size"] == 400 and d.steps[0]["args"]["corpus"] == "p.jsonl"
+    if "readability" in request_text:
+        assert d.steps[0]["args"]["dimensions"] == ["readability"]
+
+
+def test_a_sample_before_a_tool_without_its_own_sample_stays_a_step(planner):  # noqa: ANN001
+    d = planner.decide("sample 300 docs, then profile the pool", inputs={"corpus": "p.jsonl"})
+    assert _tools(d) == ["sample", "profile"] and d.steps[0]["args"]["k"] == 300
+
+
+def test_fact_index_or_trace_fact_by_what_the_request_gives(planner):  # noqa: ANN001
+    """The two score alike on "fact tracing" words; trace_fact's plan builds the index first, so the request's
+    arguments decide: statements to trace -> trace_fact (index built first), none -> the index alone."""
+    d = planner.decide("set up the index for fact tracing over the corpus", inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and _tools(d)[-1] == "fact_index", (d.kind, d.question)
+    d = planner.decide("which training documents support the fact that honey never spoils",
+                       inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and _tools(d)[-2:] == ["fact_index", "trace_fact"], (d.kind, d.question)
+    assert d.steps[-1]["args"]["queries"] == ["honey never spoils"] and d.steps[-1]["args"]["index"] == "$index"
+    d = planner.decide("find the documents that taught the model that octopuses have three hearts",
+                       inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and d.steps[-1]["args"]["queries"] == ["octopuses have three hearts"]
+
+
+def test_an_index_named_by_id_is_used_not_rebuilt(planner):  # noqa: ANN001
+    d = planner.decide('trace the fact "octopuses have three hearts" with index index-0a1b2c3d4e5f',
+                       inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan", d.question
+    assert _tools(d) == ["trace_fact"] and d.steps[0]["args"]["index"] == "index-0a1b2c3d4e5f"

@@ -3,7 +3,9 @@ never saw the router; never used for tuning: the router's examples, cues and thr
 the `dev` half only).
 
 Measured with the 15 wave-2 tools registered (2026-12-01): tool 88.6%, strict 78.1% of n=105 (dev:
-94.5% / 89.1%); the wave-1 router (cosine to description + SPEC.examples) scored 55.2% on test, 50.9% on dev.
+94.5% / 89.1%); unchanged on test after the wave-3 planner changes (a sample clause folded into a tool that
+samples itself, fact_index/trace_fact ties decided by the request's arguments, artifact ids read), which
+moved dev from 95.5% / 90.0% to 96.4% / 90.9%; the wave-1 router (cosine to description + SPEC.examples) scored 55.2% on test, 50.9% on dev.
 The floors sit two binomial standard errors below the measured figures (SE = sqrt(p(1-p)/n): 0.031
 for tool, 0.040 for strict), so a change of the tool set's own examples does not trip them by
 chance, while a real regression (anything near the wave-1 router) fails by a wide margin.

@@ -122,3 +122,11 @@ def test_router_scores_every_registered_tool_and_none():
     assert next(iter(sc)) == "profile"
     assert next(iter(r.scores("what's the weather in Paris tomorrow"))) == "none"
     assert next(iter(r.scores("importance resampling with hashed bigrams towards the target, 3000 docs"))) == "dsir"
+
+
+def test_artifact_ids_and_words_that_are_not_models():
+    ex = extract("rate my corpus with the llm on two dimensions, then trace with index index-0a1b2c3d4e5f")
+    assert ex.artifact_ids == {"index": "index-0a1b2c3d4e5f"} and ex.model is None and ex.doc_id is None
+    assert extract("we fine-tune a model for legal review").model is None
+    assert extract("embed with model BAAI/bge-small-en-v1.5").model == "BAAI/bge-small-en-v1.5"
+    assert extract("score it with the encoder model=gpt2").model == "gpt2"
