@@ -84,3 +84,26 @@ def test_lazy_binding(tmp_path, monkeypatch, ctx):
     assert registry.implementation_module(b) == "lazy_pkg"
     with pytest.raises(TypeError, match="decorated with @SPEC.implement"):
         registry.bind(b)  # the package above .schema has no run
+
+
+_SCHEMA_MAY_IMPORT = {"pydantic", "tools.contract", "tools.corpus", "tools.refs", "tools.kinds"}
+_CORE_ELSEWHERE = {"embed": "encoder.py"}  # its arrays-in, arrays-out code predates the core.py name
+
+
+def test_every_tool_is_one_package_shape():
+    """tools/<tool>/{schema,core,__init__}.py, listed as tools.<tool>.schema:SPEC; a schema module imports
+    only the standard library, pydantic and the contract's types (no algorithm, no heavy library)."""
+    import sys
+
+    for loc in registry.TOOL_LOCATIONS:
+        module, _, attr = loc.partition(":")
+        parts = module.split(".")
+        assert attr == "SPEC" and len(parts) == 3 and parts[0] == "tools" and parts[2] == "schema", loc
+        pkg = REPO / "tools" / parts[1]
+        core = _CORE_ELSEWHERE.get(parts[1], "core.py")
+        assert {"schema.py", core, "__init__.py"} <= {p.name for p in pkg.iterdir()}, loc
+        tree = ast.parse((pkg / "schema.py").read_text(encoding="utf-8"))
+        imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0}
+        imported |= {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        outside = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names} - _SCHEMA_MAY_IMPORT
+        assert not outside, f"{module} imports {sorted(outside)}"

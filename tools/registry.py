@@ -4,7 +4,9 @@ Spec locations are listed here by hand (no folder scanning, no heavy imports), s
 instant and a typo fails loudly. A tool lands by adding its package and one line here:
 ``"tools.<tool>.schema:SPEC"``. The implementation (``run``, bound with ``@SPEC.implement``) is
 imported only before the tool first runs: ``spec.implementation`` if set, else the package above
-``.schema``. Older one-module tools are listed as ``"tools.<module>:SPEC"`` and work the same way.
+``.schema``. Every tool has that shape (``tests/test_registry.py`` checks it): ``schema.py`` (request,
+metrics, result, SPEC, conformance case), ``core.py`` (the algorithm on arrays), ``__init__.py``
+(``run``: I/O and bookkeeping).
 """
 
 from __future__ import annotations
