@@ -107,3 +107,20 @@ def test_every_tool_is_one_package_shape():
         imported |= {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
         outside = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names} - _SCHEMA_MAY_IMPORT
         assert not outside, f"{module} imports {sorted(outside)}"
+
+
+# results still filled from metrics dicts (older tools); a tool not listed here must use a metrics model
+_RESULT_FROM_DICT = {"tsds", "dsir", "embed", "influence", "fact_index", "trace_fact", "meta_rater",
+                     "quality_signals", "prrc_rate", "propose_mixture"}
+
+
+def test_result_fields_come_from_one_metrics_model():
+    """A result with fields of its own subclasses a ToolMetrics model (built with ``Result.of``), so the
+    manifest and the result cannot disagree; new tools may not join the list above."""
+    from tools.contract import MixtureResult, ScoresResult, SelectionResult, ToolMetrics, ToolResult
+
+    for spec in registry.list_specs():
+        r = spec.result_model
+        base = next(b for b in (SelectionResult, ScoresResult, MixtureResult, ToolResult) if issubclass(r, b))
+        if set(r.model_fields) - set(base.model_fields) and spec.name not in _RESULT_FROM_DICT:
+            assert issubclass(r, ToolMetrics), f"{spec.name}: declare its metrics as a ToolMetrics model"
