@@ -41,6 +41,7 @@ class AgentService:
         specs: list[ToolSpec] | None = None,
         max_steps: int | None = None,
         max_concurrent: int | None = None,
+        engine: Literal["local", "ray"] | None = None,
     ):
         from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -48,7 +49,7 @@ class AgentService:
 
         self.ctx = CurateContext.from_env(
             workspace=workspace, policy=policy, base_url=llm_base_url, model=llm_model, api_key=llm_api_key,
-            planner=None if planner == "auto" else planner, max_steps=max_steps,
+            planner=None if planner == "auto" else planner, max_steps=max_steps, engine=engine,
         )
         self.workspace = Path(self.ctx.workspace).absolute()
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -338,6 +339,7 @@ class AgentService:
             "policy_ref": self.ctx.policy,
             "data_roots": [str(p) for p in pol.resolved_roots()],
             "workspace": str(self.workspace),
+            "engine": self.ctx.engine,
             "tools": names(),
         }
 

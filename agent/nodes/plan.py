@@ -180,10 +180,11 @@ class PlanNode:
     def start(self, state: dict[str, Any], ctx: Any, request: str) -> dict[str, Any]:
         kind, label = planner_kind(ctx)
         base = {"policy_name": active_policy(ctx).name}
+        dynamic = kind == "llm" and not (state.get("inputs") or {}).get("steps")  # a request file's steps are fixed
         plan: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "planner": label, "request": request, "steps": [],
-                                "dynamic": kind == "llm", "done": False, "text": ""}
+                                "dynamic": dynamic, "done": False, "text": ""}
         usage = new_usage()
-        if kind == "llm" and not (state.get("inputs") or {}).get("steps"):
+        if dynamic:
             return {**base, **self.llm_round(state, ctx, plan, usage)}
         planned = plan_request(request, self.specs, state, ctx)
         plan["planner"] = planned.label

@@ -229,3 +229,18 @@ def test_dry_run_and_settings(make_service, demo_dir):
     s = svc.settings()
     assert s["planner"] == "offline" and s["policy"] == "test" and "sample" in s["tools"]
     assert svc.workspace.exists() and svc.threads() == []
+    assert make_service(planner="offline", engine="ray").settings()["engine"] == "ray"
+
+
+def test_request_file_steps_run_as_given_under_the_llm_planner(make_service, monkeypatch, demo_dir):
+    """A request file's steps are the plan: with the native tool-call planner selected, every step runs and the
+    model is never asked (it was asked for a next round after the first step before)."""
+    model = install(monkeypatch, ScriptedChat(replies=[]))  # any call fails: "ran out of replies"
+    svc = make_service(planner="llm", llm_base_url="http://fake/v1", llm_model="tiny")
+    payload = {"messages": [HumanMessage(content="the steps in my request file")],
+               "inputs": {"corpus": str(demo_dir / "pool.jsonl"),
+                          "steps": [{"tool": "profile", "args": {}}, {"tool": "sample", "args": {"k": 30}}]}}
+    events = list(svc._run("t", payload))
+    assert not [e.text for e in events if e.kind == "error"]
+    assert [(e.tool, e.status) for e in events if e.kind == "tool_end"] == [("profile", "done"), ("sample", "done")]
+    assert model.seen == []
