@@ -251,8 +251,10 @@ def map_batches(
     if _check_engine(ctx) == "ray":  # tools/engine_ray.py: Ray CPU tasks, same batches' results, same order
         from tools import engine_ray
 
+        store = None if resume is None else functools.partial(Resume, ctx, resume, fn, corpus, columns, batch_rows,
+                                                              check_ids)
         yield from engine_ray.map_batches(fn, corpus, ctx, columns=columns, batch_rows=batch_rows, desc=desc,
-                                          stats=stats, check_ids=check_ids, resume=resume)
+                                          stats=stats, check_ids=check_ids, resume=store)
         return
     if pool is None:
         with Pool(workers or ctx.workers()) as own:

@@ -171,14 +171,15 @@ def map_batches(
     stats: ReadStats | None = None,
     check_ids: bool = True,
     read: str = "auto",
-    resume: str | None = None,
+    resume: Callable[[str], Any] | None = None,
 ) -> Iterator[Any]:
     """``fn(batch)`` on Ray for every batch of ``corpus``, results in corpus order.
 
     ``read``: ``"shards"`` (workers read one file each), ``"driver"`` (this process reads and
-    ships batches) or ``"auto"`` (shards when the corpus has several files). ``resume``: as in
-    :func:`tools.engine.map_batches`; finished shards (shard reading) or batches (driver reading)
-    are loaded instead of submitted.
+    ships batches) or ``"auto"`` (shards when the corpus has several files). ``resume``: a factory
+    ``unit -> tools.engine.Resume`` (what :func:`tools.engine.map_batches` passes for its
+    ``resume``); finished shards (shard reading) or batches (driver reading) are loaded instead of
+    submitted.
     """
     ray = ensure_ray()
     read = os.environ.get("CURATE_RAY_READ", read) if read == "auto" else read
@@ -189,12 +190,7 @@ def map_batches(
     if mode not in ("shards", "driver"):
         raise ResourceUnavailable(f"must be auto, shards or driver; got {read!r}", where="CURATE_RAY_READ")
     stats = stats if stats is not None else ReadStats()
-    store = None
-    if resume is not None:
-        from tools.engine import Resume
-
-        store = Resume(ctx, resume, fn, spec, columns, batch_rows, check_ids,
-                       "shard" if mode == "shards" else "ray-batch")
+    store = resume("shard" if mode == "shards" else "ray-batch") if resume is not None else None
     results = (_by_shards if mode == "shards" else _by_driver)(
         ray, fn, spec, files, columns, batch_rows, stats, check_ids, roots, store)
     if desc is None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from tools.contract import RowCounts, ToolContext
 from tools.engine import ModelPool
-from tools.errors import BadInput, ResourceUnavailable, field_error
+from tools.errors import BadInput, field_error
 from tools.influence import core
 from tools.influence.schema import SPEC, InfluenceRequest, InfluenceResult
 
@@ -129,32 +129,6 @@ def _bring_your_own(request: InfluenceRequest, ctx: ToolContext) -> InfluenceRes
                            n_train=N, n_val=M, tasks=counts, warnings=warn)
 
 
-def _load_model(name: str, device: str) -> tuple[Any, Any]:
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:  # pragma: no cover
-        raise ResourceUnavailable(f"the influence tool needs transformers: {e}") from None
-    src, kw = name, {}
-    p = Path(os.path.expanduser(name))
-    if p.suffix.lower() == ".gguf" and p.is_file():  # a llama.cpp file: transformers dequantizes it
-        src, kw = str(p.parent), {"gguf_file": p.name}
-    try:
-        tok = AutoTokenizer.from_pretrained(src, local_files_only=True, **kw)
-        # eager attention: SDPA has no vmap batching rule (torch falls back to a per-row loop)
-        model = AutoModelForCausalLM.from_pretrained(src, local_files_only=True, dtype="float32",
-                                                     attn_implementation="eager", **kw)
-    except ImportError as e:
-        raise ResourceUnavailable(f"loading {name!r} needs a missing package: {e}", where=f"{_TOOL}.model",
-                                  hint="for .gguf files: pip install gguf") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise ResourceUnavailable(
-            f"model {name!r} cannot be loaded offline ({type(e).__name__}: {str(e)[:200]})",
-            where=f"{_TOOL}.model",
-            hint="pass a local model folder, or download it first (huggingface-cli download NAME)",
-        ) from None
-    return tok, model.to(device)
-
-
 def _tokenize(tok: Any, texts: list, max_length: int, prompts: list | None = None) -> tuple[list[list[int]], list[int]]:
     """Token ids per row and where its loss starts (after the prompt's tokens, if prompts are given)."""
     if prompts is None:
@@ -216,7 +190,7 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
         raise missing_extra("peft", "influence", "the LoRA warm-up") from None
     from tools.influence import worker
 
-    tok, base = _load_model(request.model, device)
+    tok, base = worker.load_model(request.model, device)
     try:
         targets = request.target_modules or core.default_targets([n for n, _ in base.named_modules()])
     except ValueError:

@@ -9,13 +9,42 @@ kind (``gen_device``), so a block's features equal the local engine's.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tools.errors import ResourceUnavailable
 from tools.influence import core
+
+
+def load_model(name: str, device: str) -> tuple[Any, Any]:
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:  # pragma: no cover
+        raise ResourceUnavailable(f"the influence tool needs transformers: {e}") from None
+    src, kw = name, {}
+    p = Path(os.path.expanduser(name))
+    if p.suffix.lower() == ".gguf" and p.is_file():  # a llama.cpp file: transformers dequantizes it
+        src, kw = str(p.parent), {"gguf_file": p.name}
+    try:
+        tok = AutoTokenizer.from_pretrained(src, local_files_only=True, **kw)
+        # eager attention: SDPA has no vmap batching rule (torch falls back to a per-row loop)
+        model = AutoModelForCausalLM.from_pretrained(src, local_files_only=True, dtype="float32",
+                                                     attn_implementation="eager", **kw)
+    except ImportError as e:
+        raise ResourceUnavailable(f"loading {name!r} needs a missing package: {e}", where="influence.model",
+                                  hint="for .gguf files: pip install gguf") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise ResourceUnavailable(
+            f"model {name!r} cannot be loaded offline ({type(e).__name__}: {str(e)[:200]})",
+            where="influence.model",
+            hint="pass a local model folder, or download it first (huggingface-cli download NAME)",
+        ) from None
+    return tok, model.to(device)
 
 
 def grad_block(model: Any, lp: core.LoraParams, params: tuple, proj: core.RademacherProjector,
@@ -54,9 +83,7 @@ class GradWorker:
         import torch
         from peft import LoraConfig, get_peft_model
 
-        from tools.influence import _load_model
-
-        _, base = _load_model(model, device)
+        _, base = load_model(model, device)
         self.model = get_peft_model(base, LoraConfig(target_modules=targets, bias="none", **lora))
         self.model.eval()
         self.lp = core.lora_params(self.model)
