@@ -1,4 +1,5 @@
-"""Curation tools: one module per algorithm, each a typed ``run(request, ctx) -> result``.
+"""Curation tools: one package per algorithm (``schema.py`` request/result/SPEC, ``core.py`` the
+algorithm over arrays, ``__init__.py`` the typed ``run(request, ctx) -> result``).
 
 ``from tools import dsir`` imports only that tool; heavy libraries load inside ``run``.
 """

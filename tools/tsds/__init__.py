@@ -36,7 +36,7 @@ from tools.tsds.core import (
     transport_probabilities,
     tsds_probabilities,
 )
-from tools.tsds.schema import SPEC, TsdsRequest, TsdsResult
+from tools.tsds.schema import SPEC, TsdsMetrics, TsdsRequest, TsdsResult
 
 __all__ = [
     "DEFAULTS",
@@ -139,25 +139,23 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     ess = effective_sample_size(p)
     used = out.neighbours_used
 
-    metrics = {
-        "alpha": request.alpha, "C": out.C, "sigma": out.sigma, "shrink": out.shrink, "calibrate": request.calibrate,
-        "effective_neighbours": float(out.effective_neighbours.mean()), "calibration_steps": out.calibration_steps,
-        "K": out.K, "kde_K": out.kde_K,
-        "level": out.level, "effective_sample_size": ess, "support": support, "distinct": len(idx),
-        "neighbours_mean": float(used.mean()), "neighbours_max": int(used.max()),
-        "truncated_queries": out.truncated, "union_size": out.union_size, "index_kind": out.index_kind,
-        "domain_mass": domain_mass, "pool_domain_share": pool_share, "ot_distance": ot_sel,
-        "ot_distance_random": ot_rand, "ot_points": ot_pts, "timings": out.timings,
-        "embedding_model": pool_label,
-    }
+    metrics = TsdsMetrics(
+        target_size=m, alpha=request.alpha, C=out.C, sigma=out.sigma, shrink=out.shrink, calibrate=request.calibrate,
+        effective_neighbours=float(out.effective_neighbours.mean()), calibration_steps=out.calibration_steps,
+        K=out.K, kde_K=out.kde_K, level=out.level, effective_sample_size=ess, support=support, distinct=len(idx),
+        neighbours_mean=float(used.mean()), neighbours_max=int(used.max()), truncated_queries=out.truncated,
+        union_size=out.union_size, index_kind=out.index_kind, domain_mass=domain_mass, pool_domain_share=pool_share,
+        ot_distance=ot_sel, ot_distance_random=ot_rand, ot_points=ot_pts, embedding_model=pool_label,
+    )
+    manifest = metrics.manifest(timings=out.timings)
     rows = RowCounts(rows_in=n, rows_out=len(idx), skipped=dict(stats.skipped))
-    with ctx.artifact("scores", metrics=metrics, rows=RowCounts(rows_in=n, rows_out=n)) as w:
+    with ctx.artifact("scores", metrics=manifest, rows=RowCounts(rows_in=n, rows_out=n)) as w:
         w.table(selection_table(ids, score=p, domain=doms).rename_columns(["id", "tsds_prob", "domain"]))
     scores_id = w.id
     table = selection_table(
         [ids[i] for i in idx], weight=counts.astype(np.float64), score=p[idx], domain=sel_doms
     )
-    sel = record_selection(ctx, table, request.corpus, pool_domains=doms, metrics=metrics, rows=rows)
+    sel = record_selection(ctx, table, request.corpus, pool_domains=doms, metrics=manifest, rows=rows)
     sel_id = sel.id
 
     top = sorted(domain_mass, key=lambda d: -domain_mass[d])[:4]
@@ -179,16 +177,8 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
         + (f"; {out.truncated} targets hit K (more neighbours: max_K, cap_by_pool=false)" if out.truncated else "")
         + f".{ot_txt} Mass: {dom_txt}. Selection {sel_id}, scores {scores_id}."
     )
-    return TsdsResult(
-        summary=summary,
-        artifacts={"selection": sel_id, "scores": scores_id},
-        rows=rows,
-        k=request.k,
-        pool_size=n,
-        domain_counts=sel.domain_counts,
-        target_size=m,
-        **{key: v for key, v in metrics.items() if key in TsdsResult.model_fields},  # one set of metrics
-    )
+    return TsdsResult.of(metrics, summary=summary, artifacts={"selection": sel_id, "scores": scores_id}, rows=rows,
+                         k=request.k, pool_size=n, domain_counts=sel.domain_counts)
 
 
 def _ot_evidence(

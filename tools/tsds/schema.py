@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import SelectionResult, ToolRequest, ToolSpec
+from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
 from tools.refs import ArtifactOrPath
 
@@ -75,8 +75,11 @@ class TsdsRequest(ToolRequest):
     seed: int = Field(0, description="random seed for the IVF training, the draw and the OT subsample")
 
 
-class TsdsResult(SelectionResult):
+class TsdsMetrics(ToolMetrics):
     target_size: int = 0
+    alpha: float = Field(0.0, description="the alignment/diversity trade-off used")
+    calibration_steps: int = Field(0, description="times C was raised until k documents got mass")
+    union_size: int = Field(0, description="distinct candidates in the targets' neighbour lists")
     distinct: int = Field(0, description="distinct documents in the selection")
     effective_sample_size: float = Field(0.0, description="1 / sum p^2 over the pool probabilities")
     support: int = Field(0, description="documents with non-zero probability")
@@ -102,6 +105,10 @@ class TsdsResult(SelectionResult):
     effective_neighbours: float = Field(
         0.0, description="effective candidates per target example, mean of 1 / sum_i (M gamma_ji)^2"
     )
+
+
+class TsdsResult(TsdsMetrics, SelectionResult):
+    """The k drawn documents as a selection, the pool probabilities as scores, and the LP's evidence."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
