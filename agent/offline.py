@@ -72,6 +72,20 @@ def _field_hint(spec: ToolSpec, name: str) -> str:
     return f"{name} ({desc[:80]})" if desc else name
 
 
+def clause_reading(clause: str, whole: Any) -> Any:
+    """One clause's values, with what the whole request names where the clause names nothing."""
+    ex = extract(clause, corpus=whole.corpus, target=whole.target)
+    ex.numbers = ex.numbers or whole.numbers
+    ex.domains = ex.domains or whole.domains
+    ex.seed = ex.seed if ex.seed is not None else whole.seed
+    ex.fraction = ex.fraction if ex.fraction is not None else whole.fraction
+    ex.tokens = ex.tokens or whole.tokens
+    ex.model = ex.model or whole.model
+    ex.quoted = ex.quoted or whole.quoted
+    ex.thread_corpus, ex.corpus_from_text = whole.thread_corpus, whole.corpus_from_text
+    return ex
+
+
 class OfflinePlanner:
     def __init__(self, specs: dict[str, ToolSpec], router: Router | None = None):
         self.specs = specs
@@ -126,54 +140,51 @@ class OfflinePlanner:
         whole = extract(request, corpus=inputs.get("corpus"), target=inputs.get("target"))
         if inputs.get("k") and not whole.numbers:
             whole.numbers = [int(inputs["k"])]
-
-        def clause_ex(c: str) -> Any:
-            ex = extract(c, corpus=whole.corpus, target=whole.target)
-            ex.numbers = ex.numbers or whole.numbers
-            ex.domains = ex.domains or whole.domains
-            ex.seed = ex.seed if ex.seed is not None else whole.seed
-            ex.fraction = ex.fraction if ex.fraction is not None else whole.fraction
-            ex.tokens = ex.tokens or whole.tokens
-            ex.model = ex.model or whole.model
-            ex.quoted = ex.quoted or whole.quoted
-            ex.thread_corpus, ex.corpus_from_text = whole.thread_corpus, whole.corpus_from_text
-            return ex
-
+        if force is not None:
+            return self._single_step(request, whole, [force], [], force, whole_scores, artifacts, top_scores)
         tools = [n for n in whole_scores if n != NONE]
-        if force is None:
-            named = [n for n in tools if n in self.distinctive and names_tool(n, request)]
-            named = named if len(named) == 1 else []  # "compare DSIR and TSDS against a control": no pick
-            best = tools[0] if tools else None
-            best_score = whole_scores.get(best, 0.0) if best else 0.0
-            if best is None or (not named and (next(iter(whole_scores)) == NONE or best_score < OFFTOPIC_MIN)):
-                return Decision("none", scores=top_scores)
-            whole_scores = self._demote_made(whole_scores, whole.artifact_ids)
-            tools = [n for n in whole_scores if n != NONE]
-            # multi-step: one step per clause that is clearly about a tool
-            if len(clauses) > 1:
-                chosen: list[tuple[str, str]] = []
-                for c, sc in zip(clauses, scored[1:], strict=True):
-                    cands = [(n, v["score"]) for n, v in sc.items() if n != NONE]
-                    named_c = [n for n, _ in cands if names_tool(n, c)]
-                    name = named_c[0] if named_c else cands[0][0]
-                    if (named_c or cands[0][1] >= CLAUSE_MIN) and next(iter(sc)) != NONE or named_c:
-                        if all(name != n for n, _ in chosen):
-                            chosen.append((name, c))
-                if len(chosen) > 1:
-                    chosen = self._fold_own_samples(chosen)
-                    steps, produced = [], set()
-                    for name, c in chosen:
-                        spec = self.specs[name]
-                        steps.append({"tool": name, "args": self._args(spec, c, clause_ex(c), artifacts, produced)})
-                        produced |= set(spec.produces)
-                    steps = self._complete(steps, whole, request, artifacts)
-                    miss = self._missing(steps)
-                    if miss:
-                        return self._ask_missing(steps, miss, top_scores, [steps[-1]["tool"]])
-                    return Decision("plan", steps=steps, scores=top_scores)
-            candidates = named[:1] + [n for n in tools[:CANDIDATES] if n not in named[:1]]
-        else:
-            candidates, named = [force], []
+        named = [n for n in tools if n in self.distinctive and names_tool(n, request)]
+        named = named if len(named) == 1 else []  # "compare DSIR and TSDS against a control": no pick
+        best_score = whole_scores.get(tools[0], 0.0) if tools else 0.0
+        if not tools or (not named and (next(iter(whole_scores)) == NONE or best_score < OFFTOPIC_MIN)):
+            return Decision("none", scores=top_scores)
+        whole_scores = self._demote_made(whole_scores, whole.artifact_ids)
+        tools = [n for n in whole_scores if n != NONE]
+        if len(clauses) > 1:
+            multi = self._multi_step(request, whole, clauses, scored[1:], artifacts, top_scores)
+            if multi is not None:
+                return multi
+        candidates = named[:1] + [n for n in tools[:CANDIDATES] if n not in named[:1]]
+        return self._single_step(request, whole, candidates, named, None, whole_scores, artifacts, top_scores)
+
+    def _multi_step(self, request: str, whole: Any, clauses: list[str], scored: list[dict[str, Any]],
+                    artifacts: dict[str, str], top_scores: dict[str, float]) -> Decision | None:
+        """One step per clause that is clearly about a tool, in order; None when fewer than two are."""
+        chosen: list[tuple[str, str]] = []
+        for c, sc in zip(clauses, scored, strict=True):
+            cands = [(n, v["score"]) for n, v in sc.items() if n != NONE]
+            named_c = [n for n, _ in cands if names_tool(n, c)]
+            name = named_c[0] if named_c else cands[0][0]
+            if (named_c or cands[0][1] >= CLAUSE_MIN) and next(iter(sc)) != NONE or named_c:
+                if all(name != n for n, _ in chosen):
+                    chosen.append((name, c))
+        if len(chosen) < 2:
+            return None
+        steps, produced = [], set()
+        for name, c in self._fold_own_samples(chosen):
+            spec = self.specs[name]
+            steps.append({"tool": name, "args": self._args(spec, c, clause_reading(c, whole), artifacts, produced)})
+            produced |= set(spec.produces)
+        steps = self._complete(steps, whole, request, artifacts)
+        miss = self._missing(steps)
+        if miss:
+            return self._ask_missing(steps, miss, top_scores, [steps[-1]["tool"]])
+        return Decision("plan", steps=steps, scores=top_scores)
+
+    def _single_step(self, request: str, whole: Any, candidates: list[str], named: list[str], force: str | None,
+                     whole_scores: dict[str, float], artifacts: dict[str, str],
+                     top_scores: dict[str, float]) -> Decision:
+        """The best candidate by score and satisfiability, with its prerequisites; or a question."""
         ranked = []
         for name in candidates:
             spec = self.specs[name]
@@ -192,15 +203,9 @@ class OfflinePlanner:
         if len(ranked) > 1 and force is None and not named:
             a, b = raw[0][1], raw[1][1]
             if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN:
-                nested = self._nested(by_name[a], by_name[b])
-                if nested is None:
-                    return self._ask_tie(by_name[a], by_name[b], top_scores)
-                return Decision("plan", steps=nested[2], scores=top_scores)
+                return self._tie(by_name[a], by_name[b], top_scores)
             if eff - ranked[1][0] < TIE_MARGIN and not lifted:
-                nested = self._nested(ranked[0], ranked[1])
-                if nested is None:
-                    return self._ask_tie(ranked[0], ranked[1], top_scores)
-                return Decision("plan", steps=nested[2], scores=top_scores)
+                return self._tie(ranked[0], ranked[1], top_scores)
             if raw[0][3] and raw[0][1] != name and whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0) > FLIP_MARGIN:
                 # the request is clearly about a tool it cannot fill: ask for its input, offer the runnable one
                 return self._ask_missing(raw[0][2], raw[0][3], top_scores, [a, name])
@@ -208,6 +213,13 @@ class OfflinePlanner:
             choices = [name] + [r[1] for r in ranked[1:3] if r[0] > eff - 3 * TIE_MARGIN]
             return self._ask_missing(steps, miss, top_scores, choices)
         return Decision("plan", steps=steps, scores=top_scores)
+
+    def _tie(self, first: tuple, second: tuple, scores: dict[str, float]) -> Decision:
+        """Two tools about equally likely: the plan when one contains the other (:meth:`_nested`), else ask."""
+        nested = self._nested(first, second)
+        if nested is None:
+            return self._ask_tie(first, second, scores)
+        return Decision("plan", steps=nested[2], scores=scores)
 
     def _demote_made(self, scores: dict[str, float], named: dict[str, str]) -> dict[str, float]:
         """Scores (best first) with :data:`MADE_PENALTY` taken from tools that only make what the request names."""
