@@ -275,21 +275,24 @@ def _real_rated(raw, n_per=60):
 
 
 @pytest.mark.slow
-def test_encoder_vs_ridge_on_real_documents(shared_raw, tmp_path):
-    ids, texts, y = _real_rated(shared_raw)
-    corpus = write_jsonl(tmp_path / "pool.jsonl", [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)])
-    ratings = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "readability": g} for i, g in zip(ids, y.tolist(),
-                                                                                             strict=True)])
-    ctx = ToolContext(workspace_dir=tmp_path / "ws", show_progress=False, num_workers=1, device="cpu")
-    common = {"corpus": str(corpus), "ratings": str(ratings), "dimensions": ["readability"]}
-    ridge = _run(ctx, **common, distill_model="ridge")
-    enc = _run(ctx, **common, distill_model="encoder", encoder_epochs=2)
-    print(f"\nheld-out Spearman on {len(ids)} real documents: ridge {ridge.spearman['readability']:.3f} "
-          f"(within one {ridge.within_one['readability']:.0%}), encoder {enc.spearman['readability']:.3f} "
-          f"(within one {enc.within_one['readability']:.0%})")
-    assert ridge.spearman["readability"] > 0.4 and enc.spearman["readability"] > 0.4
-    assert enc.spearman["readability"] > ridge.spearman["readability"] - 0.05
+@pytest.mark.timeout(2400)  # about 12 minutes on 2 heavily shared cores (2026-12-01)
+def test_encoder_vs_ridge_on_real_documents(shared_raw):
+    """160 real documents, a grade from their text; ridge on frozen MiniLM embeddings vs the fine-tuned
+    encoder, on the same held-out folds. Measured 2026-12-01 (CPU, 1 thread): ridge 0.781, encoder 0.788."""
+    from tools.embed import encode_texts
+    from tools.proxy_lm import _threads
+    from tools.prrc_rate.finetune import distil_encoder
 
+    ids, texts, y = _real_rated(shared_raw, 40)
+    with _threads(1):
+        X = encode_texts(texts, device="cpu")
+    ridge = core.distil(X, y, X, ids=ids, seed=0)
+    enc = distil_encoder(texts, y[:, None], texts, ids=ids, device="cpu", epochs=2, max_length=128, seed=0,
+                         threads=1)
+    print(f"\nheld-out Spearman on {len(ids)} real documents: ridge {ridge.spearman:.3f} "
+          f"(within one {ridge.within_one:.0%}), encoder {enc.spearman[0]:.3f} (within one {enc.within_one[0]:.0%})")
+    assert ridge.spearman > 0.6 and enc.spearman[0] > 0.6
+    assert enc.spearman[0] > ridge.spearman - 0.05
 
 def test_a_budget_stopped_run_is_not_cached_as_finished(tmp_path, llm_ctx, openai_server):
     corpus, emb = _pool(tmp_path)

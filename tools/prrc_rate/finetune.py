@@ -27,6 +27,9 @@ import numpy as np
 
 from tools.prrc_rate.core import agreement, fold_of
 
+POOL_CHUNK = 8192
+"""Pool documents tokenized and scored at a time."""
+
 
 @dataclass
 class EncoderDistilled:
@@ -261,9 +264,11 @@ def _distil_encoder(texts_rated: Sequence[str], Y: np.ndarray, texts_pool: Seque
         steps += rater.fit(toks, T, Z0, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
                            seed=seed + folds, on_step=bar.update)
     oof[~np.isfinite(Y)] = np.nan
-    pool_toks = rater.tokenize(texts_pool)
-    with progress("prrc_rate: encoder scores the pool", total=len(pool_toks), unit="docs") as bar:
-        pool = rater.predict(pool_toks, batch_size * 4, on_batch=bar.update)
+    pool = np.empty((len(texts_pool), Y.shape[1]), dtype=np.float64)
+    with progress("prrc_rate: encoder scores the pool", total=len(texts_pool), unit="docs") as bar:
+        for s in range(0, len(texts_pool), POOL_CHUNK):  # tokenized a chunk at a time: memory stays flat
+            part = rater.tokenize(texts_pool[s : s + POOL_CHUNK])
+            pool[s : s + len(part)] = rater.predict(part, batch_size * 4, on_batch=bar.update)
     sp, w1, ex = [], [], []
     for j in range(Y.shape[1]):
         have = np.isfinite(Y[:, j])
