@@ -105,7 +105,10 @@ def rate_on_engine(ctx: ToolContext, prompts: list[str], *, max_tokens: int,
         parts = [idx[s : s + _CHUNK] for s in range(0, len(idx), _CHUNK)]
         items = [(llm.config, cache_root, [prompts[i] for i in c], max_tokens, allowance(k, c))
                  for k, c in enumerate(parts)]
-        for c, (answers, sent, cached) in zip(parts, map_items(_rate_chunk, items, ctx), strict=True):
+        # locally the chunks run in this process: requests are I/O, the client's threads already overlap
+        # them, and ``concurrency`` stays the cap the endpoint was configured for; on Ray each task has
+        # its own client, so up to (tasks in flight) x concurrency requests reach the endpoint at once
+        for c, (answers, sent, cached) in zip(parts, map_items(_rate_chunk, items, ctx, workers=1), strict=True):
             _count(llm, sent, cached)
             got = 0
             for i, a in zip(c, answers, strict=True):
