@@ -24,9 +24,9 @@ import numpy as np
 
 from tools.contract import RowCounts, ToolContext
 from tools.fact_index import core
-from tools.fact_index.schema import SPEC, FactIndexRequest, FactIndexResult
+from tools.fact_index.schema import SPEC, FactIndexMetrics, FactIndexRequest, FactIndexResult
 
-__all__ = ["SPEC", "FactIndexRequest", "FactIndexResult", "FactIndex", "load_index", "run", "core"]
+__all__ = ["SPEC", "FactIndexMetrics", "FactIndexRequest", "FactIndexResult", "FactIndex", "load_index", "run", "core"]
 
 LABEL_SYSTEM = (
     "You name clusters of documents. Reply with JSON only: {\"labels\": [...]} holding 3 to 8 short "
@@ -107,20 +107,17 @@ def _label_with_llm(ctx: ToolContext, tree: core.Tree, texts: list[str], request
     return out, calls, failures
 
 
-@SPEC.implement
-def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
-    import pyarrow as pa
-    from scipy import sparse
-
+def _pool_by_id(request: FactIndexRequest, ctx: ToolContext) -> tuple[Any, list[str], np.ndarray, list[str]]:
+    """The pool's vectors and texts sorted by document id, so the tree does not depend on row order:
+    (pool vectors, ids, vectors, texts)."""
     from tools.corpus import read_batches
     from tools.embeddings import pool_vectors
     from tools.errors import BadInput, field_error
 
-    tool = SPEC.name
     pool = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, model=request.model, missing="skip")
     n = len(pool.ids)
     if n == 0:
-        raise BadInput("the corpus has no documents to index", where=f"{tool}.corpus")
+        raise BadInput("the corpus has no documents to index", where=f"{SPEC.name}.corpus")
     texts_by_id: dict[str, str] = {}
     wanted = set(pool.ids)
     for b in read_batches(request.corpus, ("id", "text"), allowed_roots=ctx.data_roots):
@@ -131,13 +128,63 @@ def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
     ids = [pool.ids[i] for i in perm]
     if len(set(ids)) != n:
         dup = next(i for i, c in Counter(ids).items() if c > 1)
-        raise field_error(tool, "corpus", "unique document ids", f"id {dup!r} repeated")
-    x = np.asarray(pool.vectors)[perm]
-    texts = [texts_by_id.get(i, "") for i in ids]
+        raise field_error(SPEC.name, "corpus", "unique document ids", f"id {dup!r} repeated")
+    return pool, ids, np.asarray(pool.vectors)[perm], [texts_by_id.get(i, "") for i in ids]
+
+
+def _tree_table(tree: core.Tree, labels: list[list[str]], weights: list[list[float]],
+                llm_labels: list[list[str]]) -> Any:
+    import pyarrow as pa
+
+    return pa.table({
+        "node": pa.array(np.arange(tree.n_nodes), type=pa.int32()),
+        "parent": pa.array(tree.parent, type=pa.int32()),
+        "depth": pa.array(tree.depth, type=pa.int32()),
+        "start": pa.array(tree.start, type=pa.int64()),
+        "end": pa.array(tree.end, type=pa.int64()),
+        "size": pa.array(tree.sizes, type=pa.int64()),
+        "leaf": pa.array(tree.is_leaf),
+        "split": pa.array(tree.split, type=pa.string()),
+        "labels": pa.array(labels, type=pa.list_(pa.string())),
+        "label_weights": pa.array(weights, type=pa.list_(pa.float64())),
+        "llm_labels": pa.array(llm_labels, type=pa.list_(pa.string())),
+    })
+
+
+def _members_table(tree: core.Tree, ids: list[str]) -> Any:
+    """The ids in tree order with their leaf (node i holds rows start[i]:end[i])."""
+    import pyarrow as pa
+
+    return pa.table({
+        "id": pa.array([ids[int(j)] for j in tree.order], type=pa.string()),
+        "leaf": pa.array(tree.leaf_of[tree.order], type=pa.int32()),
+    })
+
+
+def _tree_metrics(request: FactIndexRequest, tree: core.Tree, pool: Any, labelled_by: list[str], calls: int,
+                  failures: int) -> FactIndexMetrics:
+    leaf_sizes = tree.sizes[tree.is_leaf]
+    return FactIndexMetrics(
+        n_docs=len(tree.order), n_nodes=tree.n_nodes, n_leaves=int(tree.is_leaf.sum()), depth=int(tree.depth.max()),
+        max_leaf=request.max_leaf, branching=request.branching, leaf_size_min=int(leaf_sizes.min()),
+        leaf_size_median=float(np.median(leaf_sizes)), leaf_size_max=int(leaf_sizes.max()),
+        splits=dict(Counter(s for s, leaf in zip(tree.split, tree.is_leaf, strict=True) if not leaf)),
+        labelled_by=labelled_by, llm_calls=calls, llm_label_failures=failures, model=pool.model,
+        embeddings=pool.source,
+    )
+
+
+@SPEC.implement
+def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
+    import pyarrow as pa
+    from scipy import sparse
+
+    pool, ids, x, texts = _pool_by_id(request, ctx)  # embed (or reuse) the corpus, sorted by id
+    n = len(ids)
     with ctx.progress("fact_index: recursive k-means", total=n, unit="docs") as bar:
         tree = core.recursive_kmeans(x, max_leaf=request.max_leaf, branching=request.branching,
                                      niter=request.niter, seed=request.seed, progress=bar)
-    dt = core.doc_terms(texts)
+    dt = core.doc_terms(texts)  # every node's c-TF-IDF keywords; leaves also by the LLM when configured
     labels, weights = core.ctfidf_labels(tree, dt.matrix, dt.vocab, top_n=request.label_terms)
     terms = core.leaf_term_index(tree, dt.matrix)
     llm_labels: list[list[str]] = [[] for _ in range(tree.n_nodes)]
@@ -147,62 +194,28 @@ def run(request: FactIndexRequest, ctx: ToolContext) -> FactIndexResult:
         llm_labels, calls, failures = _label_with_llm(ctx, tree, texts, request)
         labelled_by.append("llm")
 
-    sizes = tree.sizes
-    leaf_mask = tree.is_leaf
-    leaf_sizes = sizes[leaf_mask]
-    tree_table = pa.table({
-        "node": pa.array(np.arange(tree.n_nodes), type=pa.int32()),
-        "parent": pa.array(tree.parent, type=pa.int32()),
-        "depth": pa.array(tree.depth, type=pa.int32()),
-        "start": pa.array(tree.start, type=pa.int64()),
-        "end": pa.array(tree.end, type=pa.int64()),
-        "size": pa.array(sizes, type=pa.int64()),
-        "leaf": pa.array(leaf_mask),
-        "split": pa.array(tree.split, type=pa.string()),
-        "labels": pa.array(labels, type=pa.list_(pa.string())),
-        "label_weights": pa.array(weights, type=pa.list_(pa.float64())),
-        "llm_labels": pa.array(llm_labels, type=pa.list_(pa.string())),
-    })
-    ordered_ids = [ids[int(j)] for j in tree.order]
-    members = pa.table({
-        "id": pa.array(ordered_ids, type=pa.string()),
-        "leaf": pa.array(tree.leaf_of[tree.order], type=pa.int32()),
-    })
-    splits = dict(Counter(s for s, leaf in zip(tree.split, leaf_mask, strict=True) if not leaf))
-    metrics = {
-        "n_docs": n, "n_nodes": tree.n_nodes, "n_leaves": int(leaf_mask.sum()), "depth": int(tree.depth.max()),
-        "max_leaf": request.max_leaf, "branching": request.branching,
-        "leaf_size_min": int(leaf_sizes.min()), "leaf_size_median": float(np.median(leaf_sizes)),
-        "leaf_size_max": int(leaf_sizes.max()), "splits": splits, "labelled_by": labelled_by,
-        "llm_calls": calls, "llm_label_failures": failures, "model": pool.model, "embeddings": pool.source,
-    }
+    metrics = _tree_metrics(request, tree, pool, labelled_by, calls, failures)
     rows = RowCounts(rows_in=n + pool.missing, rows_out=n, skipped={**dict(pool.stats.skipped), **pool.skipped})
     meta = {"corpus": request.corpus.model_dump(mode="json"), "model": pool.model, "embeddings": pool.source,
             "max_leaf": request.max_leaf, "branching": request.branching, "niter": request.niter,
             "seed": request.seed, "label_terms": request.label_terms, "labelled_by": labelled_by}
-    with ctx.artifact("index", "index", metrics=metrics, rows=rows,
+    with ctx.artifact("index", "index", metrics=metrics.manifest(), rows=rows,
                       extra={"corpus": request.corpus.model_dump(mode="json")}) as w:
-        w.table(tree_table, "tree.parquet")
-        w.table(members, "members.parquet")
+        w.table(_tree_table(tree, labels, weights, llm_labels), "tree.parquet")
+        w.table(_members_table(tree, ids), "members.parquet")
         w.array(tree.centroid, "centroids.npy")
         sparse.save_npz(w.path("terms.npz"), terms, compressed=True)
         w.table(pa.table({"term": pa.array(dt.vocab, type=pa.string())}), "vocab.parquet")
         w.json(meta, "index.json")
+    m = metrics
     summary = (
-        f"Fact index over {n} documents: {int(leaf_mask.sum())} leaf clusters (at most {request.max_leaf} "
-        f"documents each; sizes {int(leaf_sizes.min())}-{int(leaf_sizes.max())}, median "
-        f"{float(np.median(leaf_sizes)):g}), depth {int(tree.depth.max())}, {tree.n_nodes} nodes, labelled by "
-        f"{' and '.join(labelled_by)}"
+        f"Fact index over {n} documents: {m.n_leaves} leaf clusters (at most {m.max_leaf} documents each; sizes "
+        f"{m.leaf_size_min}-{m.leaf_size_max}, median {m.leaf_size_median:g}), depth {m.depth}, {m.n_nodes} nodes, "
+        f"labelled by {' and '.join(labelled_by)}"
         + (f" ({calls} LLM calls, {failures} leaves left with keyword labels only)" if "llm" in labelled_by else "")
         + f". Index {w.id}."
     )
-    return FactIndexResult(
-        summary=summary, artifacts={"index": w.id}, rows=rows, n_docs=n, n_nodes=tree.n_nodes,
-        n_leaves=int(leaf_mask.sum()), depth=int(tree.depth.max()), max_leaf=request.max_leaf,
-        leaf_size_min=int(leaf_sizes.min()), leaf_size_median=float(np.median(leaf_sizes)),
-        leaf_size_max=int(leaf_sizes.max()), splits=splits, labelled_by=labelled_by, llm_calls=calls,
-        llm_label_failures=failures, model=pool.model,
-    )
+    return FactIndexResult.of(metrics, summary=summary, artifacts={"index": w.id}, rows=rows)
 
 
 def load_index(ref: str, ctx: ToolContext) -> FactIndex:

@@ -1,4 +1,4 @@
-"""fact_index request, result and spec (pydantic only)."""
+"""fact_index request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import ToolRequest, ToolResult, ToolSpec
+from tools.contract import ToolMetrics, ToolRequest, ToolResult, ToolSpec
 from tools.refs import ArtifactOrPath, CorpusRef
 
 
@@ -36,20 +36,26 @@ class FactIndexRequest(ToolRequest):
     seed: int = Field(0, description="k-means seed (and the LLM labeller's member sample)")
 
 
-class FactIndexResult(ToolResult):
+class FactIndexMetrics(ToolMetrics):
     n_docs: int = 0
     n_nodes: int = 0
     n_leaves: int = 0
     depth: int = 0
     max_leaf: int = 0
+    branching: int = Field(0, description="most children per split")
     leaf_size_min: int = 0
     leaf_size_median: float = 0.0
     leaf_size_max: int = 0
     splits: dict[str, int] = Field(default_factory=dict, description="internal nodes by split kind")
     labelled_by: list[str] = Field(default_factory=list, description="'ctfidf' always, 'llm' when used")
-    llm_calls: int = 0
-    llm_label_failures: int = 0
-    model: str | None = None
+    llm_calls: int = Field(0, description="LLM calls of the cluster labeller")
+    llm_label_failures: int = Field(0, description="leaves whose LLM answer failed strict parsing")
+    model: str | None = Field(None, description="the embedding model of the vectors")
+    embeddings: str | None = Field(None, description="where the vectors came from (artifact id or path)")
+
+
+class FactIndexResult(FactIndexMetrics, ToolResult):
+    """The index artifact and the shape of its tree."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
