@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +155,7 @@ class _Rater:
             for j in range(T.shape[1]):
                 have = np.isfinite(T[:, j])
                 r = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(Z0[have], T[have, j])
-                head.weight[j] = torch.as_tensor(r.coef_, dtype=torch.float32)
+                head.weight[j] = torch.as_tensor(r.coef_, dtype=torch.float32, device=self.device)
                 head.bias[j] = float(r.intercept_)
         self.head = head
         trainable = [p for p in self.encoder.parameters() if p.requires_grad]
@@ -178,7 +178,7 @@ class _Rater:
                 ii, mm = self._batch([toks[i] for i in b])
                 tgt = torch.as_tensor(target_all[b], dtype=torch.float32, device=self.device)
                 msk = torch.as_tensor(mask_all[b], dtype=torch.float32, device=self.device)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
                     pred = head(self.embed(ii, mm)).float()
                 loss = (((pred - tgt) ** 2) * msk).sum() / msk.sum().clamp(min=1.0)
                 opt.zero_grad(set_to_none=True)
