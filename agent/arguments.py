@@ -44,7 +44,10 @@ _DOMAIN_LIST = re.compile(
 _NOT_DOMAINS = {"all", "each", "every", "the", "these", "those", "other", "both", "per", "across", "of", "by", "any",
                 "some", "many", "several", "balanced", "equally", "different", "its", "their", "my", "two", "three",
                 "only", "in", "from", "pool", "corpus", "over", "a", "one", "same", "whole", "at", "random", "is",
-                "are", "with", "to", "for", "and", "or", "that", "which", "must", "should", "have", "has", "be"}
+                "are", "with", "to", "for", "and", "or", "that", "which", "must", "should", "have", "has", "be",
+                "proportions", "proportion", "weights", "weight", "shares", "share", "counts", "mix", "mixture",
+                "balance", "breakdown", "distribution", "labels", "label", "names", "name", "field", "column"}
+"""Words that stand before or after "domain(s)" without naming one ("the domain proportions", "domain weights")."""
 _MULT = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000, "b": 10**9, "bn": 10**9,
          "billion": 10**9}
 QUOTED = re.compile(r"\"([^\"]{3,})\"|“([^”]{3,})”|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")

@@ -130,3 +130,9 @@ def test_artifact_ids_and_words_that_are_not_models():
     assert extract("we fine-tune a model for legal review").model is None
     assert extract("embed with model BAAI/bge-small-en-v1.5").model == "BAAI/bge-small-en-v1.5"
     assert extract("score it with the encoder model=gpt2").model == "gpt2"
+
+
+def test_words_around_domain_that_name_no_domain():
+    assert extract("stratified so the domain proportions match the pool").domains == []
+    assert extract("propose domain weights per stage").domains == []
+    assert extract("only the legal and medical domains").domains == ["legal", "medical"]
