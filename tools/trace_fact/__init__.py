@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,16 @@ import numpy as np
 
 from tools.contract import RowCounts, ToolContext
 from tools.trace_fact import core, match
-from tools.trace_fact.schema import SPEC, FactItem, FactSummary, TraceFactRequest, TraceFactResult
+from tools.trace_fact.schema import (
+    SPEC,
+    FactItem,
+    FactSummary,
+    TraceFactMetrics,
+    TraceFactRequest,
+    TraceFactResult,
+)
 
-__all__ = ["SPEC", "TraceFactRequest", "TraceFactResult", "run", "core", "match", "read_facts"]
+__all__ = ["SPEC", "TraceFactMetrics", "TraceFactRequest", "TraceFactResult", "run", "core", "match", "read_facts"]
 
 OFFLINE_NOTE = ("offline FALLBACK verifier (no LLM): a document counts as supporting when it expresses both the "
                 "fact's subject and object (aliases, case, punctuation, light morphology normalised); it cannot "
@@ -125,17 +133,14 @@ def _make_verifier(request: TraceFactRequest, ctx: ToolContext) -> tuple[core.Ve
         "LLM verifier: strict yes/no JSON with the supporting span, checked against the document"
 
 
-@SPEC.implement
-def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
-    import pyarrow as pa
-
+def _trace(request: TraceFactRequest, ctx: ToolContext, facts: list[core.Fact], idx: Any, verifier: core.Verifier
+           ) -> tuple[core.TraceOutput, list[int], str, Callable[[list[int]], list[str]]]:
+    """Retrieve candidate leaves per fact and verify every candidate document: (the trace, the facts it
+    checked (the offline verifier needs a subject and an object), why centroids were skipped or "", the
+    text reader)."""
     from tools.corpus import as_corpus, read_batches
     from tools.embeddings import text_vectors
-    from tools.fact_index import load_index
 
-    facts = read_facts(request.queries)
-    index_id = _index_for(request, ctx)
-    idx = load_index(index_id, ctx)
     tree = idx.tree
     leaves = tree.leaves()
     leaf_labels = [idx.labels[int(lf)] + idx.llm_labels[int(lf)] for lf in leaves]
@@ -166,22 +171,25 @@ def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
                     got[i] = t or ""
         return [got.get(idx.ids[r], "") for r in rows]
 
-    verifier, note = _make_verifier(request, ctx)
     checkable = [i for i, f in enumerate(facts) if verifier.name != "offline" or (f.subject and f.object)]
-    sub = [facts[i] for i in checkable]
     out = core.trace(
-        sub, leaf_labels, tree.centroid[leaves], members, text_of, verifier,
+        [facts[i] for i in checkable], leaf_labels, tree.centroid[leaves], members, text_of, verifier,
         query_vecs[checkable] if query_vecs is not None else None,
         fuzzy_threshold=request.fuzzy_threshold, max_keyword_clusters=request.max_keyword_clusters,
         max_keyword_share=request.max_keyword_share, centroid_top=request.centroid_top if query_vecs is not None
         else 0, min_centroid_sim=request.min_centroid_sim, min_score_ratio=request.min_score_ratio,
         term_leaves=term_leaves,
     )
-    texts_needed = sorted({r.doc for r in out.rows if r.verdict == "supports"})
-    shown = dict(zip(texts_needed, text_of(texts_needed), strict=True)) if texts_needed else {}
+    return out, checkable, centroid_note, text_of
 
-    # -- traces table -----------------------------------------------------------------------------
-    leaf_node = [int(lf) for lf in leaves]
+
+def _traces_table(out: core.TraceOutput, sub: list[core.Fact], idx: Any, verifier: core.Verifier,
+                  shown: dict[int, str]) -> Any:
+    """One row per verified candidate; ``shown`` holds the texts of the supporting documents."""
+    import pyarrow as pa
+
+    tree = idx.tree
+    leaf_node = [int(lf) for lf in tree.leaves()]
     cand_info = [{c.leaf: c for c in cs} for cs in out.candidates]
     cols: dict[str, list] = {k: [] for k in ("query_id", "id", "verdict", "span", "cluster", "cluster_path",
                                              "reason", "highlight", "keyword_score", "centroid_sim", "via",
@@ -201,7 +209,7 @@ def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
         cols["centroid_sim"].append(float(c.centroid_sim))
         cols["via"].append(c.via)
         cols["verifier"].append(verifier.name)
-    traces = pa.table({
+    return pa.table({
         "query_id": pa.array(cols["query_id"], type=pa.string()), "id": pa.array(cols["id"], type=pa.string()),
         "verdict": pa.array(cols["verdict"], type=pa.string()), "span": pa.array(cols["span"], type=pa.string()),
         "cluster": pa.array(cols["cluster"], type=pa.int64()),
@@ -213,77 +221,93 @@ def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
         "via": pa.array(cols["via"], type=pa.string()), "verifier": pa.array(cols["verifier"], type=pa.string()),
     })
 
-    # -- per fact ---------------------------------------------------------------------------------
-    summaries: list[FactSummary] = []
+
+def _fact_summaries(request: TraceFactRequest, facts: list[core.Fact], checkable: list[int],
+                    out: core.TraceOutput, leaf_node: list[int], centroid_note: str) -> list[FactSummary]:
+    """Counts, candidate clusters and, for an empty set, why, for every fact (checked or not)."""
     counts: dict[int, dict[str, int]] = {}
     for r in out.rows:
         d = counts.setdefault(r.fact, {"supports": 0, "rejected": 0, "unverified": 0})
         d[r.verdict] += 1
     k_of = {fi: k for k, fi in enumerate(checkable)}
-    fact_rows: dict[str, list] = {k: [] for k in ("query_id", "query", "subject", "object", "extracted",
-                                                  "supporting", "candidates", "rejected", "unverified",
-                                                  "clusters", "why_empty")}
+    summaries: list[FactSummary] = []
     for i, f in enumerate(facts):
         k = k_of.get(i)
         if k is None:
-            s = FactSummary(id=f.id, why_empty="the offline verifier needs the subject and object; none could be "
-                            "found in the statement (give them as fields, or configure an LLM)")
-        else:
-            c = counts.get(k, {"supports": 0, "rejected": 0, "unverified": 0})
-            clusters = [leaf_node[x.leaf] for x in out.candidates[k]]
-            why = None
-            if not clusters:
-                why = ("no candidate cluster: no keyword matched a cluster label or vocabulary, and no centroid "
-                       f"was within cosine {request.min_centroid_sim}" + (f" ({centroid_note})" if centroid_note
-                                                                           else ""))
-            elif c["supports"] == 0:
-                why = (f"all {out.pairs_per_fact[k]} candidate documents in {len(clusters)} clusters were "
-                       + ("rejected" if c["unverified"] == 0 else f"rejected or unverified ({c['unverified']})"))
-            s = FactSummary(id=f.id, supporting=c["supports"], candidates=out.pairs_per_fact[k],
-                            rejected=c["rejected"], unverified=c["unverified"], clusters=clusters, why_empty=why)
-        summaries.append(s)
-        for key, val in (("query_id", f.id), ("query", f.query), ("subject", f.subject), ("object", f.object),
-                         ("extracted", f.extracted), ("supporting", s.supporting), ("candidates", s.candidates),
-                         ("rejected", s.rejected), ("unverified", s.unverified), ("clusters", s.clusters),
-                         ("why_empty", s.why_empty)):
-            fact_rows[key].append(val)
-    facts_table = pa.table({
-        **{k: pa.array(fact_rows[k], type=pa.string()) for k in ("query_id", "query", "subject", "object")},
-        "extracted": pa.array(fact_rows["extracted"], type=pa.bool_()),
-        **{k: pa.array(fact_rows[k], type=pa.int64()) for k in ("supporting", "candidates", "rejected",
-                                                                 "unverified")},
-        "clusters": pa.array(fact_rows["clusters"], type=pa.list_(pa.int64())),
-        "why_empty": pa.array(fact_rows["why_empty"], type=pa.string()),
+            summaries.append(FactSummary(id=f.id, why_empty="the offline verifier needs the subject and object; "
+                                         "none could be found in the statement (give them as fields, or configure "
+                                         "an LLM)"))
+            continue
+        c = counts.get(k, {"supports": 0, "rejected": 0, "unverified": 0})
+        clusters = [leaf_node[x.leaf] for x in out.candidates[k]]
+        why = None
+        if not clusters:
+            why = ("no candidate cluster: no keyword matched a cluster label or vocabulary, and no centroid "
+                   f"was within cosine {request.min_centroid_sim}" + (f" ({centroid_note})" if centroid_note
+                                                                       else ""))
+        elif c["supports"] == 0:
+            why = (f"all {out.pairs_per_fact[k]} candidate documents in {len(clusters)} clusters were "
+                   + ("rejected" if c["unverified"] == 0 else f"rejected or unverified ({c['unverified']})"))
+        summaries.append(FactSummary(id=f.id, supporting=c["supports"], candidates=out.pairs_per_fact[k],
+                                     rejected=c["rejected"], unverified=c["unverified"], clusters=clusters,
+                                     why_empty=why))
+    return summaries
+
+
+def _facts_table(facts: list[core.Fact], summaries: list[FactSummary]) -> Any:
+    import pyarrow as pa
+
+    text = {"query_id": [f.id for f in facts], "query": [f.query for f in facts],
+            "subject": [f.subject for f in facts], "object": [f.object for f in facts]}
+    return pa.table({
+        **{k: pa.array(v, type=pa.string()) for k, v in text.items()},
+        "extracted": pa.array([f.extracted for f in facts], type=pa.bool_()),
+        **{k: pa.array([getattr(s, k) for s in summaries], type=pa.int64())
+           for k in ("supporting", "candidates", "rejected", "unverified")},
+        "clusters": pa.array([s.clusters for s in summaries], type=pa.list_(pa.int64())),
+        "why_empty": pa.array([s.why_empty for s in summaries], type=pa.string()),
     })
 
-    n_sup = sum(1 for s in summaries if s.supporting)
-    sup_docs = sum(s.supporting for s in summaries)
-    budget = getattr(ctx, "max_llm_calls", None)
-    calls = int(verifier.calls)
-    no_cand = sum(1 for s in summaries if s.why_empty and s.why_empty.startswith("no candidate"))
-    metrics = {"facts": len(facts), "facts_supported": n_sup, "supporting_docs": sup_docs,
-               "candidate_docs": int(sum(out.pairs_per_fact)), "verifier": verifier.name, "llm_calls": calls,
-               "llm_budget": budget, "index": index_id, "facts_without_candidates": no_cand,
-               "batch_size": request.batch_size, "centroid": centroid_note or "used"}
+
+@SPEC.implement
+def run(request: TraceFactRequest, ctx: ToolContext) -> TraceFactResult:
+    from tools.fact_index import load_index
+
+    facts = read_facts(request.queries)
+    index_id = _index_for(request, ctx)  # the offline stage: a fact_index artifact (built here when absent)
+    idx = load_index(index_id, ctx)
+    verifier, note = _make_verifier(request, ctx)
+    out, checkable, centroid_note, text_of = _trace(request, ctx, facts, idx, verifier)  # retrieve, verify
+    texts_needed = sorted({r.doc for r in out.rows if r.verdict == "supports"})
+    shown = dict(zip(texts_needed, text_of(texts_needed), strict=True)) if texts_needed else {}
+    traces = _traces_table(out, [facts[i] for i in checkable], idx, verifier, shown)
+    leaf_node = [int(lf) for lf in idx.tree.leaves()]
+    summaries = _fact_summaries(request, facts, checkable, out, leaf_node, centroid_note)
+
+    metrics = TraceFactMetrics(
+        facts=len(facts), facts_supported=sum(1 for s in summaries if s.supporting),
+        supporting_docs=sum(s.supporting for s in summaries), candidate_docs=int(sum(out.pairs_per_fact)),
+        verifier=verifier.name, llm_calls=int(verifier.calls), llm_budget=getattr(ctx, "max_llm_calls", None),
+        index=index_id, facts_without_candidates=sum(1 for s in summaries if s.why_empty
+                                                     and s.why_empty.startswith("no candidate")),
+        batch_size=request.batch_size, centroid=centroid_note or "used",
+    )
     rows = RowCounts(rows_in=len(facts), rows_out=len(traces))
-    with ctx.artifact("traces", "traces", metrics=metrics, rows=rows, extra={"index": index_id}) as w:
+    with ctx.artifact("traces", "traces", metrics=metrics.manifest(), rows=rows, extra={"index": index_id}) as w:
         w.table(traces)
-    with ctx.artifact("table", "facts", metrics=metrics, rows=rows) as wf:
-        wf.table(facts_table)
-    budget_txt = f" of a budget of {budget}" if budget is not None else ""
+    with ctx.artifact("table", "facts", metrics=metrics.manifest(), rows=rows) as wf:
+        wf.table(_facts_table(facts, summaries))
+    m = metrics
+    budget_txt = f" of a budget of {m.llm_budget}" if m.llm_budget is not None else ""
     summary = (
-        f"Traced {len(facts)} facts over index {index_id} ({len(leaves)} clusters): {n_sup} have supporting "
-        f"documents ({sup_docs} in all, from {int(sum(out.pairs_per_fact))} candidates); "
-        f"{len(facts) - n_sup} have none ({no_cand} with no candidate cluster). Verifier: "
+        f"Traced {m.facts} facts over index {index_id} ({len(leaf_node)} clusters): {m.facts_supported} have "
+        f"supporting documents ({m.supporting_docs} in all, from {m.candidate_docs} candidates); "
+        f"{m.facts - m.facts_supported} have none ({m.facts_without_candidates} with no candidate cluster). Verifier: "
         + ("offline fallback (subject and object must both appear; no LLM)" if verifier.name == "offline"
-           else f"LLM, {calls} calls{budget_txt}, batches of {request.batch_size}")
+           else f"LLM, {m.llm_calls} calls{budget_txt}, batches of {request.batch_size}")
         + f". Traces {w.id}; per-fact table {wf.id}."
     )
     per = ", ".join(f"{s.id} {s.supporting}/{s.candidates}" for s in summaries[:6])
     summary += f" Per fact (supporting/candidates): {per}{', ...' if len(summaries) > 6 else ''}."
-    return TraceFactResult(
-        summary=summary, artifacts={"traces": w.id, "facts": wf.id}, rows=rows,
-        facts=len(facts), facts_supported=n_sup, supporting_docs=sup_docs,
-        candidate_docs=int(sum(out.pairs_per_fact)), verifier=verifier.name, verifier_note=note, llm_calls=calls,
-        llm_budget=budget, index=index_id, per_fact=summaries[:50],
-    )
+    return TraceFactResult.of(metrics, summary=summary, artifacts={"traces": w.id, "facts": wf.id}, rows=rows,
+                              verifier_note=note, per_fact=summaries[:50])

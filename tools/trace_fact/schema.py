@@ -1,4 +1,4 @@
-"""trace_fact request, result and spec (pydantic only)."""
+"""trace_fact request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from tools.contract import ToolRequest, ToolResult, ToolSpec
+from tools.contract import ToolMetrics, ToolRequest, ToolResult, ToolSpec
 from tools.refs import ArtifactOrPath, CorpusRef, InputPath, artifact_of
 
 IndexRef = artifact_of("index")
@@ -90,16 +90,24 @@ class FactSummary(BaseModel):
     why_empty: str | None = None
 
 
-class TraceFactResult(ToolResult):
+class TraceFactMetrics(ToolMetrics):
     facts: int = 0
-    facts_supported: int = 0
+    facts_supported: int = Field(0, description="facts with at least one supporting document")
     supporting_docs: int = 0
-    candidate_docs: int = 0
-    verifier: str = ""
-    verifier_note: str = ""
-    llm_calls: int = 0
+    candidate_docs: int = Field(0, description="(fact, document) pairs verified")
+    verifier: str = Field("", description="'llm' or 'offline'")
+    llm_calls: int = Field(0, description="LLM calls of the verifier")
     llm_budget: int | None = None
-    index: str = ""
+    index: str = Field("", description="the fact_index artifact traced against")
+    facts_without_candidates: int = Field(0, description="facts for which no cluster was retrieved")
+    batch_size: int = Field(0, description="(fact, document) pairs per LLM call")
+    centroid: str = Field("", description="'used', or why centroid retrieval was skipped")
+
+
+class TraceFactResult(TraceFactMetrics, ToolResult):
+    """Per-fact supporting sets (traces and facts tables), with the verifier that decided them."""
+
+    verifier_note: str = ""
     per_fact: list[FactSummary] = Field(default_factory=list, description="the first 50 facts")
 
 
