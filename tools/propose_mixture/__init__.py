@@ -11,6 +11,7 @@ trajectories (``table``) and the trained agent (``agent``), which a later run re
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,14 @@ from tools.contract import RowCounts, ToolContext
 from tools.corpus import NO_DOMAIN, ReadStats, read_batches
 from tools.errors import BadInput, field_error
 from tools.propose_mixture import core
-from tools.propose_mixture.schema import SPEC, ProposeMixtureRequest, ProposeMixtureResult
+from tools.propose_mixture.schema import (
+    SPEC,
+    ProposeMixtureMetrics,
+    ProposeMixtureRequest,
+    ProposeMixtureResult,
+)
 
-__all__ = ["SPEC", "ProposeMixtureRequest", "ProposeMixtureResult", "run", "core"]
+__all__ = ["SPEC", "ProposeMixtureMetrics", "ProposeMixtureRequest", "ProposeMixtureResult", "run", "core"]
 
 _KEEP_DOCS = 2000
 _PROXY_METHODS = ("doremi",)
@@ -308,11 +314,25 @@ def _write_trajectories(ctx: ToolContext, trajs: list) -> str:
 # ------------------------------------------------------------------------------------- run
 
 
-@SPEC.implement
-def run(request: ProposeMixtureRequest, ctx: ToolContext) -> ProposeMixtureResult:
-    needs_texts = request.method in _PROXY_METHODS or (request.method == "regmix" and not request.proxy_runs) or \
-        (request.method == "agent" and request.env == "proxy_lm" and not request.agent)
-    docs, nbytes, texts, stats = _read_pool(request, ctx, needs_texts)
+@dataclass
+class _Pool:
+    """The mixed domains of the pool, the two fields, the bounds and the token budget."""
+
+    doms: list[str]
+    source: list[str]
+    target: list[str]
+    caps: np.ndarray
+    floors: np.ndarray
+    tokens: np.ndarray  # estimated tokens per domain
+    budget: int
+
+    @property
+    def share(self) -> np.ndarray:
+        return self.tokens / self.tokens.sum()
+
+
+def _pool(request: ProposeMixtureRequest, docs: dict[str, int], nbytes: dict[str, int]) -> _Pool:
+    """The domains to mix, the source/target fields, caps/floors and a budget the pool can serve."""
     doms = _domains(request, docs)
     empty = [d for d in doms if nbytes.get(d, 0) == 0]
     if empty:
@@ -325,7 +345,6 @@ def run(request: ProposeMixtureRequest, ctx: ToolContext) -> ProposeMixtureResul
         raise field_error(T, "source_domains", "at least one domain outside the target field", source)
     caps, floors = _bounds(request, doms)
     pool_tokens = np.array([nbytes[d] / request.bytes_per_token for d in doms])
-    share = pool_tokens / pool_tokens.sum()
     budget = int(request.token_budget or round(pool_tokens.sum()))
     per_stage = budget // request.stages
     mean_doc = pool_tokens.sum() / max(sum(docs[d] for d in doms), 1)
@@ -337,65 +356,83 @@ def run(request: ProposeMixtureRequest, ctx: ToolContext) -> ProposeMixtureResul
         raise field_error(T, "token_budget", f"at most {request.max_epochs:g} epochs of the mixed domains "
                           f"({int(request.max_epochs * pool_tokens.sum())} tokens; raise max_epochs or set it to null)",
                           budget)
+    return _Pool(doms, source, target, caps, floors, pool_tokens, budget)
 
-    S = request.stages
-    feedback: list[dict] = []
+
+def _method_weights(request: ProposeMixtureRequest, ctx: ToolContext, pool: _Pool, texts: dict
+                    ) -> tuple[np.ndarray, dict, list[dict]]:
+    """The chosen method's weights per stage (stages x domains), its evidence and expected feedback."""
+    S, doms, share = request.stages, pool.doms, pool.share
     if request.method in ("uniform", "proportional", "temperature"):
-        w, evidence = _static(request, pool_tokens)
-        stage_w = np.repeat(w[None, :], S, 0)
-    elif request.method == "regmix":
-        w, evidence, feedback = _regmix(request, ctx, doms, share, texts, source, target)
-        stage_w = np.repeat(w[None, :], S, 0)
+        w, evidence = _static(request, pool.tokens)
+        return np.repeat(w[None, :], S, 0), evidence, []
+    if request.method == "regmix":
+        w, evidence, feedback = _regmix(request, ctx, doms, share, texts, pool.source, pool.target)
     elif request.method == "doremi":
         w, evidence, feedback = _doremi(request, ctx, doms, share, texts)
-        stage_w = np.repeat(w[None, :], S, 0)
     else:
-        stage_w, evidence, feedback = _agent(request, ctx, doms, share, texts, source, target, budget)
-    try:
-        plan = core.plan_stages(stage_w, doms, pool_tokens, budget, request.max_epochs, caps, floors)
+        return _agent(request, ctx, doms, share, texts, pool.source, pool.target, pool.budget)
+    return np.repeat(w[None, :], S, 0), evidence, feedback
+
+
+def _write_plot(ctx: ToolContext, request: ProposeMixtureRequest, pool: _Pool, plan: core.Plan, mix_id: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig = core.stage_plot(pool.doms, plan.weights, pool.share,
+                          f"{request.method}: {request.stages} stage(s), {pool.budget:,} tokens")
+    with ctx.artifact("plot", "plot", metrics={"of": mix_id}) as w:
+        w.figure(fig)
+    plt.close(fig)
+    return w.id
+
+
+@SPEC.implement
+def run(request: ProposeMixtureRequest, ctx: ToolContext) -> ProposeMixtureResult:
+    needs_texts = request.method in _PROXY_METHODS or (request.method == "regmix" and not request.proxy_runs) or \
+        (request.method == "agent" and request.env == "proxy_lm" and not request.agent)
+    docs, nbytes, texts, stats = _read_pool(request, ctx, needs_texts)
+    pool = _pool(request, docs, nbytes)
+    doms, S = pool.doms, request.stages
+    stage_w, evidence, feedback = _method_weights(request, ctx, pool, texts)
+    try:  # caps, floors and the epoch allowance shared by the stages; every change noted
+        plan = core.plan_stages(stage_w, doms, pool.tokens, pool.budget, request.max_epochs, pool.caps, pool.floors)
     except ValueError as e:
         raise BadInput(str(e), where=f"{T}.token_budget") from None
 
     stages = [dict(zip(doms, map(float, row), strict=True)) for row in plan.weights]
     tokens = [dict(zip(doms, map(int, row), strict=True)) for row in plan.tokens]
     total = plan.tokens.sum(0)
-    overall = dict(zip(doms, (total / max(total.sum(), 1)).tolist(), strict=True))
-    pool_share = dict(zip(doms, share.tolist(), strict=True))
+    pool_share = dict(zip(doms, pool.share.tolist(), strict=True))
+    pool_tokens = {d: int(t) for d, t in zip(doms, pool.tokens, strict=True)}
+    metrics = ProposeMixtureMetrics(method=request.method, token_budget=pool.budget,
+                                    weights=dict(zip(doms, (total / max(total.sum(), 1)).tolist(), strict=True)))
     doc = {
         "kind": "mixture", "domains": doms, "method": request.method,
-        "fields": {"source": source, "target": target},
-        "token_budget": budget, "max_epochs": request.max_epochs, "bytes_per_token": request.bytes_per_token,
+        "fields": {"source": pool.source, "target": pool.target},
+        "token_budget": pool.budget, "max_epochs": request.max_epochs, "bytes_per_token": request.bytes_per_token,
         "stages": [{"stage": i + 1, "weights": stages[i], "tokens": tokens[i]} for i in range(S)],
-        "weights": overall,
-        "pool": {"docs": {d: docs[d] for d in doms}, "tokens": {d: int(t) for d, t in zip(doms, pool_tokens, strict=True)},
-                 "share": pool_share},
+        "weights": metrics.weights,
+        "pool": {"docs": {d: docs[d] for d in doms}, "tokens": pool_tokens, "share": pool_share},
         "expected_feedback": feedback, "evidence": evidence, "corrections": plan.notes,
         "caps": request.caps, "floors": request.floors, "seed": request.seed,
     }
-    metrics = {"method": request.method, "stages": S, "token_budget": budget, "weights": overall,
-               "evidence": {k: v for k, v in evidence.items() if k in ("method", "runs", "fit", "policy_return")}}
     rows = RowCounts(rows_in=sum(docs.values()) + sum(stats.skipped.values()), rows_out=len(doms),
                      skipped=dict(stats.skipped))
-    with ctx.artifact("mixture", "mixture", metrics=metrics, rows=rows) as w:
+    headline = {k: v for k, v in evidence.items() if k in ("method", "runs", "fit", "policy_return")}
+    with ctx.artifact("mixture", "mixture", metrics=metrics.manifest(stages=S, evidence=headline), rows=rows) as w:
         w.json(doc)
     mix_id = w.id
-    fig = core.stage_plot(doms, plan.weights, share, f"{request.method}: {S} stage(s), {budget:,} tokens")
-    with ctx.artifact("plot", "plot", metrics={"of": mix_id}) as w:
-        w.figure(fig)
-    import matplotlib.pyplot as plt
+    plot_id = _write_plot(ctx, request, pool, plan, mix_id)
 
-    plt.close(fig)
-    top = sorted(overall.items(), key=lambda kv: -kv[1])[:5]
-    summary = (f"{request.method} mixture over {len(doms)} domains, {S} stage(s), {budget:,} tokens: "
+    top = sorted(metrics.weights.items(), key=lambda kv: -kv[1])[:5]
+    summary = (f"{request.method} mixture over {len(doms)} domains, {S} stage(s), {pool.budget:,} tokens: "
                + ", ".join(f"{d} {v:.1%}" for d, v in top))
     if plan.notes:
         summary += f"; {len(plan.notes)} correction(s) for caps/epochs"
     if "fit" in evidence and evidence["fit"].get("spearman_heldout") is not None:
         summary += f"; fit Spearman {evidence['fit']['spearman_heldout']:.2f}"
-    return ProposeMixtureResult(
-        summary=summary, artifacts={"mixture": mix_id, "plot": w.id}, rows=rows, weights=overall,
-        method=request.method, domains=doms, stages=stages, tokens=tokens, pool_share=pool_share,
-        pool_tokens={d: int(t) for d, t in zip(doms, pool_tokens, strict=True)}, source_domains=source,
-        target_domains=target, token_budget=budget, expected_feedback=feedback, evidence=evidence,
-        corrections=plan.notes,
+    return ProposeMixtureResult.of(
+        metrics, summary=summary, artifacts={"mixture": mix_id, "plot": plot_id}, rows=rows, domains=doms,
+        stages=stages, tokens=tokens, pool_share=pool_share, pool_tokens=pool_tokens, source_domains=pool.source,
+        target_domains=pool.target, expected_feedback=feedback, evidence=evidence, corrections=plan.notes,
     )

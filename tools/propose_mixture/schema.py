@@ -1,4 +1,4 @@
-"""propose_mixture request, result and spec (pydantic only)."""
+"""propose_mixture request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tools.contract import MixtureResult, ToolRequest, ToolSpec
+from tools.contract import MixtureResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.refs import ArtifactOrPath, CorpusRef, InputPath
 
 Method = Literal["agent", "regmix", "doremi", "temperature", "uniform", "proportional"]
@@ -89,8 +89,18 @@ class ProposeMixtureRequest(ToolRequest):
         return self
 
 
-class ProposeMixtureResult(MixtureResult):
+class ProposeMixtureMetrics(ToolMetrics):
+    """What the mixture manifest and the result share (the manifest adds the stage count and the
+    evidence's headline entries)."""
+
     method: str = ""
+    token_budget: int = 0
+    weights: dict[str, float] = Field(default_factory=dict, description="domain -> share of all stages' tokens")
+
+
+class ProposeMixtureResult(ProposeMixtureMetrics, MixtureResult):
+    """The per-stage plan in full: weights and tokens per stage, the pool, evidence and corrections."""
+
     domains: list[str] = Field(default_factory=list)
     stages: list[dict[str, float]] = Field(default_factory=list, description="domain -> weight, per stage")
     tokens: list[dict[str, int]] = Field(default_factory=list, description="domain -> tokens, per stage")
@@ -98,7 +108,6 @@ class ProposeMixtureResult(MixtureResult):
     pool_tokens: dict[str, int] = Field(default_factory=dict)
     source_domains: list[str] = Field(default_factory=list)
     target_domains: list[str] = Field(default_factory=list)
-    token_budget: int = 0
     expected_feedback: list[dict[str, float]] = Field(default_factory=list)
     evidence: dict[str, Any] = Field(default_factory=dict)
     corrections: list[str] = Field(default_factory=list, description="every change made to the method's weights")
