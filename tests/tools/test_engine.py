@@ -229,3 +229,30 @@ def test_an_interrupted_pass_resumes_from_its_finished_batches(corpus, ctx, tmp_
     assert saved == 6  # batches 0-5 finished before the failure (in order: later ones are never kept)
     assert calls == 11 - 6  # the rerun computed only the batches the first run had not finished
     assert got == expected
+
+
+class Doubler:
+    """A stateful worker for ModelPool: counts its builds and remembers the device it was built for."""
+
+    builds: list[str] = []
+
+    def __init__(self, device, *, offset):
+        Doubler.builds.append(device)
+        self.offset = offset
+
+    def __call__(self, x):
+        return 2 * x + self.offset
+
+
+def test_model_pool_locally_builds_once_in_this_process(tmp_path):
+    from tools.engine import ModelPool
+
+    Doubler.builds.clear()
+    ctx = ToolContext(workspace_dir=tmp_path / "w", show_progress=False, device="cpu")
+    with ModelPool(functools.partial(Doubler, offset=1), ctx, gpu=True) as pool:
+        assert list(pool.map(range(5))) == [1, 3, 5, 7, 9]
+        assert list(pool.map([10])) == [21] and pool.call(0) == 1
+        assert pool.workers == 1 and not pool.uses_gpu
+    assert Doubler.builds == ["cpu"]  # one build, with the context's device
+    with pytest.raises(RuntimeError, match="outside its with-block"):
+        list(pool.map([1]))
