@@ -95,6 +95,7 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, An
     run_ctx = ctx.model_copy(update={"tool": spec.name})
     run_ctx._workspace = ctx._workspace
     run_ctx._llm = None  # each run counts its own LLM calls against the budget
+    spec.check_engine(run_ctx)  # before the run cache: a cached result must not hide a refused engine
     inputs = input_fingerprints(req, run_ctx)
     req_dump = req.model_dump(mode="json")
     run_key = stable_hash(spec.name, spec.version, req_dump, inputs)

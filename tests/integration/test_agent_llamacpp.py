@@ -50,11 +50,16 @@ def test_chat_stream_and_forced_tool_call(server):  # noqa: ANN001
     assert isinstance(structured, Pick)
 
 
+REQUESTS = ("Take a random sample of 80 documents from the pool.", "Sample 80 documents at random.",
+            "Draw 80 random documents from the pool as a baseline.")
+
+
 def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir, monkeypatch):  # noqa: ANN001
-    """SmolLM2's arguments depend on the prompt's paths and on the CPU's arithmetic (it once asked for
-    ``domains=['<a path>']``), so the run must end one of two clean ways: a pending proposal that
-    approves and exports exactly the selection, or a stop that names the refused argument. Blank and
-    repeated steps are cleaned before they run (tests/agent/test_jsonplan.py)."""
+    """SmolLM2's arguments depend on the prompt's paths and on the CPU's arithmetic (on CI it once asked
+    for ``domains=['']``; locally, on some paths, for a path as a domain), so each phrasing must end in
+    one of the clean ways — a pending proposal, a stop naming the refused argument, or the planner
+    saying why it has no plan — and at least one of three phrasings must reach a proposal, which is
+    approved and must export exactly the selection."""
     from agent.service import AgentService
 
     monkeypatch.setenv("CURATE_LLM_TIMEOUT", "900")  # 2 shared CPU cores can be very slow
@@ -64,31 +69,37 @@ def test_json_planner_end_to_end_to_export(server, tmp_path, demo_dir, monkeypat
     pol.write_text(f"data_roots: [{demo_dir}]\n")
     svc = AgentService(workspace=tmp_path / ".curate", policy=str(pol), planner="json",
                        llm_base_url=server.base_url, llm_model=server.model, specs=[get("sample")])
-    events = list(svc.stream("t", "Take a random sample of 80 documents from the pool.",
-                             corpus=str(demo_dir / "pool.jsonl"), k=80))
-    kinds = [e.kind for e in events if e.kind != "tool_progress"]
-    assert "error" not in kinds, [e.text for e in events if e.kind == "error"]
-    assert events[-1].kind == "done"
-    plan = next(e for e in events if e.kind == "plan")
-    assert plan.planner == "json:smollm2" and "sample(" in plan.text
-    assert "k=80" in plan.text  # the explicit k wins over whatever the model wrote
-    steps = [line.split(". ", 1)[1] for line in plan.text.splitlines()[1:] if ". " in line]
-    assert steps and len(steps) == len(set(steps))  # no step twice
-    prop = next((e for e in events if e.kind == "proposal"), None)
-    if prop is None:
+    endings = []
+    for i, request in enumerate(REQUESTS):
+        events = list(svc.stream(f"t{i}", request, corpus=str(demo_dir / "pool.jsonl"), k=80))
+        kinds = [e.kind for e in events if e.kind != "tool_progress"]
+        assert "error" not in kinds, [e.text for e in events if e.kind == "error"]
+        assert events[-1].kind == "done"
         answer = [e.text for e in events if e.kind == "message"][-1]
-        assert "sample failed: error (bad_input): sample." in answer, answer
         assert "Traceback" not in answer
-        svc.close()
-        return
-    prop = prop.proposal
-    assert prop["n_docs"] == 80 and prop["status"] == "pending"
-    out = list(svc.review("t", prop["id"], "approve"))
-    assert "exported" in out[0].text
-    rec = svc.proposal(prop["id"])
-    rows = [json.loads(line) for line in open(rec["export"]["path"], encoding="utf-8")]
-    sel = svc.tool_context().workspace.get(rec["selection"]).table().column("id").to_pylist()
-    assert sorted(r["id"] for r in rows) == sorted(sel)
+        plan = next((e for e in events if e.kind == "plan"), None)
+        if plan is None:
+            assert "The JSON plan was not valid" in answer, answer
+            endings.append("no plan")
+            continue
+        assert plan.planner == "json:smollm2" and "sample(" in plan.text and "k=80" in plan.text
+        steps = [line.split(". ", 1)[1] for line in plan.text.splitlines()[1:] if ". " in line]
+        assert steps and len(steps) == len(set(steps))  # blank and repeated steps were cleaned
+        prop = next((e.proposal for e in events if e.kind == "proposal"), None)
+        if prop is None:
+            assert "sample failed: error (bad_input): sample." in answer, answer
+            endings.append("refused")
+            continue
+        assert prop["n_docs"] == 80 and prop["status"] == "pending"
+        out = list(svc.review(f"t{i}", prop["id"], "approve"))
+        assert "exported" in out[0].text
+        rec = svc.proposal(prop["id"])
+        rows = [json.loads(line) for line in open(rec["export"]["path"], encoding="utf-8")]
+        sel = svc.tool_context().workspace.get(rec["selection"]).table().column("id").to_pylist()
+        assert sorted(r["id"] for r in rows) == sorted(sel)
+        break
+    else:
+        pytest.fail(f"no phrasing reached a proposal: {endings}")
     svc.close()
 
 

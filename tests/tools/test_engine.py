@@ -176,12 +176,19 @@ def test_a_tool_refuses_an_engine_it_does_not_declare(tmp_path):
     assert "engine='local'" in e.value.hint and e.value.where == "engine"
     assert make(None)({"x": 2}, ray_ctx.model_copy(update={"engine": "local"})).summary == "2 on local"
     assert make(("local", "ray"))({"x": 3}, ray_ctx).summary == "3 on ray"
+    # a run cached on the local engine does not hide the refusal on a cache hit
+    cached_ctx = ToolContext(workspace_dir=tmp_path / "c", show_progress=False, use_cache=True)
+    local_only = make(None)
+    assert local_only({"x": 4}, cached_ctx).summary == "4 on local"
+    assert local_only({"x": 4}, cached_ctx).cached
+    with pytest.raises(ResourceUnavailable, match="does not run on engine 'ray'"):
+        local_only({"x": 4}, cached_ctx.model_copy(update={"engine": "ray"}))
 
 
 def test_the_map_style_tools_declare_ray():
     from tools.registry import get
 
-    for name in ("dsir", "quality_signals", "embed"):
+    for name in ("dsir", "quality_signals", "embed", "profile", "influence", "prrc_rate"):
         assert get(name).engines == ("local", "ray"), name
 
 

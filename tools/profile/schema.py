@@ -50,6 +50,7 @@ SPEC = ToolSpec(
     request_model=ProfileRequest,
     result_model=ProfileResult,
     family="report",
+    engines=("local", "ray"),  # the per-batch counts go through tools.engine.map_batches
     examples=(
         "profile my dataset",
         "what is in this corpus?",
