@@ -188,6 +188,18 @@ class ToolLLM:
         self._lock = threading.Lock()
         self._client: Any = None
 
+    def book(self, sent: int, cached: int) -> None:
+        """Charge calls that other clients made for this run (engine tasks with clients of their own)
+        to this client's count, so the run's manifest and the policy budget see them."""
+        with self._lock:
+            self.calls += sent
+            self.cached += cached
+        if self._on_call is not None:
+            for _ in range(sent):
+                self._on_call(True)
+            for _ in range(cached):
+                self._on_call(False)
+
     @classmethod
     def for_context(cls, ctx: ToolContext) -> ToolLLM:
         config = resolve_config(ctx.llm_config)

@@ -177,3 +177,15 @@ def test_calls_are_counted_into_the_manifest(tmp_path, openai_server):
     assert again.cached and again.llm_calls == 0
     with pytest.raises(LLMBudgetExceeded):
         ask({"n": 20}, ctx)  # 16 uncached prompts, budget 10
+
+
+def test_book_charges_calls_made_by_other_clients_to_the_budget():
+    from tools.llm import ToolLLM
+
+    seen: list[bool] = []
+    llm = ToolLLM(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"), max_calls=3, on_call=seen.append)
+    llm.book(sent=2, cached=1)
+    assert (llm.calls, llm.cached) == (2, 1) and seen == [True, True, False]
+    llm.book(sent=1, cached=0)
+    with pytest.raises(LLMBudgetExceeded, match="3 of its 3"):
+        llm._reserve()  # the next call of its own would exceed the budget the booked calls used up

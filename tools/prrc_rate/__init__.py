@@ -74,18 +74,6 @@ def _rate_chunk(item: tuple) -> tuple[list[Any], int, int]:
     return answers, llm.calls, llm.cached
 
 
-def _count(llm: Any, sent: int, cached: int) -> None:
-    """Charge requests a worker's client made to the run's client (its budget) and the run record."""
-    with llm._lock:  # noqa: SLF001 - ToolLLM has no public way to book calls made by other clients
-        llm.calls += sent
-        llm.cached += cached
-    if llm._on_call is not None:  # noqa: SLF001
-        for _ in range(sent):
-            llm._on_call(True)  # noqa: SLF001
-        for _ in range(cached):
-            llm._on_call(False)  # noqa: SLF001
-
-
 def rate_on_engine(ctx: ToolContext, prompts: list[str], *, max_tokens: int,
                    on_done: Callable[[int], None] | None = None) -> list[Any]:
     """:func:`rate_with_budget` over ``prompts`` in chunks on the context's engine (local processes or Ray).
@@ -109,7 +97,7 @@ def rate_on_engine(ctx: ToolContext, prompts: list[str], *, max_tokens: int,
         # them, and ``concurrency`` stays the cap the endpoint was configured for; on Ray each task has
         # its own client, so up to (tasks in flight) x concurrency requests reach the endpoint at once
         for c, (answers, sent, cached) in zip(parts, map_items(_rate_chunk, items, ctx, workers=1), strict=True):
-            _count(llm, sent, cached)
+            llm.book(sent, cached)
             got = 0
             for i, a in zip(c, answers, strict=True):
                 out[i] = a
