@@ -42,6 +42,8 @@ def _main(
     try:
         apply_env()  # the file's services fill the unset CURATE_* / RAY_ADDRESS variables the tools read
     except Exception as e:  # noqa: BLE001 - a bad config file: one error line naming the file and field
+        if "--help" in sys.argv[1:]:  # help needs no services: show it; the config error stays for runs
+            return
         _fail(e)
 
 

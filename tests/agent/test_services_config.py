@@ -151,3 +151,17 @@ def test_cli_config_flag_sets_the_engine_of_tool_runs(tmp_path: Path, clean_env,
     r = CliRunner().invoke(app, ["--config", str(f), "tool", "sample", "--args", args, "--engine", "local", "--json"])
     assert r.exit_code == 0, r.output
     assert seen == ["ray", "local"]
+
+
+def test_help_still_shows_with_a_bad_config_file(tmp_path: Path, clean_env, monkeypatch: pytest.MonkeyPatch):
+    from agent.cli import app
+
+    f = tmp_path / "curate.yaml"
+    f.write_text("engine: {kind: spark}\n")
+    argv = ["--config", str(f), "tool", "--help"]
+    monkeypatch.setattr("sys.argv", ["curate", *argv])  # the installed script sees its argv; CliRunner does not set it
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 0 and "Usage" in r.output and "error:" not in r.output
+    monkeypatch.setattr("sys.argv", ["curate", "--config", str(f), "tool", "sample", "--args", "{}"])
+    r = CliRunner().invoke(app, ["--config", str(f), "tool", "sample", "--args", "{}"])
+    assert r.exit_code == 2 and "engine.kind" in r.output
