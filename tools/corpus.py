@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_serializer
 
 from tools.errors import BadInput, CurateError, PolicyDenied
 
@@ -62,9 +62,27 @@ class CorpusSpec(BaseModel):
     has_header: bool = Field(True, description="CSV files start with a header row")
     column_names: list[str] | None = Field(None, description="CSV column names when there is no header")
     on_error: Literal["raise", "skip"] = Field("raise", description="malformed rows: raise, or skip and count")
+    selection: str | None = Field(
+        None, description="read only the documents of this selection artifact (its id; the runtime resolves it "
+        "to the artifact's folder and ``path`` to the corpus it selects from)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_selection(self, handler: Any) -> Any:
+        """A spec that names no selection dumps as before the field existed: run keys, manifests and
+        fingerprints of plain corpora stay what they were."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("selection", "") is None:
+            del data["selection"]
+        return data
 
     def label(self) -> str:
-        return self.path
+        return f"{selection_id(self.selection)} of {self.path}" if self.selection else self.path
+
+
+def selection_id(selection: str) -> str:
+    """The artifact id in a spec's ``selection`` (an id, or the artifact's folder once resolved)."""
+    return Path(selection).name
 
 
 def _coerce_corpus(value: Any) -> Any:
@@ -248,12 +266,32 @@ def check_allowed(path: Path, allowed_roots: Sequence[Path]) -> None:
 
 
 def fingerprint(spec: CorpusSpec) -> str:
-    """Identity of the input: resolved files (path, size, mtime) plus the column mapping."""
-    h = hashlib.sha256(spec.model_dump_json().encode())
+    """Identity of the input: resolved files (path, size, mtime) plus the column mapping; for a selection
+    read as a corpus, also the selection's artifact id (artifacts are immutable, so the id is its content)."""
+    h = hashlib.sha256(spec.model_dump_json(exclude={"selection"}).encode())
+    if spec.selection:
+        h.update(f"|selection:{selection_id(spec.selection)}".encode())
     for f, fmt in resolve_files(spec):
         st = f.stat()
         h.update(f"{os.path.realpath(f)}|{st.st_size}|{st.st_mtime_ns}|{fmt}".encode())
     return h.hexdigest()[:16]
+
+
+def recorded_fingerprint(manifest: dict[str, Any], corpus: CorpusSpec) -> str | None:
+    """The corpus fingerprint a selection recorded when it was made (older artifacts: from its inputs)."""
+    fp = manifest.get("corpus_fingerprint")
+    if fp:
+        return str(fp)
+    request, inputs = manifest.get("request") or {}, manifest.get("inputs") or {}
+    want = corpus.model_dump(mode="json")
+    for key, value in inputs.items():
+        spec = request.get(key)
+        try:
+            if spec is not None and as_corpus(spec).model_dump(mode="json") == want:
+                return str(value)
+        except (ValueError, TypeError):
+            continue
+    return None
 
 
 def content_id(text: str) -> str:
@@ -666,6 +704,10 @@ def read_batches(
     """
     spec = as_corpus(corpus)
     stats = stats if stats is not None else ReadStats()
+    if spec.selection:
+        yield from _read_selected(spec, columns, batch_rows=batch_rows, stats=stats, allowed_roots=allowed_roots,
+                                  raw_domain=raw_domain)
+        return
     cols = list(dict.fromkeys(list(columns) + list(spec.extra_fields)))
     rows = _Rows(spec, cols, stats, batch_rows)
     if not check_ids:
@@ -690,6 +732,81 @@ def read_batches(
 
 
 _READ_ERRORS = (pa.ArrowException, OSError, csv.Error, ValueError, EOFError, UnicodeError, OverflowError)
+
+
+def selected_ids(spec: CorpusSpec) -> pa.Array:
+    """The distinct ids of the selection a resolved spec names (its folder in the workspace)."""
+    from tools.artifacts import MANIFEST, Artifact
+
+    folder = Path(spec.selection or "")
+    if not (folder / MANIFEST).is_file():
+        raise BadInput(f"{spec.selection!r} is not a resolved selection: a corpus that names a selection by id "
+                       "is read through the tool runtime, which finds it in the workspace", where="selection")
+    art = Artifact(folder)
+    if art.kind != "selection":
+        raise BadInput(f"{art.id} is a {art.kind} artifact, not a selection", where="selection")
+    import pyarrow.compute as pc
+
+    return pc.unique(art.table(["id"]).column("id").combine_chunks().cast(pa.string()))
+
+
+def _read_selected(spec: CorpusSpec, columns: Sequence[str], *, batch_rows: int, stats: ReadStats,
+                   allowed_roots: Sequence[Path] | None, raw_domain: bool) -> Iterator[pa.RecordBatch]:
+    """The source corpus's documents whose ids the selection holds, in the source's order, each id once
+    (its first document, as an export writes it). Memory: the selection's ids plus one batch.
+
+    ``stats`` counts what is yielded (rows, and later documents with an already yielded id as
+    duplicates); the source's files are listed. A selection's weights (draw counts) are not applied:
+    a document drawn twice is read once.
+    """
+    import pyarrow.compute as pc
+
+    wanted = selected_ids(spec)
+    source = spec.model_copy(update={"selection": None})
+    cols = list(dict.fromkeys(list(columns) + list(spec.extra_fields)))
+    read_cols = cols if "id" in cols else ["id", *cols]
+    inner = ReadStats()
+    found: set[str] = set()
+    buf: list[pa.RecordBatch] = []
+    buffered = 0
+
+    def flush() -> Iterator[pa.RecordBatch]:
+        nonlocal buf, buffered
+        parts, buf, buffered = buf, [], 0
+        try:
+            table = pa.Table.from_batches(parts).combine_chunks()
+        except pa.ArrowInvalid:  # files whose extra columns differ in type: yield them as they are
+            yield from parts
+            return
+        yield from table.to_batches(max_chunksize=batch_rows)
+
+    for batch in read_batches(source, read_cols, batch_rows=batch_rows, stats=inner, allowed_roots=allowed_roots,
+                              check_ids=False, raw_domain=raw_domain):
+        ids = batch.column("id")
+        hits = pc.indices_nonzero(pc.is_in(ids, value_set=wanted))
+        keep = []
+        for i, doc_id in zip(hits.to_pylist(), ids.take(hits).to_pylist(), strict=True):
+            if doc_id in found:
+                stats.duplicate_ids += 1
+                if len(stats.duplicate_examples) < 5:
+                    stats.duplicate_examples.append(doc_id)
+                continue
+            found.add(doc_id)
+            keep.append(i)
+        if not keep:
+            continue
+        sub = batch.take(pa.array(keep, type=pa.int64()))
+        buf.append(sub if read_cols is cols else sub.select(cols))
+        buffered += len(keep)
+        stats.rows += len(keep)
+        if buffered >= batch_rows:
+            yield from flush()
+    stats.files += inner.files
+    if buf:
+        yield from flush()
+    if stats.rows == 0:
+        raise BadInput(f"none of the {len(wanted)} ids of {selection_id(spec.selection or '')} are in the corpus",
+                       where=spec.path)
 
 
 def unreadable(path: Path | str, fmt: str, e: BaseException) -> BadInput:
@@ -720,6 +837,8 @@ def read_table(corpus: CorpusSpec | str | dict, columns: Sequence[str] = CANONIC
 def count_rows(corpus: CorpusSpec | str | dict) -> int:
     """Count rows without materialising them (metadata for Parquet/Arrow, a line scan for JSONL)."""
     spec = as_corpus(corpus)
+    if spec.selection:
+        return sum(b.num_rows for b in read_batches(spec, ("id",)))
     total = 0
     for path, fmt in resolve_files(spec):
         if fmt == "parquet":

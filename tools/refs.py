@@ -2,7 +2,8 @@
 
 A request field that points at something to read is annotated with one of these types:
 
-- :data:`CorpusRef` (= :data:`tools.corpus.CorpusArg`): a pool of documents;
+- :data:`CorpusRef` (= :data:`tools.corpus.CorpusArg`): a pool of documents, or a selection artifact id
+  (the documents it selected, read from its source corpus: :func:`resolve_selection`);
 - :data:`ArtifactRef`: an artifact id in the workspace (``artifact_of("embeddings")`` narrows the kind);
 - :data:`InputPath`: a file or folder the tool reads, whatever its suffix;
 - :data:`ArtifactOrPath`: an artifact id if the workspace has one by that name, else a path
@@ -27,8 +28,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
 
-from tools.corpus import CorpusArg, CorpusSpec, check_allowed, fingerprint, resolve_files
-from tools.errors import BadInput
+from tools.corpus import (
+    CorpusArg,
+    CorpusSpec,
+    check_allowed,
+    fingerprint,
+    recorded_fingerprint,
+    resolve_files,
+    selection_id,
+)
+from tools.errors import BadInput, StateConflict
 
 if TYPE_CHECKING:  # pragma: no cover
     from tools.artifacts import Artifact
@@ -49,6 +58,8 @@ __all__ = [
     "iter_refs",
     "ref_fields",
     "resolve_input",
+    "resolve_refs",
+    "resolve_selection",
 ]
 
 
@@ -184,6 +195,7 @@ def resolve_input(value: Any, ctx: Any, *, field: str = "input", ref: Ref | None
     if ref.kind == "corpus" or isinstance(value, CorpusSpec):
         spec = value if isinstance(value, CorpusSpec) else CorpusSpec.model_validate(
             {"path": os.fspath(value)} if isinstance(value, (str, os.PathLike)) else value)
+        spec = resolve_selection(spec, ctx, field=field)
         resolve_files(spec, _roots(ctx))
         return spec
     text = os.fspath(value)
@@ -212,6 +224,74 @@ def resolve_input(value: Any, ctx: Any, *, field: str = "input", ref: Ref | None
     if not p.exists():
         raise BadInput(f"must be an existing path; {text!r} is a broken link", where=field)
     return p
+
+
+def _names_selection(spec: CorpusSpec) -> bool:
+    path = os.path.expanduser(spec.path)
+    return bool(spec.selection) or (is_artifact_id(spec.path) and not os.path.lexists(path))
+
+
+def resolve_selection(spec: CorpusSpec, ctx: Any, *, field: str = "corpus") -> CorpusSpec:
+    """A corpus that names a selection (``"selection-1a2b3c4d5e6f"``, or ``selection=`` in the spec): the
+    corpus the selection was made from, with its column mapping, restricted to the selected ids (the
+    spec's ``selection`` becomes the artifact's folder, so :func:`tools.corpus.read_batches` filters).
+
+    Everything that holds for a corpus holds for the source: its files must lie inside the data roots,
+    and it must be unchanged since the selection was made (else :class:`StateConflict`, as for an
+    export). Any other spec is returned as it is.
+    """
+    if not _names_selection(spec):
+        return spec
+    ref = spec.selection or spec.path
+    ws = ctx.workspace
+    if not ws.exists(ref):
+        known = ", ".join(a.id for a in ws.list("selection")[:5])
+        raise BadInput(f"no selection {selection_id(ref)!r} in the workspace {ws.artifacts_dir}: a corpus is a path "
+                       "or the id of a selection made earlier", where=field,
+                       hint=f"selections include: {known}" if known else "the workspace has no selections yet")
+    art = ws.get(ref)
+    if art.kind != "selection":
+        raise BadInput(f"{art.id} is a {art.kind} artifact; a corpus is a path or a selection id", where=field)
+    recorded = art.manifest.get("corpus")
+    if not recorded:
+        raise BadInput(f"{art.id} does not record the corpus it selects from (it was made from ids only), "
+                       "so it cannot be read as a corpus", where=field)
+    source = CorpusSpec.model_validate(recorded)
+    if spec.selection and spec.path != source.path:
+        raise BadInput(f"{art.id} selects from {source.path}, not {spec.path}", where=field)
+    resolve_files(source, _roots(ctx))  # the roots first: nothing outside them is even looked at
+    was, now = recorded_fingerprint(art.manifest, source), fingerprint(source)
+    if was is not None and was != now:
+        raise StateConflict(
+            f"the corpus {source.path} changed since {art.id} was made (fingerprint {was} -> {now}): files were "
+            "edited, added or removed, so its ids may no longer name the documents that were selected", where=field,
+            hint="re-run the selection on the current corpus",
+        )
+    return source.model_copy(update={"selection": str(art.path)})
+
+
+def resolve_refs(request: BaseModel, ctx: Any, prefix: str = "") -> BaseModel:
+    """``request`` with every corpus that names a selection replaced by its resolved spec
+    (:func:`resolve_selection`), at any depth; the same object when none does."""
+    changed: dict[str, Any] = {}
+    for name in type(request).model_fields:
+        value = getattr(request, name)
+        new = _resolve_value(value, ctx, f"{prefix}.{name}" if prefix else name)
+        if new is not value:
+            changed[name] = new
+    return request.model_copy(update=changed) if changed else request
+
+
+def _resolve_value(value: Any, ctx: Any, where: str) -> Any:
+    if isinstance(value, CorpusSpec):
+        return resolve_selection(value, ctx, field=where) if _names_selection(value) else value
+    if isinstance(value, BaseModel):
+        return resolve_refs(value, ctx, where)
+    if isinstance(value, (list, tuple)):
+        new = [_resolve_value(v, ctx, f"{where}[{i}]") for i, v in enumerate(value)]
+        if any(n is not v for n, v in zip(new, value, strict=True)):
+            return type(value)(new)
+    return value
 
 
 def fingerprint_input(resolved: Any) -> str:

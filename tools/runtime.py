@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools.artifacts import stable_hash, utcnow
 from tools.errors import BadInput, refuse_bool_numbers
-from tools.refs import fingerprint_input, iter_refs, resolve_input
+from tools.refs import fingerprint_input, iter_refs, resolve_input, resolve_refs
 
 if TYPE_CHECKING:  # pragma: no cover - the contract imports this module, never the other way round
     from tools.contract import ToolContext, ToolRequest, ToolResult, ToolSpec
@@ -96,9 +96,13 @@ def execute(spec: ToolSpec, request: Any, ctx: ToolContext, kwargs: dict[str, An
     run_ctx._workspace = ctx._workspace
     run_ctx._llm = None  # each run counts its own LLM calls against the budget
     spec.check_engine(run_ctx)  # before the run cache: a cached result must not hide a refused engine
+    req = resolve_refs(req, run_ctx, spec.name)  # a corpus naming a selection: its source, restricted to its ids
     inputs = input_fingerprints(req, run_ctx)
     req_dump = req.model_dump(mode="json")
-    run_key = stable_hash(spec.name, spec.version, req_dump, inputs)
+    # a GPU-optional tool may compute differently on a GPU (fp16, or prrc_rate's auto rater): the device
+    # kind is part of what the run was, so a CPU run is not served as the answer on a GPU machine
+    device_kind = run_ctx.resolve_device().split(":")[0] if spec.gpu != "no" else None
+    run_key = stable_hash(spec.name, spec.version, req_dump, inputs, *([device_kind] if device_kind else []))
     ws = run_ctx.workspace
     if run_ctx.use_cache:
         rec = ws.run_record(run_key)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tools.contract import RowCounts, ToolContext
-from tools.corpus import NO_DOMAIN, CorpusSpec, as_corpus, fingerprint, read_batches, resolve_files
+from tools.corpus import NO_DOMAIN, CorpusSpec, fingerprint, read_batches, recorded_fingerprint, resolve_files
 from tools.errors import BadInput, StateConflict
 
 
@@ -143,23 +143,6 @@ def format_domain_counts(counts: dict[str, int], top: int = 6) -> str:
     items = list(counts.items())
     shown = ", ".join(f"{d} {n}" for d, n in items[:top])
     return shown + (f", +{len(items) - top} more" if len(items) > top else "")
-
-
-def recorded_fingerprint(manifest: dict[str, Any], corpus: CorpusSpec) -> str | None:
-    """The corpus fingerprint a selection recorded when it was made (older artifacts: from its inputs)."""
-    fp = manifest.get("corpus_fingerprint")
-    if fp:
-        return str(fp)
-    request, inputs = manifest.get("request") or {}, manifest.get("inputs") or {}
-    want = corpus.model_dump(mode="json")
-    for key, value in inputs.items():
-        spec = request.get(key)
-        try:
-            if spec is not None and as_corpus(spec).model_dump(mode="json") == want:
-                return str(value)
-        except (ValueError, TypeError):
-            continue
-    return None
 
 
 def check_destination(to: str | Path, *, force: bool = False, sources: Sequence[CorpusSpec] = (),
