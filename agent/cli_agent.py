@@ -223,18 +223,20 @@ def run_cmd(
     try:
         svc = _service(policy, planner, engine)
         if dry_run:
+            from agent.plan_model import PlanQuestion
+
             out = svc.dry_run(request, corpus=corpus, target=target)
-            question = out.get("question")
+            question = PlanQuestion.model_validate(out["question"]) if out.get("question") else None
             if as_json:
                 emit(out, as_json=True)
-            elif question:
-                say(f"question: {out['text']}")
-                say(f"  choices: {', '.join(question['choices'])}")
+            elif question is not None:
+                say(f"question: {question.text}")
+                say(f"  choices: {', '.join(question.choices)}")
             else:
                 say(out["text"])
                 for s, d in zip(out["steps"], out["policy"], strict=False):
                     say(f"  policy on {s['tool']}: {d['verdict']}{' - ' + d['reason'] if d['reason'] else ''}")
-            if question:
+            if question is not None:
                 raise typer.Exit(EXIT_QUESTION)
             if not out["steps"]:
                 raise typer.Exit(2)
@@ -262,14 +264,15 @@ def run_cmd(
 
 def _why_nothing_ran(svc: Any, tid: str, corpus: str | None) -> str | None:
     """A run where no tool ran because input is missing: a script must not read that as success."""
+    from agent.plan_model import read_plan
+
     try:
-        plan = svc.graph.get_state(svc._config(tid)).values.get("plan") or {}
+        values = svc.graph.get_state(svc._config(tid)).values
     except Exception:  # noqa: BLE001 - no state: nothing to explain
-        plan = {}
-    question = plan.get("question")
-    if question:
-        text = question.get("question") if isinstance(question, dict) else plan.get("text")
-        return (f"nothing ran: the request needs an answer first ({text or plan.get('text')}); "
+        values = {}
+    plan = read_plan(values)
+    if plan is not None and plan.question is not None:
+        return (f"nothing ran: the request needs an answer first ({plan.question.text or plan.text}); "
                 f"answer with --thread {tid}, or pass --corpus/--target")
     if corpus is None:
         return "nothing ran: no corpus was given; pass --corpus PATH (a file, folder or glob)"

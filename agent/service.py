@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from agent.context import CurateContext
 from agent.events import AgentEvent
 from agent.nodes.common import content_text
+from agent.plan_model import PlanStep, read_plan
 from tools.contract import ProgressEvent, ToolSpec
 from tools.errors import BadInput, CurateError
 
@@ -174,24 +175,25 @@ class AgentService:
                                 yield self._interrupt_event(thread_id, intr.value)
                             continue
                         upd = upd or {}
-                        plan = upd.get("plan")
-                        if plan:
-                            planner = plan.get("planner", planner)
+                        plan = read_plan(upd)
+                        if plan is not None:
+                            planner = plan.planner
                         for m in upd.get("messages", []) or []:
                             if node == "plan" and isinstance(m, AIMessage) and m.tool_calls:
                                 for tc in m.tool_calls:
                                     calls[tc["id"]] = {"tool": tc["name"], "args": tc.get("args") or {}}
-                                text = (plan or {}).get("text") or ""
+                                text = plan.text if plan is not None else ""
                                 if text and text != last_plan_text:
                                     last_plan_text = text
                                     yield AgentEvent(kind="plan", thread_id=thread_id, text=text, planner=planner)
                             elif isinstance(m, ToolMessage):
                                 yield self._tool_end(thread_id, m, calls)
                                 running.pop(m.name or "", None)
-                            elif isinstance(m, AIMessage) and node == "plan" and (plan or {}).get("question"):
+                            elif (isinstance(m, AIMessage) and node == "plan" and plan is not None
+                                  and plan.question is not None):
                                 status = "question"
                                 yield AgentEvent(kind="question", thread_id=thread_id, text=content_text(m.content),
-                                                 planner=planner, choices=plan["question"].get("choices") or [])
+                                                 planner=planner, choices=plan.question.choices)
                             elif isinstance(m, AIMessage):
                                 yield AgentEvent(kind="message", thread_id=thread_id, text=content_text(m.content),
                                                  planner=planner)
@@ -290,7 +292,8 @@ class AgentService:
         state = self.graph.get_state(self._config(thread_id))
         events: list[AgentEvent] = []
         calls: dict[str, dict[str, Any]] = {}
-        planner = (state.values.get("plan") or {}).get("planner")
+        plan = read_plan(state.values)
+        planner = plan.planner if plan is not None else None
         for m in state.values.get("messages", []):
             if isinstance(m, HumanMessage):
                 events.append(AgentEvent(kind="message", thread_id=thread_id, role="user", text=content_text(m.content)))
@@ -362,16 +365,16 @@ class AgentService:
         if kind == "llm":  # a native tool-call planner decides step by step; show its first step
             reply = llm_reply(self.ctx, specs, build_tools(list(specs.values())), [HumanMessage(content=message)],
                               state, self.policy.name)
-            steps = [{"tool": tc["name"], "args": tc["args"], "status": "planned"} for tc in reply.tool_calls]
-            text = plan_text({"planner": label, "steps": steps}) if steps else content_text(reply.content)
+            steps = [PlanStep(id=str(tc.get("id") or ""), tool=tc["name"], args=tc["args"]) for tc in reply.tool_calls]
+            text = plan_text(label, steps) if steps else content_text(reply.content)
         else:  # a plan, a question (its candidate steps pending) or an off-topic answer
             planned = plan_request(message, specs, state, self.ctx)
             label, steps, text, question = planned.label, planned.steps, planned.text, planned.question
-        decisions = [judge(planned_call(specs[s["tool"]], s["args"]), self.policy, Usage(tool_calls=i)).model_dump()
-                     for i, s in enumerate(steps) if s["tool"] in specs]
+        decisions = [judge(planned_call(specs[s.tool], s.args), self.policy, Usage(tool_calls=i)).model_dump()
+                     for i, s in enumerate(steps) if s.tool in specs]
         return {"planner": label, "text": text,
-                "steps": [{"tool": s["tool"], "args": s["args"], "status": s["status"]} for s in steps],
-                "question": question, "policy": decisions}
+                "steps": [s.model_dump(mode="json", include={"tool", "args", "status"}) for s in steps],
+                "question": question.model_dump() if question is not None else None, "policy": decisions}
 
 
 def _outcome_text(out: dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ class CurateState(CurateInput, total=False):
     artifacts: Annotated[dict[str, str], merge_dicts]
     """Latest artifact id per kind (``selection``, ``embeddings``, ``plot``, ...)."""
     plan: dict[str, Any] | None
-    """The current request's plan: planner, steps (tool, args, status, summary, artifact ids)."""
+    """The current request's plan, a dumped :class:`agent.plan_model.Plan` (read it with ``read_plan``)."""
     proposals: Annotated[list[dict[str, Any]], upsert_by_id]
     """Stubs of this thread's proposals (id, status, kind); full records live in the proposal store."""
     policy_name: str

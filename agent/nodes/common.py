@@ -49,8 +49,9 @@ def trailing_tool_messages(messages: list[AnyMessage]) -> list[ToolMessage]:
     return list(reversed(out))
 
 
-def planner_label(plan: dict[str, Any]) -> str:
-    p = plan.get("planner", "offline")
+def planner_label(planner: str) -> str:
+    """How answers name a planner (``Plan.planner``: offline, request-file, json:<model>, llm:<model>)."""
+    p = planner or "offline"
     if p == "offline":
         return "offline planner"
     if p == "request-file":

@@ -27,6 +27,7 @@ from agent.nodes.common import (
     thread_id,
     trailing_tool_messages,
 )
+from agent.plan_model import Plan, PlanQuestion, PlanStep, read_plan
 from agent.proposals import ProposalStore, build_proposal
 from tools.contract import ToolSpec
 
@@ -38,17 +39,17 @@ def _fmt_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in args.items())
 
 
-def plan_text(plan: dict[str, Any]) -> str:
-    lines = [prompts.PLAN_HEADER.format(planner_label=planner_label(plan))]
-    for i, s in enumerate(plan["steps"], 1):
-        lines.append(f"{i}. {s['tool']}({_fmt_args(s['args'])})")
-    if plan["planner"] == "offline":
+def plan_text(planner: str, steps: list[PlanStep]) -> str:
+    lines = [prompts.PLAN_HEADER.format(planner_label=planner_label(planner))]
+    for i, s in enumerate(steps, 1):
+        lines.append(f"{i}. {s.tool}({_fmt_args(s.args)})")
+    if planner == "offline":
         lines.append(prompts.OFFLINE_NOTE)
     return "\n".join(lines)
 
 
-def _step(tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    return {"id": f"call_{uuid.uuid4().hex[:12]}", "tool": tool, "args": args, "status": "planned"}
+def _step(tool: str, args: dict[str, Any], status: Literal["planned", "pending"] = "planned") -> PlanStep:
+    return PlanStep(id=f"call_{uuid.uuid4().hex[:12]}", tool=tool, args=args, status=status)
 
 
 # ------------------------------------------------------------------------------------ planners
@@ -62,11 +63,11 @@ class Planned:
     label: str
     """"offline", "json:<model>" or "request-file" """
     kind: Literal["plan", "ask", "none"]
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    """step records (id, tool, args, status): "planned", or "pending" under a question"""
+    steps: list[PlanStep] = field(default_factory=list)
+    """the steps: status "planned", or "pending" under a question"""
     text: str = ""
     """the plan as text; or the question, the off-topic answer, or why there is no plan"""
-    question: dict[str, Any] | None = None
+    question: PlanQuestion | None = None
     request: str = ""
     """the request as planned (an answer to the thread's question is read into the original request)"""
     llm_calls: int = 0
@@ -84,15 +85,16 @@ def offline_decision(request: str, specs: dict[str, ToolSpec], state: dict[str, 
     from agent.offline import OfflinePlanner, answer_to_question
 
     inputs = state.get("inputs") or {}
-    prev = state.get("plan") or {}
+    prev = read_plan(state)
     force = None
-    if prev.get("question") and prev.get("done") and not prev.get("answered"):
-        request, force = answer_to_question(prev["question"], request, specs)
+    if prev is not None and prev.question is not None and prev.done:
+        request, force = answer_to_question(prev.question.model_dump(), request, specs)
     return OfflinePlanner(specs).decide(request, inputs=inputs, artifacts=dict(state.get("artifacts") or {}),
                                         force=force), request
 
 
-def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any) -> tuple[list[dict], str | None, int]:
+def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], ctx: Any
+               ) -> tuple[list[PlanStep], str | None, int]:
     from agent.jsonplan import plan_with_llm
     from agent.llm import load_chat_model
 
@@ -119,8 +121,8 @@ def plan_request(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]
     elif kind == "offline":
         decision, request = offline_decision(request, specs, state)
         if decision.kind == "ask":
-            return Planned(label, "ask", [{**_step(s["tool"], s["args"]), "status": "pending"} for s in decision.steps],
-                           decision.question, decision.question_record(request), request)
+            return Planned(label, "ask", [_step(s["tool"], s["args"], "pending") for s in decision.steps],
+                           decision.question, PlanQuestion.model_validate(decision.question_record(request)), request)
         if decision.kind == "none":
             return Planned(label, "none", text=prompts.OFF_TOPIC.format(tools=", ".join(specs)), request=request)
         steps = [_step(s["tool"], s["args"]) for s in decision.steps]
@@ -130,9 +132,9 @@ def plan_request(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]
         raise ValueError(f"planner {kind!r} plans round by round; use llm_reply")
     if inputs.get("k"):  # an explicit k (request file, UI) wins over what the planner read
         for st in steps:
-            if specs[st["tool"]].family == "selection" and "k" in specs[st["tool"]].request_model.model_fields:
-                st["args"]["k"] = int(inputs["k"])
-    text = plan_text({"planner": label, "steps": steps}) if steps else why or ""
+            if specs[st.tool].family == "selection" and "k" in specs[st.tool].request_model.model_fields:
+                st.args["k"] = int(inputs["k"])
+    text = plan_text(label, steps) if steps else why or ""
     return Planned(label, "plan", steps, text, request=request, llm_calls=calls)
 
 
@@ -181,61 +183,60 @@ class PlanNode:
         kind, label = planner_kind(ctx)
         base = {"policy_name": active_policy(ctx).name}
         dynamic = kind == "llm" and not (state.get("inputs") or {}).get("steps")  # a request file's steps are fixed
-        plan: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "planner": label, "request": request, "steps": [],
-                                "dynamic": dynamic, "done": False, "text": ""}
+        plan = Plan(id=uuid.uuid4().hex[:12], planner=label, request=request, dynamic=dynamic)
         usage = new_usage()
         if dynamic:
             return {**base, **self.llm_round(state, ctx, plan, usage)}
         planned = plan_request(request, self.specs, state, ctx)
-        plan["planner"] = planned.label
+        plan.planner = planned.label
         usage["llm_calls"] += planned.llm_calls
         if planned.kind != "plan":
             return {**base, **self.ask_or_answer(plan, usage, planned)}
-        plan["steps"], plan["text"] = planned.steps, planned.text
+        plan.steps, plan.text = planned.steps, planned.text
         if not planned.steps:
             return {**base, **self.finish(state, ctx, plan, usage, answer=planned.text)}
         return {**base, **self.hand_out(state, ctx, plan, usage, first=True)}
 
-    def ask_or_answer(self, plan: dict[str, Any], usage: dict[str, int], planned: Planned) -> dict[str, Any]:
+    def ask_or_answer(self, plan: Plan, usage: dict[str, int], planned: Planned) -> dict[str, Any]:
         """A clarifying question (the candidate steps kept as pending) or the off-topic answer; no tool runs."""
-        plan["done"] = True
+        plan.done = True
         if planned.question is not None:
-            plan["question"] = planned.question
-            plan["steps"] = planned.steps
-        plan["text"] = planned.text
-        return {"plan": plan, "usage": usage, "messages": [AIMessage(content=plan["text"])]}
+            plan.question = planned.question
+            plan.steps = planned.steps
+        plan.text = planned.text
+        return {"plan": plan.dump(), "usage": usage, "messages": [AIMessage(content=plan.text)]}
 
     def resume(self, state: dict[str, Any], ctx: Any) -> dict[str, Any]:
         """After tool results: record them, then the next step (or the next LLM round, or the answer)."""
-        plan = json.loads(json.dumps(state.get("plan") or {}))
+        plan = read_plan(state)  # a fresh copy: the state's dict is never changed in place
         usage = {**new_usage(), **(state.get("usage") or {})}
-        if not plan:
+        if plan is None:
             return {}
         new_arts = record_results(state, plan, usage)
         st = {**state, "artifacts": {**(state.get("artifacts") or {}), **new_arts}}
         out: dict[str, Any] = {"artifacts": new_arts} if new_arts else {}
-        if plan.get("dynamic"):
+        if plan.dynamic:
             return {**out, **self.llm_round(st, ctx, plan, usage)}
-        if any(s["status"] in ("error", "denied") for s in plan["steps"]):
+        if plan.failed:
             return {**out, **self.finish(st, ctx, plan, usage)}
         return {**out, **self.hand_out(st, ctx, plan, usage, first=False)}
 
-    def hand_out(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *,
+    def hand_out(self, state: dict[str, Any], ctx: Any, plan: Plan, usage: dict[str, int], *,
                  first: bool) -> dict[str, Any]:
         """The next planned step as a tool call, its ``$kind`` arguments resolved to this thread's artifacts."""
-        nxt = next((s for s in plan["steps"] if s["status"] == "planned"), None)
+        nxt = plan.next_planned()
         if nxt is None:
             return self.finish(state, ctx, plan, usage)
         arts = state.get("artifacts") or {}
-        nxt["args"] = {k: (arts.get(v[1:], v) if isinstance(v, str) and v.startswith("$") else v)
-                       for k, v in nxt["args"].items()}
-        nxt["status"] = "running"
+        nxt.args = {k: (arts.get(v[1:], v) if isinstance(v, str) and v.startswith("$") else v)
+                    for k, v in nxt.args.items()}
+        nxt.status = "running"
         usage["rounds"] += 1
-        msg = AIMessage(content=plan["text"] if first else "",
-                        tool_calls=[{"name": nxt["tool"], "args": nxt["args"], "id": nxt["id"], "type": "tool_call"}])
-        return {"messages": [msg], "plan": plan, "usage": usage}
+        msg = AIMessage(content=plan.text if first else "",
+                        tool_calls=[{"name": nxt.tool, "args": nxt.args, "id": nxt.id, "type": "tool_call"}])
+        return {"messages": [msg], "plan": plan.dump(), "usage": usage}
 
-    def llm_round(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
+    def llm_round(self, state: dict[str, Any], ctx: Any, plan: Plan, usage: dict[str, int]) -> dict[str, Any]:
         if usage["rounds"] >= ctx.max_steps:
             return self.finish(state, ctx, plan, usage, answer=prompts.STEP_BUDGET.format(n=ctx.max_steps))
         policy = active_policy(ctx)
@@ -249,48 +250,50 @@ class PlanNode:
         if not reply.tool_calls:
             return self.finish(state, ctx, plan, usage, answer=content_text(reply.content))
         for tc in reply.tool_calls:
-            plan["steps"].append({"id": tc["id"], "tool": tc["name"], "args": tc.get("args") or {}, "status": "running"})
-        plan["text"] = plan_text(plan)
-        return {"messages": [reply], "plan": plan, "usage": usage}
+            plan.steps.append(PlanStep(id=str(tc.get("id") or ""), tool=tc["name"], args=tc.get("args") or {},
+                                       status="running"))
+        plan.text = plan_text(plan.planner, plan.steps)
+        return {"messages": [reply], "plan": plan.dump(), "usage": usage}
 
-    def finish(self, state: dict[str, Any], ctx: Any, plan: dict[str, Any], usage: dict[str, int], *,
+    def finish(self, state: dict[str, Any], ctx: Any, plan: Plan, usage: dict[str, int], *,
                answer: str = "") -> dict[str, Any]:
         """The closing answer; a plan that ends in a selection or mixture files its proposal."""
         policy = active_policy(ctx)
         tctx = tool_context(ctx, policy)
-        plan["done"] = True
-        out: dict[str, Any] = {"plan": plan, "usage": usage}
+        plan.done = True
+        out: dict[str, Any] = {"usage": usage}
         lines: list[str] = [answer] if answer else []
-        failed = any(s["status"] in ("error", "denied") for s in plan["steps"])
-        if not plan.get("dynamic") and plan["steps"]:
+        failed = plan.failed
+        if not plan.dynamic and plan.steps:
             lines += step_lines(plan, failed)
-        rec = None if failed else build_proposal(thread_id=thread_id(), plan=plan, tctx=tctx, policy=policy)
+        rec = None if failed else build_proposal(thread_id=thread_id(), plan=plan.dump(), tctx=tctx, policy=policy)
         if rec is not None:
             rec = ProposalStore(tctx.workspace.root).upsert(rec)
-            plan["proposal_id"] = rec["id"]
-            plan["reviewed"] = rec["status"] != "pending"
+            plan.proposal_id = rec["id"]
+            plan.reviewed = rec["status"] != "pending"
             lines.append(prompts.ANSWER_PROPOSAL.format(id=rec["id"], kind=rec["kind"], n=rec["n_docs"]))
             if rec.get("problems"):
                 lines.append(prompts.ANSWER_PROPOSAL_PROBLEMS.format(problems="; ".join(rec["problems"])))
             out["proposals"] = [{"id": rec["id"], "status": rec["status"], "kind": rec["kind"]}]
+        out["plan"] = plan.dump()
         out["messages"] = [AIMessage(content="\n".join(lines) or "Nothing to do.")]
         return out
 
 
-def step_lines(plan: dict[str, Any], failed: bool) -> list[str]:
+def step_lines(plan: Plan, failed: bool) -> list[str]:
     """The answer's lines for a finished (or stopped) up-front plan: one per step done or failed."""
-    lines = [(prompts.ANSWER_STOPPED if failed else prompts.ANSWER_DONE).format(planner_label=planner_label(plan))]
-    for s in plan["steps"]:
-        if s["status"] == "done":
-            lines.append(prompts.ANSWER_STEP.format(tool=s["tool"], summary=s.get("summary", "")))
-        elif s["status"] in ("error", "denied"):
-            lines.append(prompts.ANSWER_FAILED.format(tool=s["tool"], reason=s.get("error", "")))
+    lines = [(prompts.ANSWER_STOPPED if failed else prompts.ANSWER_DONE).format(planner_label=planner_label(plan.planner))]
+    for s in plan.steps:
+        if s.status == "done":
+            lines.append(prompts.ANSWER_STEP.format(tool=s.tool, summary=s.summary))
+        elif s.failed:
+            lines.append(prompts.ANSWER_FAILED.format(tool=s.tool, reason=s.error))
     return lines
 
 
-def record_results(state: dict[str, Any], plan: dict[str, Any], usage: dict[str, int]) -> dict[str, str]:
+def record_results(state: dict[str, Any], plan: Plan, usage: dict[str, int]) -> dict[str, str]:
     """Fold the trailing tool messages into the plan's steps; returns new artifact ids by kind."""
-    by_id = {s["id"]: s for s in plan["steps"]}
+    by_id = {s.id: s for s in plan.steps}
     new_arts: dict[str, str] = {}
     for tm in trailing_tool_messages(state["messages"]):
         step = by_id.get(tm.tool_call_id)
@@ -298,15 +301,15 @@ def record_results(state: dict[str, Any], plan: dict[str, Any], usage: dict[str,
             continue
         art = tm.artifact if isinstance(tm.artifact, dict) else {}
         if tm.status == "error":
-            step["status"] = "denied" if art.get("denied") else "error"
-            step["error"] = art.get("reason") or content_text(tm.content)[:500]
+            step.status = "denied" if art.get("denied") else "error"
+            step.error = str(art.get("reason") or content_text(tm.content)[:500])
             continue
-        step["status"] = "done"
-        step["summary"] = art.get("summary", "")
-        step["artifacts"] = art.get("artifacts", {})
-        step["duration_s"] = art.get("duration_s")
-        step["result"] = {k: v for k, v in art.items() if k not in ("summary",)}
-        for aid in step["artifacts"].values():
+        step.status = "done"
+        step.summary = str(art.get("summary") or "")
+        step.artifacts = {str(k): str(v) for k, v in (art.get("artifacts") or {}).items()}
+        step.duration_s = art.get("duration_s")
+        step.result = {k: v for k, v in art.items() if k not in ("summary",)}
+        for aid in step.artifacts.values():
             new_arts[kind_of(aid)] = aid
         if isinstance(art.get("k"), int):
             usage["docs_selected"] += art["k"]

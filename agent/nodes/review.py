@@ -14,6 +14,7 @@ from langgraph.types import interrupt
 from agent import prompts
 from agent.adapters import active_policy, tool_context
 from agent.nodes.common import context_of
+from agent.plan_model import Plan, read_plan
 from agent.proposals import ProposalStore, decide
 from tools.errors import CurateError
 
@@ -30,14 +31,16 @@ def review(state: dict[str, Any], runtime: Any = None) -> dict[str, Any]:
     ctx = context_of(runtime)
     policy = active_policy(ctx)
     tctx = tool_context(ctx, policy)
-    plan = dict(state.get("plan") or {})
-    pid = plan.get("proposal_id")
+    plan = read_plan(state)
+    if plan is None:  # the routing only comes here with a plan that filed a proposal
+        return {}
+    pid = plan.proposal_id
     store = ProposalStore(tctx.workspace.root)
     if not pid or not store.exists(pid):
-        return {"plan": {**plan, "reviewed": True}}
+        return {"plan": _reviewed(plan, True)}
     rec = store.get(pid)
     if rec["status"] != "pending":  # decided elsewhere (e.g. `curate review approve`)
-        return {"plan": {**plan, "reviewed": True}, "proposals": [{"id": pid, "status": rec["status"]}]}
+        return {"plan": _reviewed(plan, True), "proposals": [{"id": pid, "status": rec["status"]}]}
     answer = normalize_decision(interrupt({"type": "proposal", "id": pid, "proposal": rec}))
     decision = answer.get("decision", "")
     note = answer.get("note", "") or ""
@@ -45,7 +48,7 @@ def review(state: dict[str, Any], runtime: Any = None) -> dict[str, Any]:
         out = decide(store, pid, decision, tctx=tctx, policy=policy, weights=answer.get("weights"), note=note,
                      fmt=answer.get("format", "jsonl"))
     except CurateError as e:
-        return {"messages": [AIMessage(content=f"Review of {pid} not applied: {e.render()}")], "plan": plan}
+        return {"messages": [AIMessage(content=f"Review of {pid} not applied: {e.render()}")], "plan": plan.dump()}
     outcome = out["outcome"]
     if outcome == "exported":
         exp = out.get("export") or {}
@@ -61,6 +64,11 @@ def review(state: dict[str, Any], runtime: Any = None) -> dict[str, Any]:
     reviewed = outcome in ("exported", "rejected")
     return {
         "messages": [AIMessage(content=text)],
-        "plan": {**plan, "reviewed": reviewed},
+        "plan": _reviewed(plan, reviewed),
         "proposals": [{"id": pid, "status": out["status"]}],
     }
+
+
+def _reviewed(plan: Plan, reviewed: bool) -> dict[str, Any]:
+    plan.reviewed = reviewed
+    return plan.dump()
