@@ -384,35 +384,30 @@ def weights_changed(a: dict[str, float], b: dict[str, float], tol: float = 1e-6)
 
 
 def _metrics_md(rec: dict[str, Any]) -> str:
+    """A proposal's review text, read from the typed record (agent.proposals.parse_proposal); a call
+    approval (an interrupt, not a stored proposal) shows its header only."""
+    from agent.proposals import parse_proposal
+
     lines = [f"**{plain(rec.get('id'))}**: {plain(rec.get('kind') or 'proposal')}, status {plain(rec.get('status') or 'pending')},"
              f" thread {plain(rec.get('thread_id') or '?')}"]
-    ev = rec.get("evidence") or {}
-    if isinstance(ev, dict):  # {"metrics": {...}, ...} or one step's evidence
-        ev = [ev]
-    if isinstance(ev, list) and ev:
+    if rec.get("kind") not in ("selection", "mixture"):
+        return lines[0]
+    prop = parse_proposal(rec)
+    if prop.evidence:
         lines.append("**Evidence**")
-        for step in ev[:12]:
-            if not isinstance(step, dict):
-                lines.append(f"- {plain(step, 300)}")
-                continue
+        for step in prop.evidence[:12]:  # build_proposal's records: tool, summary, metrics, artifacts
             metrics = step.get("metrics") or {}
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in list(metrics.items())[:12] if not isinstance(v, dict | list))
             head = f"{step['tool']}: " if step.get("tool") else ""
-            text = step.get("summary") or ""
-            lines.append(f"- {plain(head + text, 400)}" + (f" ({plain(shown, 400)})" if shown else ""))
-    elif isinstance(ev, str) and ev:
-        lines.append("**Evidence**: " + plain(ev, 1000))
-    problems = rec.get("problems") or []
-    if problems:
-        lines.append("**Policy problems**\n\n" + "\n".join(f"- {plain(p, 300)}" for p in problems))
-    plan = rec.get("plan")
-    if plan:
-        if isinstance(plan, list | tuple):
-            plan = "; ".join(str(p.get("tool", p)) if isinstance(p, dict) else str(p) for p in plan)
-        lines.append("**Plan**: " + plain(plan, 600))
-    if rec.get("note"):
-        lines.append("**Note**: " + plain(rec.get("note"), 600))
+            lines.append(f"- {plain(head + str(step.get('summary') or ''), 400)}"
+                         + (f" ({plain(shown, 400)})" if shown else ""))
+    if prop.problems:
+        lines.append("**Policy problems**\n\n" + "\n".join(f"- {plain(p, 300)}" for p in prop.problems))
+    if prop.plan:  # the done steps, as the manifest records them: tool and args
+        lines.append("**Plan**: " + plain("; ".join(str(c.get("tool")) for c in prop.plan), 600))
+    if prop.note:
+        lines.append("**Note**: " + plain(prop.note, 600))
     path = export_path(rec)
     if path:
         lines.append(f"**Exported to**: {code(path)}")

@@ -32,6 +32,12 @@ def test_a_graph_plan_has_exactly_the_models_keys(make_service, demo_dir: Path):
     # the service's plan event is the plan's own text, with the plan's planner
     ev = next(e for e in events if e.kind == "plan")
     assert ev.text == plan.text and ev.planner == plan.planner
+    # the review tab reads the stored proposal through its typed record: the plan's done tools, the evidence
+    from ui.app import _metrics_md
+    from ui.render import plain
+
+    md = _metrics_md(svc.proposal(prop["id"]))
+    assert "**Plan**: sample" in md and plain(f"sample: {step.summary}"[:30]) in md
     # the review node writes the plan back through the model as well
     list(svc.review("t", prop["id"], "reject", note="no"))
     after = _state_plan(svc, "t")
