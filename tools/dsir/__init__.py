@@ -45,12 +45,12 @@ from tools.contract import RowCounts, ToolContext
 from tools.corpus import NO_DOMAIN, CorpusSpec, ReadStats
 from tools.dsir import core
 from tools.dsir.core import DSIRModel, FeatureConfig, fit_model, gumbel_topk
-from tools.dsir.schema import SPEC, DSIRRequest, DSIRResult
+from tools.dsir.schema import SPEC, DSIRMetrics, DSIRRequest, DSIRResult
 from tools.engine import Pool, drop_resume, map_batches, map_items
 from tools.errors import BadInput, field_error
 from tools.selection import format_domain_counts, record_selection, selection_table
 
-__all__ = ["SPEC", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch", "score_batch"]
+__all__ = ["SPEC", "DSIRMetrics", "DSIRRequest", "DSIRResult", "run", "core", "featurize_batch", "score_batch"]
 
 _BATCH_ROWS = 8192
 _PRIOR_DOCS = 5000  # target documents used to fit the prior strength
@@ -382,8 +382,6 @@ def write_scores(ctx: ToolContext, request: DSIRRequest, raw: PoolPass, cfg: Fea
 def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
     import pyarrow as pa
 
-    from tools.metrics import kl_divergence, kl_reduction
-
     targets = _check(request)
     cfg = FeatureConfig(ngrams=request.ngrams, num_buckets=request.num_buckets, hash=request.hash)
     budget = _budget(request)
@@ -420,67 +418,56 @@ def run(request: DSIRRequest, ctx: ToolContext) -> DSIRResult:
         shutil.rmtree(scratch, ignore_errors=True)
     drop_resume(ctx, _RESUME)  # the scores artifact is written: the next run starts afresh
 
-    # -- the selection, its evidence and the summary ----------------------------------------------
-    T = log_w.shape[1]
-    props = tgt.props
-    klred = kl_reduction(picked.counts, raw.raw_all, np.stack(tgt.counts))
-    kl_tr = float(np.mean([kl_divergence(t, raw.raw_all) for t in tgt.counts]))
+    # -- 6. the selection with its evidence ------------------------------------------------------------
+    metrics = _evidence(request.k, tgt, raw, model, rule, rank_w, owner, picked, cols)
     has_domain = any(d != NO_DOMAIN for d in raw.domains)
-    dom_list = [str(d) for d in picked.domains] if has_domain else None
     table = selection_table(list(picked.ids), weight=np.ones(picks.size),
-                            score=rank_w[picks, owner].astype(np.float64), domain=dom_list)
-    if T > 1:
+                            score=rank_w[picks, owner].astype(np.float64),
+                            domain=[str(d) for d in picked.domains] if has_domain else None)
+    if len(tgt.props) > 1:
         table = table.append_column("target", pa.array(owner.astype(np.int32)))
     skipped = dict(stats.skipped)
     if n_pool - n_elig:
         skipped["dsir_too_short"] = n_pool - n_elig
     rows = RowCounts(rows_in=n_pool + sum(stats.skipped.values()), rows_out=int(picks.size), skipped=skipped)
-    metrics = {
-        "kl_reduction": klred,
-        "kl_target_raw": kl_tr,
-        "eligible": n_elig,
-        "target_prior": model.prior,
-        "target_proportions": props.tolist(),
-        "picks_per_target": [int((owner == t).sum()) for t in range(T)],
-        "raw_fit_ngrams": int(raw.raw_fit.sum()),
-        "scores": scores_id,
-    }
-    pool_cut, top_cut, cut_txt = rule.describe(request.k, rank_w)
-    metrics.update(min_example_length=rule.floor, length_model=rule.length_model, filtered_share=pool_cut,
-                   filtered_top_share=top_cut)
     sel = record_selection(ctx, table, request.corpus, pool_domains=dict(raw.domains) if has_domain else None,
-                           metrics=metrics, rows=rows)
-    sel_id, counts = sel.id, sel.domain_counts
+                           metrics=metrics.manifest(scores=scores_id), rows=rows)
+    summary = _summary(request, cfg, n_pool, tgt, model, rule, metrics, sel.domain_counts,
+                       rule.describe(request.k, rank_w)[2]) + f" Selection {sel.id}; scores {scores_id}."
+    return DSIRResult.of(metrics, summary=summary, artifacts={"selection": sel.id, "scores": scores_id}, rows=rows,
+                         k=int(picks.size), pool_size=n_pool, domain_counts=sel.domain_counts)
+
+
+def _evidence(k: int, tgt: Targets, raw: PoolPass, model: DSIRModel, rule: core.LengthRule, rank_w: np.ndarray,
+              owner: np.ndarray, picked: Picked, cols: list[str]) -> DSIRMetrics:
+    """The selection's evidence: KL reduction on the hashed n-grams, the length floor's effect, the targets."""
+    from tools.metrics import kl_divergence, kl_reduction
+
+    pool_cut, top_cut, _ = rule.describe(k, rank_w)
+    return DSIRMetrics(
+        eligible=int(rule.eligible.sum()), min_example_length=rule.floor, length_model=rule.length_model,
+        filtered_share=pool_cut, filtered_top_share=top_cut,
+        kl_reduction=kl_reduction(picked.counts, raw.raw_all, np.stack(tgt.counts)),
+        kl_target_raw=float(np.mean([kl_divergence(t, raw.raw_all) for t in tgt.counts])),
+        target_prior=model.prior, target_docs=tgt.docs, target_proportions=tgt.props.tolist(),
+        picks_per_target=[int((owner == t).sum()) for t in range(len(tgt.props))],
+        raw_fit_ngrams=int(raw.raw_fit.sum()), score_columns=cols + ["dsir_length", "dsir_eligible"],
+    )
+
+
+def _summary(request: DSIRRequest, cfg: FeatureConfig, n_pool: int, tgt: Targets, model: DSIRModel,
+             rule: core.LengthRule, m: DSIRMetrics, counts: dict[str, int], cut_txt: str) -> str:
     prior_txt = ("reference 1e-8 floor" if model.prior[0] is None
                  else "Dirichlet prior " + "/".join(f"{a:.3g}" for a in model.prior))
-    tgt_txt = f"{len(targets)} targets ({', '.join(f'{p:.0%}' for p in props)})" if T > 1 else \
+    props = m.target_proportions
+    tgt_txt = f"{len(props)} targets ({', '.join(f'{p:.0%}' for p in props)})" if len(props) > 1 else \
         f"target of {sum(tgt.docs)} docs"
-    summary = (
-        f"DSIR selected {picks.size} of {n_pool} documents ({n_elig} with >= {rule.floor} words"
+    return (
+        f"DSIR selected {sum(m.picks_per_target)} of {n_pool} documents ({m.eligible} with >= {rule.floor} words"
         f"{', the target-derived floor' if rule.auto_floor else ''}{'; length-aware weights' if rule.length_model else ''}) "
         f"for a {tgt_txt}; {'top-k' if request.top_k else 'Gumbel top-k'}, {cfg.ngrams}-grams, "
         f"{cfg.num_buckets} buckets, {request.hash} hash, {prior_txt}, seed {request.seed}. "
-        f"KL reduction {klred:.3f} nats (KL target||pool {kl_tr:.3f})."
+        f"KL reduction {m.kl_reduction:.3f} nats (KL target||pool {m.kl_target_raw:.3f})."
         + (f" Domains: {format_domain_counts(counts)}." if counts else "")
         + (f" {cut_txt}" if cut_txt else "")
-        + f" Selection {sel_id}; scores {scores_id}."
-    )
-    return DSIRResult(
-        summary=summary,
-        artifacts={"selection": sel_id, "scores": scores_id},
-        rows=rows,
-        k=int(picks.size),
-        pool_size=n_pool,
-        domain_counts=counts,
-        eligible=n_elig,
-        kl_reduction=klred,
-        kl_target_raw=kl_tr,
-        target_prior=model.prior,
-        target_docs=tgt.docs,
-        target_proportions=props.tolist(),
-        score_columns=cols + ["dsir_length", "dsir_eligible"],
-        min_example_length=rule.floor,
-        length_model=rule.length_model,
-        filtered_share=pool_cut,
-        filtered_top_share=top_cut,
     )

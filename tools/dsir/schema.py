@@ -1,4 +1,4 @@
-"""DSIR request, result and spec (pydantic only)."""
+"""DSIR request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import SelectionResult, ToolRequest, ToolSpec
+from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
 
 
@@ -65,8 +65,10 @@ class DSIRRequest(ToolRequest):
     )
 
 
-class DSIRResult(SelectionResult):
-    eligible: int = 0
+class DSIRMetrics(ToolMetrics):
+    """The selection's evidence: written into the selection manifest and carried by the result."""
+
+    eligible: int = Field(0, description="documents at or above the length floor")
     min_example_length: int = Field(0, description="the length floor used (words)")
     length_model: bool = Field(False, description="whether the length term was part of the log weight")
     filtered_share: float = Field(0.0, description="share of the pool below the length floor")
@@ -76,9 +78,15 @@ class DSIRResult(SelectionResult):
     kl_reduction: float = Field(0.0, description="KL reduction of the selection on the hashed n-grams (nats)")
     kl_target_raw: float = Field(0.0, description="mean KL(target || raw pool) (nats)")
     target_prior: list[float | None] = Field(default_factory=list, description="Dirichlet prior strength per target")
-    target_docs: list[int] = Field(default_factory=list)
-    target_proportions: list[float] = Field(default_factory=list)
-    score_columns: list[str] = Field(default_factory=list)
+    target_docs: list[int] = Field(default_factory=list, description="documents read per target")
+    target_proportions: list[float] = Field(default_factory=list, description="share of k per target")
+    picks_per_target: list[int] = Field(default_factory=list, description="selected documents per target")
+    raw_fit_ngrams: int = Field(0, description="n-gram counts the raw model was fitted on")
+    score_columns: list[str] = Field(default_factory=list, description="columns of the scores artifact")
+
+
+class DSIRResult(DSIRMetrics, SelectionResult):
+    """The k resampled documents as a selection, every pool document's log weight as scores."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
