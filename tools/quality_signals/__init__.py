@@ -28,9 +28,14 @@ from tools.contract import RowCounts, ToolContext
 from tools.corpus import ReadStats
 from tools.errors import BadInput, ResourceUnavailable
 from tools.quality_signals import core
-from tools.quality_signals.schema import SPEC, QualitySignalsRequest, QualitySignalsResult
+from tools.quality_signals.schema import (
+    SPEC,
+    QualitySignalsMetrics,
+    QualitySignalsRequest,
+    QualitySignalsResult,
+)
 
-__all__ = ["SPEC", "QualitySignalsRequest", "QualitySignalsResult", "run", "core"]
+__all__ = ["SPEC", "QualitySignalsMetrics", "QualitySignalsRequest", "QualitySignalsResult", "run", "core"]
 
 
 def _heuristic_batch(batch: Any, keep: tuple[str, ...]) -> dict[str, Any]:
@@ -185,8 +190,8 @@ def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResul
     import pyarrow as pa
 
     from tools.engine import drop_resume, map_batches
-    from tools.meta_rater import plots
 
+    # -- 1. heuristic columns, batch by batch on the engine --------------------------------------------
     keep = tuple(request.signals) if request.signals else core.SIGNALS
     need = tuple(dict.fromkeys(keep + (tuple(c for _, c, _, _ in core.GOPHER_RULES) if request.gopher_pass else ())))
     stats = ReadStats()
@@ -202,14 +207,44 @@ def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResul
                        where="quality_signals.corpus")
     cols = {k: np.concatenate([p[k] for p in parts])[mask] for k in need}
     out: dict[str, np.ndarray] = {k: cols[k] for k in keep}
-    fails: dict[str, int] = {}
-    pass_frac = None
-    if request.gopher_pass:
-        f = core.gopher_failures(cols)
-        fails = {k: int(v.sum()) for k, v in f.items() if v.any()}
-        passed = ~np.any(np.stack(list(f.values())), axis=0)
-        out["gopher_pass"] = passed.astype(np.float64)
-        pass_frac = float(passed.mean())
+    # -- 2. the Gopher rules -----------------------------------------------------------------------------
+    fails, pass_frac = _gopher(cols, out) if request.gopher_pass else ({}, None)
+    # -- 3. model-based columns ----------------------------------------------------------------------------
+    acc = _model_columns(request, ctx, ids, mask, out)
+
+    # -- 4. the scores table and its plot --------------------------------------------------------------
+    skipped = dict(stats.skipped)
+    if empty.any():
+        skipped["quality_signals_empty_text"] = int(empty.sum())
+    rows = RowCounts(rows_in=len(all_ids) + sum(stats.skipped.values()), rows_out=len(ids), skipped=skipped)
+    names = list(out)
+    metrics = QualitySignalsMetrics(
+        documents=len(ids), gopher_fail_counts=fails, gopher_pass_fraction=pass_frac,
+        signal_means={k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in out.items()},
+        classifier_cv_accuracy=None if acc is None or not np.isfinite(acc) else acc,
+    )
+    with ctx.artifact("scores", "quality_signals", metrics=metrics.manifest(columns=names), rows=rows) as w:
+        w.table(pa.table({"id": pa.array(ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
+    plot_id = _plot(ctx, out)
+    for name in ("quality_signals.heuristics", "quality_signals.lm"):  # the artifact is written: done
+        drop_resume(ctx, name)
+    return QualitySignalsResult.of(metrics, summary=_summary(metrics, out, len(all_ids), acc) + f" Scores {w.id}.",
+                                   artifacts={"scores": w.id, "plot_histograms": plot_id}, rows=rows,
+                                   score_columns=names)
+
+
+def _gopher(cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> tuple[dict[str, int], float]:
+    """Adds ``gopher_pass`` (1 = passes every rule) to ``out``; (documents failing each rule, pass share)."""
+    f = core.gopher_failures(cols)
+    passed = ~np.any(np.stack(list(f.values())), axis=0)
+    out["gopher_pass"] = passed.astype(np.float64)
+    return {k: int(v.sum()) for k, v in f.items() if v.any()}, float(passed.mean())
+
+
+def _model_columns(request: QualitySignalsRequest, ctx: ToolContext, ids: list[str], mask: np.ndarray,
+                   out: dict[str, np.ndarray]) -> float | None:
+    """Adds the requested DSIR, proxy-LM, classifier and causal-LM columns to ``out``; the classifier's
+    held-out accuracy (None without a classifier)."""
     out.update(_dsir_columns(request, ctx, ids))
     if request.lm_reference is not None:
         out["lm_loss"] = _lm_column(request, ctx, mask)
@@ -222,17 +257,14 @@ def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResul
         tt = read_table(request.corpus, ("id", "text"), allowed_roots=ctx.data_roots)
         by_id = dict(zip(tt.column("id").to_pylist(), tt.column("text").to_pylist(), strict=True))
         out["causal_lm_nll"] = _causal_lm_column(request, ctx, [by_id[d] for d in ids])
+    return acc
 
-    skipped = dict(stats.skipped)
-    if empty.any():
-        skipped["quality_signals_empty_text"] = int(empty.sum())
-    rows = RowCounts(rows_in=len(all_ids) + sum(stats.skipped.values()), rows_out=len(ids), skipped=skipped)
+
+def _plot(ctx: ToolContext, out: dict[str, np.ndarray]) -> str:
+    """Histograms of the headline heuristics and every model-based column; the plot artifact id."""
+    from tools.meta_rater import plots
+
     names = list(out)
-    means = {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in out.items()}
-    metrics = {"columns": names, "signal_means": means, "gopher_fail_counts": fails, "gopher_pass_fraction": pass_frac}
-    with ctx.artifact("scores", "quality_signals", metrics=metrics, rows=rows) as w:
-        w.table(pa.table({"id": pa.array(ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
-    scores_id = w.id
     shown = [k for k in ("word_count", "mean_word_length", "unigram_entropy", "stop_word_fraction",
                          "frac_words_no_alpha", "frac_lines_duplicated", "frac_chars_top_2gram",
                          "frac_chars_dup_5gram") if k in out] + [k for k in names if k.startswith(("dsir_", "lm_", "embed_",
@@ -241,20 +273,17 @@ def run(request: QualitySignalsRequest, ctx: ToolContext) -> QualitySignalsResul
     with ctx.artifact("plot", "plot_histograms") as pw:
         pw.figure(fig)
     plots.close(fig)
-    top_fail = sorted(fails.items(), key=lambda kv: -kv[1])[:3]
-    summary = (
-        f"Scored {len(ids)} documents with {len(names)} quality signals"
-        + (f" ({len(all_ids) - len(ids)} empty documents skipped)" if empty.any() else "") + "."
+    return pw.id
+
+
+def _summary(m: QualitySignalsMetrics, out: dict[str, np.ndarray], n_read: int, acc: float | None) -> str:
+    top_fail = sorted(m.gopher_fail_counts.items(), key=lambda kv: -kv[1])[:3]
+    pass_frac = m.gopher_pass_fraction
+    return (
+        f"Scored {m.documents} documents with {len(out)} quality signals"
+        + (f" ({n_read - m.documents} empty documents skipped)" if n_read > m.documents else "") + "."
         + (f" Gopher rules pass {pass_frac:.0%}; most failed: {', '.join(f'{k} {v}' for k, v in top_fail)}."
            if pass_frac is not None and top_fail else (" All pass the Gopher rules." if pass_frac is not None else ""))
         + (f" Median word count {np.median(out['word_count']):.0f}." if "word_count" in out else "")
         + (f" Embedding classifier held-out accuracy {acc:.2f}." if acc is not None and np.isfinite(acc) else "")
-        + f" Scores {scores_id}."
-    )
-    for name in ("quality_signals.heuristics", "quality_signals.lm"):  # the artifact is written: done
-        drop_resume(ctx, name)
-    return QualitySignalsResult(
-        summary=summary, artifacts={"scores": scores_id, "plot_histograms": pw.id}, rows=rows, score_columns=names,
-        documents=len(ids), gopher_fail_counts=fails, gopher_pass_fraction=pass_frac, signal_means=means,
-        classifier_cv_accuracy=None if acc is None or not np.isfinite(acc) else acc,
     )

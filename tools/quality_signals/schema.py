@@ -1,4 +1,4 @@
-"""quality_signals request, result and spec (pydantic only)."""
+"""quality_signals request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import ScoresResult, ToolRequest, ToolSpec
+from tools.contract import ScoresResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.refs import CorpusRef, InputPath, artifact_of
 
 HeuristicSignal = Literal[
@@ -53,12 +53,18 @@ class QualitySignalsRequest(ToolRequest):
     seed: int = Field(0, description="seed of the negative sample and the reference LM")
 
 
-class QualitySignalsResult(ScoresResult):
-    documents: int = 0
+class QualitySignalsMetrics(ToolMetrics):
+    """The scores' evidence: written into the scores manifest and carried by the result."""
+
+    documents: int = Field(0, description="documents scored (non-empty text)")
     gopher_fail_counts: dict[str, int] = Field(default_factory=dict, description="documents failing each rule")
-    gopher_pass_fraction: float | None = None
-    signal_means: dict[str, float] = Field(default_factory=dict)
+    gopher_pass_fraction: float | None = Field(None, description="share passing every Gopher rule")
+    signal_means: dict[str, float] = Field(default_factory=dict, description="mean of each column (NaN skipped)")
     classifier_cv_accuracy: float | None = Field(None, description="held-out accuracy of the embedding classifier")
+
+
+class QualitySignalsResult(QualitySignalsMetrics, ScoresResult):
+    """One scores table with a column per quality signal, and a histogram plot."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
