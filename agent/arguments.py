@@ -55,6 +55,15 @@ _THAT_CLAUSE = re.compile(
     r"\b(?:says?|said|states?|stated|claims?|claiming|mentions?|(?:teach(?:es)?|taught)(?: the model)?|support(?:s|ing)?|"
     r"evidence|the fact|the claim)\s+(?:that\s+)?(?:for\s+)?(?:the\s+(?:fact|claim)\s+)?(?:that\s+)?"
     r"([^?.!;]{6,}?)\s*(?:[?.!;]|$|,\s*(?:verified|only|please|pls|and)\b)", re.I)
+_EARLIER_RESULT = re.compile(
+    r"\b(?:them|it|those|these"
+    r"|(?:the|this|that)\s+(?:same\s+)?(?:sample|selection|subset|result|results|output|rest|remainder|survivors"
+    r"|(?:selected|sampled|picked|chosen|kept|remaining|deduped|deduplicated|filtered)(?:\s+(?:docs?|documents"
+    r"|examples|ones|rows|set|pool))?)"
+    r"|what'?s\s+left|what\s+(?:is\s+)?(?:left|remains|survived|was\s+kept|got\s+selected))\b",
+    re.I,
+)
+"""Words that point at what an earlier step made: "then profile them", "rate the sample", "on what's left"."""
 _DOC_ID = re.compile(r"\b(?:doc(?:ument)?s?\s*(?:id)?|id)\s*[:=#]?\s*([A-Za-z][\w]*[-_]\d+|\d{2,})\b", re.I)
 _ID_LIKE = re.compile(r"\b([a-z][a-z0-9]*-\d{2,})\b")
 ARTIFACT_ID = re.compile(rf"\b((?:{'|'.join(sorted(ARTIFACT_KINDS, key=len, reverse=True))})-[0-9a-f]{{6,}})\b")
@@ -535,6 +544,11 @@ class _Filler:
         if name in ("doc_id", "id", "document_id") and ex.doc_id:
             return ex.doc_id
         return None
+
+
+def refers_back(text: str) -> bool:
+    """The clause works on an earlier step's result ("then profile them", "dedup what's left"), not the pool."""
+    return _EARLIER_RESULT.search(text) is not None
 
 
 def fill_args(

@@ -30,8 +30,15 @@ def producers(kind: str, specs: dict[str, ToolSpec], *, exclude: set[str] | None
     return sorted(found, key=cost)
 
 
+def makes(spec: ToolSpec) -> set[str]:
+    """The artifact kinds a step of ``spec`` leaves for later steps: its ``produces``, and a selection
+    for every selector (their selections are what ``family="selection"`` means)."""
+    return set(spec.produces) | ({"selection"} if spec.family == "selection" else set())
+
+
 def consumer_field(spec: ToolSpec, kind: str) -> str | None:
-    """The request field through which ``spec`` takes an artifact of ``kind``."""
+    """The request field through which ``spec`` takes an artifact of ``kind``. A selection also goes
+    into the tool's corpus field: a corpus may name a selection (:func:`tools.refs.resolve_selection`)."""
     from tools.refs import ref_fields
 
     refs = ref_fields(spec.request_model)
@@ -41,6 +48,9 @@ def consumer_field(spec: ToolSpec, kind: str) -> str | None:
     for name, ref in refs.items():
         if ref.kind in ("artifact", "artifact_or_path") and name.removesuffix("_id").rstrip("s") == kind.rstrip("s"):
             return name
+    if kind == "selection":
+        corpora = [n for n, r in refs.items() if r.kind == "corpus"]
+        return "corpus" if "corpus" in corpora else next(iter(corpora), None)
     return None
 
 

@@ -5,6 +5,8 @@ from the words (:mod:`agent.arguments`) the planner
 
 1. answers off-topic requests in a sentence and calls no tool;
 2. splits multi-step requests into clauses and keeps one step per clause that is clearly about a tool;
+   a clause that points back at an earlier step's selection ("sample 300 documents, then profile them")
+   gets it as its corpus (``"$selection"``; a corpus may name a selection, :mod:`tools.refs`);
 3. ranks a single step's candidates by score *and* argument satisfiability: a tool whose required
    arguments the request and thread cannot fill ranks below one that can;
 4. completes the plan with prerequisite steps (:mod:`agent.chain`), reusing thread artifacts;
@@ -21,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required, names_field
+from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required, names_field, refers_back
 from agent.classifier import NONE, names_tool
 from agent.router import Router, split_clauses
 from tools.contract import ToolSpec
@@ -170,11 +172,17 @@ class OfflinePlanner:
                     chosen.append((name, c))
         if len(chosen) < 2:
             return None
+        from agent.chain import consumer_field, makes
+
         steps, produced = [], set()
         for name, c in self._fold_own_samples(chosen):
             spec = self.specs[name]
-            steps.append({"tool": name, "args": self._args(spec, c, clause_reading(c, whole), artifacts, produced)})
-            produced |= set(spec.produces)
+            args = self._args(spec, c, clause_reading(c, whole), artifacts, produced)
+            fld = consumer_field(spec, "selection") if "selection" in produced else None
+            if fld and refers_back(c) and extract(c).corpus is None:
+                args[fld] = "$selection"  # "sample 300 docs, then profile them": the sample is the corpus
+            steps.append({"tool": name, "args": args})
+            produced |= makes(spec)
         steps = self._complete(steps, whole, request, artifacts)
         miss = self._missing(steps)
         if miss:

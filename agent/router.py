@@ -17,13 +17,16 @@ from tools.contract import ToolSpec
 _SEQ = re.compile(
     r"\s*(?:;|,?\s+and\s+then\s+|,?\s+then\s+|,?\s+after\s+that,?\s+|,?\s+afterwards,?\s+|,?\s+followed\s+by\s+|"
     r",?\s+and\s+afterwards\s+|,?\s+once\s+(?:that|done|finished)(?:\s+is\s+done)?,?\s+|\.\s+(?:then|next|after\s+that|"
-    r"afterwards|finally),?\s+)\s*",
+    r"afterwards|finally),?\s+"
+    # "take a sample of 500 and profile it": an "and" whose next words work on what came before
+    r"|,?\s+and\s+(?=(?:(?!and\b)[a-z][\w-]*\s+){1,4}(?:it|them|those|these)\b))\s*",
     re.I,
 )
 
 
 def split_clauses(request: str) -> list[str]:
-    """The request's steps, split at sequence words ("then", "after that", ";")."""
+    """The request's steps, split at sequence words ("then", "after that", ";"), and at an "and" whose
+    clause points back ("sample 500 and profile them")."""
     return [c.strip(" ,.") for c in _SEQ.split(request) if c and c.strip(" ,.")]
 
 
