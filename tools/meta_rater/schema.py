@@ -1,4 +1,4 @@
-"""Meta-rater request, result and spec (pydantic only)."""
+"""Meta-rater request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tools.contract import SelectionResult, ToolRequest, ToolSpec
+from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.refs import CorpusRef, artifact_of
 
 ScoresRef = artifact_of("scores", or_path=True)
@@ -70,24 +70,35 @@ class MetaRaterRequest(ToolRequest):
         return self
 
 
-class MetaRaterResult(SelectionResult):
-    pool_domain_share: dict[str, float] = Field(default_factory=dict, description="each domain's share of the pool")
+class MetaRaterMetrics(ToolMetrics):
+    """What the fit learned and how the learned selection compares (the selection's manifest and the result)."""
+
     weights: dict[str, float] = Field(default_factory=dict, description="learned weight per signal (sums to 1)")
     top_signals: list[str] = Field(default_factory=list)
     dropped_signals: dict[str, str] = Field(default_factory=dict, description="signal -> why it was not used")
     regressor: str = ""
     spearman: float | None = Field(None, description="out-of-fold Spearman of predicted vs measured proxy loss")
     regressor_candidates: dict[str, float] = Field(default_factory=dict)
+    proxy: str = Field("", description="the proxy that measured each weighting: transformer, bigram or oracle")
+    proxy_tokens: int = Field(0, description="training tokens (bytes) per proxy run")
     n_proxies: int = 0
     weights_source: str = Field("search", description="'search' (RegMix top-k mean) or 'best_run' (a measured "
                                 "proxy run beat the searched weights, so its weights are used)")
     search_loss: float | None = Field(None, description="proxy loss of the searched weights' selection")
-    proxy_runs_reused: int = Field(0, description="proxy runs found in the workspace cache")
     learned_loss: float | None = Field(None, description="proxy loss after training on the learned selection")
     random_loss: float | None = Field(None, description="proxy loss after training on a random selection of the "
                                       "same tokens")
     best_proxy_loss: float | None = None
     validation: str = ""
+    selected_tokens: float = Field(0.0, description="tokens (bytes) of the selected documents")
+    pool_tokens: float = Field(0.0, description="tokens (bytes) of the usable pool")
+
+
+class MetaRaterResult(MetaRaterMetrics, SelectionResult):
+    """The learned signal weights, the selection they make and its proxy loss against a random selection."""
+
+    pool_domain_share: dict[str, float] = Field(default_factory=dict, description="each domain's share of the pool")
+    proxy_runs_reused: int = Field(0, description="proxy runs found in the workspace cache")
     score_columns: list[str] = Field(default_factory=list)
 
 
