@@ -93,7 +93,8 @@ def _coerce_corpus(value: Any) -> Any:
 
 _CORPUS_SCHEMA = {
     "anyOf": [
-        {"type": "string", "description": "path, directory or glob of the documents"},
+        {"type": "string", "description": "path, directory or glob of the documents, or the id of a selection "
+                                            "made earlier (selection-<12 hex>): the documents it selected"},
         {
             "type": "object",
             "properties": {
@@ -101,6 +102,7 @@ _CORPUS_SCHEMA = {
                 "text_field": {"type": "string"},
                 "id_field": {"type": "string"},
                 "domain_field": {"type": "string"},
+                "selection": {"type": "string", "description": "read only the documents of this selection id"},
             },
             "required": ["path"],
         },
@@ -108,7 +110,7 @@ _CORPUS_SCHEMA = {
 }
 
 CorpusArg = Annotated[CorpusSpec, BeforeValidator(_coerce_corpus), WithJsonSchema(_CORPUS_SCHEMA)]
-"""A request field holding a corpus: a path string or ``{path, text_field, id_field, domain_field}``."""
+"""A request field holding a corpus: a path string, a selection id, or ``{path, text_field, id_field, domain_field}``."""
 
 
 def as_corpus(value: CorpusSpec | str | os.PathLike | dict) -> CorpusSpec:

@@ -119,3 +119,14 @@ def test_unknown_or_wrong_artifact_is_bad_input_naming_the_field(tmp_path, ctx):
     assert err.value.where == "quality_signals.corpus"
     with pytest.raises(BadInput, match="not a resolved selection"):  # outside the runtime: no workspace to look in
         read_table(CorpusSpec(path="x.jsonl", selection="selection-0123456789ab"))
+
+
+def test_the_object_form_names_the_selection_next_to_its_source(tmp_path, ctx):
+    src = _source(tmp_path)
+    sid = _select(ctx, src)
+    res = profile.run({"corpus": {"path": src["path"], "selection": sid}, "tokenizer": "words"}, ctx)
+    assert res.rows_total == 25
+    other = write_jsonl(tmp_path / "data" / "other.jsonl", _rows(10))
+    with pytest.raises(BadInput, match="selects from") as err:
+        profile.run({"corpus": {"path": str(other), "selection": sid}, "tokenizer": "words"}, ctx)
+    assert err.value.where == "profile.corpus"
