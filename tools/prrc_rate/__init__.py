@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,17 @@ from tools.contract import RowCounts, ToolContext
 from tools.corpus import ReadStats, read_batches
 from tools.errors import BadInput, ResourceUnavailable
 from tools.prrc_rate import core
-from tools.prrc_rate.schema import SPEC, PRRCRateRequest, PRRCRateResult
+from tools.prrc_rate.schema import (
+    SPEC,
+    PRRCDistilMetrics,
+    PRRCRateMetrics,
+    PRRCRateRequest,
+    PRRCRateResult,
+    PRRCRatingMetrics,
+)
 
-__all__ = ["SPEC", "PRRCRateRequest", "PRRCRateResult", "run", "core"]
+__all__ = ["SPEC", "PRRCDistilMetrics", "PRRCRateMetrics", "PRRCRateRequest", "PRRCRateResult", "PRRCRatingMetrics",
+           "run", "core"]
 
 _CHUNK = 32  # prompts per ctx.llm.json call
 
@@ -139,8 +148,82 @@ def _read_ratings(ref: str, ctx: ToolContext, dims: list[str]) -> dict[str, dict
     return out
 
 
+@dataclass
+class _Ratings:
+    """Grades per dimension and document id, with what the parser rejected and what the budget left out."""
+
+    source: str
+    dims: list[str]
+    grades: dict[str, dict[str, float]] = field(default_factory=dict)
+    justification: dict[str, dict[str, str]] = field(default_factory=dict)
+    garbage: dict[str, int] = field(default_factory=dict)
+    not_rated: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _rate_sample(request: PRRCRateRequest, ctx: ToolContext, dims: list[str], ids: list[str],
+                 texts: list[str | None], usable: list[int]) -> _Ratings:
+    """A seeded sample (by id) graded by the LLM, one prompt per (dimension, document); strict parsing."""
+    if not ctx.has_llm:
+        from tools.llm import HOW_TO_CONFIGURE
+
+        raise ResourceUnavailable(
+            "no LLM is configured, so prrc_rate cannot rate documents; pass ratings= (a file with 'id' and "
+            "one column per dimension, grades 1-5) to distil from ratings you have", hint=HOW_TO_CONFIGURE)
+    sample = [usable[j] for j in _hash_order([ids[i] for i in usable], request.seed)[: request.sample_size]]
+    sample.sort(key=lambda i: ids[i])
+    n = len(sample)
+    prompts = [core.prompt(d, texts[i], request.max_chars) for d in dims for i in sample]
+    with ctx.progress("prrc_rate: LLM ratings", total=len(prompts), unit="ratings") as bar:
+        answers = rate_on_engine(ctx, prompts, max_tokens=request.max_tokens, on_done=bar.update)
+    r = _Ratings("llm", dims)
+    for k, d in enumerate(dims):
+        r.grades[d], r.justification[d] = {}, {}
+        for i, a in zip(sample, answers[k * n : (k + 1) * n], strict=True):
+            if a is None:
+                r.not_rated[d] = r.not_rated.get(d, 0) + 1
+                continue
+            score, just, err = core.parse_rating(a.raw) if a.ok else (None, None, a.error)
+            if score is None:
+                r.garbage[d] = r.garbage.get(d, 0) + 1
+                r.errors.setdefault(d, str(err)[:160])
+                continue
+            r.grades[d][ids[i]] = float(score)
+            r.justification[d][ids[i]] = just
+    return r
+
+
+def _write_ratings(ctx: ToolContext, r: _Ratings, metrics: PRRCRatingMetrics) -> tuple[str, list[str]]:
+    """The ratings artifact (grades, and the LLM's justifications); returns its id and the rated ids."""
+    import pyarrow as pa
+
+    rated_ids = sorted(set().union(*[set(g) for g in r.grades.values()])) if r.grades else []
+    cols: dict[str, Any] = {"id": pa.array(rated_ids, pa.string())}
+    for d in r.dims:
+        cols[d] = pa.array([r.grades[d].get(i, np.nan) for i in rated_ids], pa.float64())
+        if d in r.justification:
+            cols[f"{d}_justification"] = pa.array([r.justification[d].get(i) for i in rated_ids], pa.string())
+    with ctx.artifact("scores", "prrc_ratings", metrics=metrics.manifest(parse_errors=r.errors),
+                      rows=RowCounts(rows_in=len(rated_ids), rows_out=len(rated_ids))) as w:
+        w.table(pa.table(cols))
+    return w.id, rated_ids
+
+
+@dataclass
+class _Distilled:
+    """The distilled rater's pool scores (``prrc_<dim>`` -> one value per ``pool_ids``) and its quality."""
+
+    pool_ids: list[str] = field(default_factory=list)
+    pool_skipped: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    spearman: dict[str, float | None] = field(default_factory=dict)
+    within: dict[str, float | None] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+
+
 def _distil_encoder(request: PRRCRateRequest, ctx: ToolContext, dims: list[str], ratings: dict[str, dict[str, float]],
-                    ids: list[str], texts: list[str | None]) -> tuple:
+                    ids: list[str], texts: list[str | None]) -> _Distilled:
     """Fine-tune the encoder on every distillable dimension at once; scores every corpus row."""
     from tools.prrc_rate.finetune import distil_encoder
 
@@ -154,7 +237,7 @@ def _distil_encoder(request: PRRCRateRequest, ctx: ToolContext, dims: list[str],
         except ValueError as e:
             skipped[d] = str(e)
     if not keep:
-        return ids, {}, {}, {}, skipped, None
+        return _Distilled(pool_ids=ids, skipped=skipped)
     text_of = dict(zip(ids, texts, strict=True))
     rated_ids = sorted({i for d in keep for i in ratings[d] if i in known})
     Y = np.array([[ratings[d].get(i, np.nan) for d in keep] for i in rated_ids], dtype=np.float64)
@@ -162,18 +245,84 @@ def _distil_encoder(request: PRRCRateRequest, ctx: ToolContext, dims: list[str],
     res = distil_encoder([text_of[i] or "" for i in rated_ids], Y, [t or "" for t in texts], ids=rated_ids,
                          model=request.encoder_model, device=device, epochs=request.encoder_epochs,
                          seed=request.seed, progress=ctx.progress, threads=ctx.num_workers)
-    out = {f"prrc_{d}": res.predict_pool[:, j] for j, d in enumerate(keep)}
-    spearman = {d: None if np.isnan(res.spearman[j]) else res.spearman[j] for j, d in enumerate(keep)}
-    within = {d: res.within_one[j] for j, d in enumerate(keep)}
-    return ids, out, spearman, within, skipped, res.device
+    return _Distilled(
+        pool_ids=ids, scores={f"prrc_{d}": res.predict_pool[:, j] for j, d in enumerate(keep)},
+        spearman={d: None if np.isnan(res.spearman[j]) else res.spearman[j] for j, d in enumerate(keep)},
+        within={d: res.within_one[j] for j, d in enumerate(keep)}, skipped=skipped, device=res.device)
 
 
-@SPEC.implement
-def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
+def _distil_embeddings(request: PRRCRateRequest, ctx: ToolContext, kind: str, dims: list[str],
+                       ratings: dict[str, dict[str, float]]) -> _Distilled:
+    """Ridge or logistic on the pool's embeddings, one rater per dimension."""
+    from tools.embeddings import pool_vectors
+
+    pv = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, missing="skip")
+    out = _Distilled(pool_ids=pv.ids, pool_skipped=pv.skipped)
+    pos = {d: i for i, d in enumerate(pv.ids)}
+    for d in dims:
+        have = [i for i in ratings[d] if i in pos]
+        try:
+            res = core.distil(pv.vectors[[pos[i] for i in have]], np.array([ratings[d][i] for i in have]),
+                              pv.vectors, model=kind, seed=request.seed, ids=have)
+        except ValueError as e:
+            out.skipped[d] = str(e)
+            continue
+        out.scores[f"prrc_{d}"] = res.predict_pool
+        out.spearman[d] = None if np.isnan(res.spearman) else res.spearman
+        out.within[d] = res.within_one
+    return out
+
+
+def _write_scores(ctx: ToolContext, dist: _Distilled, metrics: PRRCDistilMetrics, kind: str) -> dict[str, str]:
+    """The pool scores, their histograms and the top/bottom documents per dimension."""
     import pyarrow as pa
 
     from tools.meta_rater import plots
 
+    out, pool_ids = dist.scores, dist.pool_ids
+    with ctx.artifact("scores", "prrc_scores", metrics=metrics.manifest(model=kind, device=dist.device),
+                      rows=RowCounts(rows_in=len(pool_ids), rows_out=len(pool_ids), skipped=dist.pool_skipped)) as w:
+        w.table(pa.table({"id": pa.array(pool_ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
+    artifacts = {"scores": w.id}
+    fig = plots.histograms(out, bins=30, title="distilled PRRC grades")
+    with ctx.artifact("plot", "plot_histograms") as pw:
+        pw.figure(fig)
+    plots.close(fig)
+    artifacts["plot_histograms"] = pw.id
+    order = {k: np.lexsort((np.arange(len(v)), -v)) for k, v in out.items()}
+    n_ext = min(10, len(pool_ids) // 2)
+    ext = {"dimension": [], "position": [], "id": [], "score": []}
+    for k, o in order.items():
+        for pos_name, sel in (("top", o[:n_ext]), ("bottom", o[len(o) - n_ext:][::-1])):
+            for r in sel:
+                ext["dimension"].append(k)
+                ext["position"].append(pos_name)
+                ext["id"].append(pool_ids[r])
+                ext["score"].append(float(out[k][r]))
+    with ctx.artifact("table", "extremes", metrics={"note": "top- and bottom-rated document ids"}) as ew:
+        ew.table(pa.table(ext))
+    artifacts["extremes"] = ew.id
+    return artifacts
+
+
+def _summary(m: PRRCRateMetrics, dims: list[str], n_rated: int, kind: str, pool_rows: int) -> str:
+    parts = [f"{d} {m.rated[d]}" + (f" (mean {m.mean_rating[d]:.2f})" if d in m.mean_rating else "") for d in dims]
+    return (
+        (f"LLM rated {n_rated} sampled documents: " if m.source == "llm" else
+         f"Distilled from {n_rated} supplied ratings: ") + ", ".join(parts) + "."
+        + (f" Rejected answers: {', '.join(f'{d} {n}' for d, n in m.garbage.items())}." if m.garbage else "")
+        + (f" Call budget left unrated: {', '.join(f'{d} {n}' for d, n in m.not_rated.items())}." if m.not_rated
+           else "")
+        + (f" Distilled {kind} rater, out-of-fold: " + ", ".join(
+            f"{d} Spearman {m.spearman[d]:.2f}, within one grade {m.within_one[d]:.0%}" if m.spearman[d] is not None
+            else f"{d} within one grade {m.within_one[d]:.0%}" for d in m.spearman)
+           + f"; scored {pool_rows} documents." if m.spearman else "")
+        + (f" Not distilled: {', '.join(m.distill_skipped)}." if m.distill_skipped else "")
+    )
+
+
+@SPEC.implement
+def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
     dims = list(dict.fromkeys(request.dimensions))
     stats = ReadStats()
     ids, texts = [], []
@@ -187,139 +336,38 @@ def run(request: PRRCRateRequest, ctx: ToolContext) -> PRRCRateResult:
     if not usable:
         raise BadInput(f"all {len(ids)} documents have empty or whitespace-only text", where="prrc_rate.corpus")
 
-    garbage: dict[str, int] = {}
-    not_rated: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    justification: dict[str, dict[str, str]] = {}
+    # 1. ratings: the LLM's on a sample, or the file supplied; written before anything else can fail
     if request.ratings is not None:
-        source = "ratings"
-        ratings = _read_ratings(request.ratings, ctx, dims)
-        dims = [d for d in dims if d in ratings]
+        grades = _read_ratings(request.ratings, ctx, dims)
+        r = _Ratings("ratings", [d for d in dims if d in grades], grades)
     else:
-        if not ctx.has_llm:
-            from tools.llm import HOW_TO_CONFIGURE
-
-            raise ResourceUnavailable(
-                "no LLM is configured, so prrc_rate cannot rate documents; pass ratings= (a file with 'id' and "
-                "one column per dimension, grades 1-5) to distil from ratings you have", hint=HOW_TO_CONFIGURE)
-        source = "llm"
-        sample = [usable[j] for j in _hash_order([ids[i] for i in usable], request.seed)[: request.sample_size]]
-        sample.sort(key=lambda i: ids[i])
-        ratings = {}
-        n = len(sample)
-        prompts = [core.prompt(d, texts[i], request.max_chars) for d in dims for i in sample]
-        with ctx.progress("prrc_rate: LLM ratings", total=len(prompts), unit="ratings") as bar:
-            answers = rate_on_engine(ctx, prompts, max_tokens=request.max_tokens, on_done=bar.update)
-        for k, d in enumerate(dims):
-            ratings[d], justification[d] = {}, {}
-            for i, a in zip(sample, answers[k * n : (k + 1) * n], strict=True):
-                if a is None:
-                    not_rated[d] = not_rated.get(d, 0) + 1
-                    continue
-                score, just, err = core.parse_rating(a.raw) if a.ok else (None, None, a.error)
-                if score is None:
-                    garbage[d] = garbage.get(d, 0) + 1
-                    errors.setdefault(d, str(err)[:160])
-                    continue
-                ratings[d][ids[i]] = float(score)
-                justification[d][ids[i]] = just
-
-    # -- the ratings, written before anything else can fail ---------------------------------------
-    rated_ids = sorted(set().union(*[set(r) for r in ratings.values()])) if ratings else []
-    cols: dict[str, Any] = {"id": pa.array(rated_ids, pa.string())}
-    for d in dims:
-        cols[d] = pa.array([ratings[d].get(i, np.nan) for i in rated_ids], pa.float64())
-        if d in justification:
-            cols[f"{d}_justification"] = pa.array([justification[d].get(i) for i in rated_ids], pa.string())
+        r = _rate_sample(request, ctx, dims, ids, texts, usable)
+    dims, ratings = r.dims, r.grades
     rated = {d: len(ratings[d]) for d in dims}
-    with ctx.artifact("scores", "prrc_ratings", metrics={"source": source, "rated": rated, "garbage": garbage,
-                                                         "not_rated": not_rated, "parse_errors": errors},
-                      rows=RowCounts(rows_in=len(rated_ids), rows_out=len(rated_ids))) as w:
-        w.table(pa.table(cols))
-    ratings_id = w.id
+    rating = PRRCRatingMetrics(
+        source=r.source, rated=rated, garbage=r.garbage, not_rated=r.not_rated, partial=bool(r.not_rated),
+        mean_rating={d: float(np.mean(list(ratings[d].values()))) for d in dims if ratings[d]})
+    ratings_id, rated_ids = _write_ratings(ctx, r, rating)
     artifacts = {"ratings": ratings_id}
-    means = {d: float(np.mean(list(ratings[d].values()))) for d in dims if ratings[d]}
 
-    # -- distillation ---------------------------------------------------------------------------
-    spearman: dict[str, float | None] = {}
-    within: dict[str, float | None] = {}
-    skipped_distil: dict[str, str] = {}
-    score_cols: list[str] = []
-    pool_rows = 0
+    # 2. distillation: a rater trained on the ratings scores the whole pool
     kind = request.distill_model
     if kind == "auto":
         kind = "encoder" if ctx.resolve_device().startswith("cuda") else "ridge"
-    device = None
-    if request.distill and any(rated.values()) and kind == "encoder":
-        pool_ids, out, spearman, within, skipped_distil, device = _distil_encoder(
-            request, ctx, dims, ratings, ids, texts)
-        pool_skipped: dict[str, int] = {}
-    elif request.distill and any(rated.values()):
-        from tools.embeddings import pool_vectors
-
-        pv = pool_vectors(request.corpus, ctx, embeddings=request.embeddings, missing="skip")
-        pool_ids, pool_skipped = pv.ids, pv.skipped
-        pos = {d: i for i, d in enumerate(pv.ids)}
-        out = {}
-        for d in dims:
-            have = [i for i in ratings[d] if i in pos]
-            try:
-                res = core.distil(pv.vectors[[pos[i] for i in have]], np.array([ratings[d][i] for i in have]),
-                                  pv.vectors, model=kind, seed=request.seed, ids=have)
-            except ValueError as e:
-                skipped_distil[d] = str(e)
-                continue
-            out[f"prrc_{d}"] = res.predict_pool
-            spearman[d] = None if np.isnan(res.spearman) else res.spearman
-            within[d] = res.within_one
+    dist = _Distilled()
     if request.distill and any(rated.values()):
-        if out:
-            score_cols = list(out)
-            pool_rows = len(pool_ids)
-            with ctx.artifact("scores", "prrc_scores", metrics={"spearman": spearman, "within_one": within,
-                                                                "model": kind, "device": device},
-                              rows=RowCounts(rows_in=len(pool_ids), rows_out=len(pool_ids),
-                                             skipped=pool_skipped)) as w:
-                w.table(pa.table({"id": pa.array(pool_ids, pa.string()), **{k: pa.array(v) for k, v in out.items()}}))
-            artifacts["scores"] = w.id
-            fig = plots.histograms(out, bins=30, title="distilled PRRC grades")
-            with ctx.artifact("plot", "plot_histograms") as pw:
-                pw.figure(fig)
-            plots.close(fig)
-            artifacts["plot_histograms"] = pw.id
-            order = {k: np.lexsort((np.arange(len(v)), -v)) for k, v in out.items()}
-            n_ext = min(10, len(pool_ids) // 2)
-            ext = {"dimension": [], "position": [], "id": [], "score": []}
-            for k, o in order.items():
-                for pos_name, sel in (("top", o[:n_ext]), ("bottom", o[len(o) - n_ext:][::-1])):
-                    for r in sel:
-                        ext["dimension"].append(k)
-                        ext["position"].append(pos_name)
-                        ext["id"].append(pool_ids[r])
-                        ext["score"].append(float(out[k][r]))
-            with ctx.artifact("table", "extremes", metrics={"note": "top- and bottom-rated document ids"}) as ew:
-                ew.table(pa.table(ext))
-            artifacts["extremes"] = ew.id
+        dist = (_distil_encoder(request, ctx, dims, ratings, ids, texts) if kind == "encoder"
+                else _distil_embeddings(request, ctx, kind, dims, ratings))
     elif not request.distill:
-        skipped_distil = {d: "distill=false" for d in dims}
+        dist.skipped = {d: "distill=false" for d in dims}
+    distil = PRRCDistilMetrics(spearman=dist.spearman, within_one=dist.within, distill_skipped=dist.skipped,
+                               distilled_with=kind if dist.scores else None, distill_device=dist.device)
+    if dist.scores:
+        artifacts.update(_write_scores(ctx, dist, distil, kind))
 
+    pool_rows = len(dist.pool_ids) if dist.scores else 0
     rows = RowCounts(rows_in=len(ids) + sum(stats.skipped.values()), rows_out=pool_rows or len(rated_ids),
                      skipped=skipped)
-    parts = [f"{d} {rated[d]}" + (f" (mean {means[d]:.2f})" if d in means else "") for d in dims]
-    summary = (
-        (f"LLM rated {len(rated_ids)} sampled documents: " if source == "llm" else
-         f"Distilled from {len(rated_ids)} supplied ratings: ") + ", ".join(parts) + "."
-        + (f" Rejected answers: {', '.join(f'{d} {n}' for d, n in garbage.items())}." if garbage else "")
-        + (f" Call budget left unrated: {', '.join(f'{d} {n}' for d, n in not_rated.items())}." if not_rated else "")
-        + (f" Distilled {kind} rater, out-of-fold: " + ", ".join(
-            f"{d} Spearman {spearman[d]:.2f}, within one grade {within[d]:.0%}" if spearman[d] is not None
-            else f"{d} within one grade {within[d]:.0%}" for d in spearman) + f"; scored {pool_rows} documents."
-           if spearman else "")
-        + (f" Not distilled: {', '.join(skipped_distil)}." if skipped_distil else "")
-    )
-    return PRRCRateResult(
-        summary=summary, artifacts=artifacts, rows=rows, score_columns=score_cols, source=source, rated=rated,
-        garbage=garbage, not_rated=not_rated, mean_rating=means, spearman=spearman, within_one=within,
-        distill_skipped=skipped_distil, partial=bool(not_rated), distilled_with=kind if score_cols else None,
-        distill_device=device,
-    )
+    metrics = PRRCRateMetrics(**dict(rating), **dict(distil))
+    return PRRCRateResult.of(metrics, summary=_summary(metrics, dims, len(rated_ids), kind, pool_rows),
+                             artifacts=artifacts, rows=rows, score_columns=list(dist.scores))

@@ -1,4 +1,4 @@
-"""prrc_rate request, result and spec (pydantic only)."""
+"""prrc_rate request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import ScoresResult, ToolRequest, ToolSpec
+from tools.contract import ScoresResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.refs import ArtifactOrPath, CorpusRef, ModelRef, artifact_of
 
 Dimension = Literal["professionalism", "readability", "reasoning", "cleanliness"]
@@ -39,18 +39,33 @@ class PRRCRateRequest(ToolRequest):
     seed: int = Field(0, description="seed of the sample and the cross-validation folds")
 
 
-class PRRCRateResult(ScoresResult):
+class PRRCRatingMetrics(ToolMetrics):
+    """What was rated (by the LLM or in the file supplied): the ratings artifact's manifest."""
+
     source: Literal["llm", "ratings"] = "llm"
     rated: dict[str, int] = Field(default_factory=dict, description="valid ratings per dimension")
     garbage: dict[str, int] = Field(default_factory=dict, description="answers rejected by the parser, per dimension")
     not_rated: dict[str, int] = Field(default_factory=dict, description="sample documents left unrated (budget)")
     mean_rating: dict[str, float] = Field(default_factory=dict)
+    partial: bool = Field(False, description="the call budget ran out before the whole sample was rated")
+
+
+class PRRCDistilMetrics(ToolMetrics):
+    """How well the distilled rater reproduces the ratings: the scores artifact's manifest."""
+
     spearman: dict[str, float | None] = Field(default_factory=dict, description="out-of-fold, distilled vs rated")
     within_one: dict[str, float | None] = Field(default_factory=dict, description="share within one grade")
     distill_skipped: dict[str, str] = Field(default_factory=dict)
     distilled_with: str | None = Field(None, description="the rater that scored the pool: ridge, logistic or encoder")
     distill_device: str | None = Field(None, description="where the encoder rater was fine-tuned")
-    partial: bool = Field(False, description="the call budget ran out before the whole sample was rated")
+
+
+class PRRCRateMetrics(PRRCRatingMetrics, PRRCDistilMetrics):
+    """The ratings and the distillation together (the result's metrics)."""
+
+
+class PRRCRateResult(PRRCRateMetrics, ScoresResult):
+    """PRRC ratings of a sample and, when distilled, scores for the whole pool."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict:
