@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tools.contract import ToolContext
-from tools.embed.schema import SPEC, EmbedRequest, EmbedResult
+from tools.embed.schema import SPEC, EmbedMetrics, EmbedRequest, EmbedResult
 
 # -------------------------------------------------------------------------------- public API
 
@@ -97,4 +97,4 @@ def run(request: EmbedRequest, ctx: ToolContext) -> EmbedResult:
     return embed_tool(request, ctx)
 
 
-__all__ = ["SPEC", "EmbedRequest", "EmbedResult", "embed_corpus", "encode_texts", "load_embeddings", "run"]
+__all__ = ["SPEC", "EmbedMetrics", "EmbedRequest", "EmbedResult", "embed_corpus", "encode_texts", "load_embeddings", "run"]

@@ -1,4 +1,4 @@
-"""The embed tool's request, result and spec (pydantic only; nothing heavy is imported here)."""
+"""The embed tool's request, metrics, result and spec (pydantic only; nothing heavy is imported here)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.contract import ToolRequest, ToolResult, ToolSpec
+from tools.contract import ToolMetrics, ToolRequest, ToolResult, ToolSpec
 from tools.corpus import CorpusArg
 from tools.refs import ModelRef
 
@@ -40,7 +40,9 @@ class EmbedRequest(ToolRequest):
     vector_store: bool = Field(True, description="also upsert the vectors into the workspace's chroma store")
 
 
-class EmbedResult(ToolResult):
+class EmbedMetrics(ToolMetrics):
+    """The embedding run's evidence: written into the artifact manifest and carried by the result."""
+
     model: str = ""
     dim: int = 0
     backend: str = ""
@@ -52,6 +54,16 @@ class EmbedResult(ToolResult):
     truncated: int = Field(0, description="texts cut at the model's token limit")
     empty: int = Field(0, description="empty or whitespace-only texts")
     docs_per_s: float = 0.0
+    tokens_mean: float = Field(0.0, description="mean tokens per text (after truncation)")
+    padding_overhead: float = Field(0.0, description="padded tokens per real token, minus 1")
+    batches: int = Field(0, description="model batches run")
+    engine: str = Field("", description="'local' or 'ray'")
+    workers: int = Field(1, description="model replicas (Ray actors; 1 locally)")
+
+
+class EmbedResult(EmbedMetrics, ToolResult):
+    """The embedding artifact, and the vector-store collection holding the same vectors."""
+
     collection: str | None = Field(None, description="vector-store collection holding these vectors")
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from tools.contract import RowCounts, ToolContext
 from tools.corpus import ReadStats, count_rows, fingerprint, read_batches
-from tools.embed.schema import EmbedRequest, EmbedResult
+from tools.embed.schema import EmbedMetrics, EmbedRequest, EmbedResult
 from tools.errors import BadInput
 
 READ_CHUNK_DOCS = 16384
@@ -222,17 +222,19 @@ def _embed(request: EmbedRequest, ctx: ToolContext, enc: Any, encode_fn: Any, en
         )
         elapsed = time.perf_counter() - t0
         rate = n / elapsed if elapsed > 0 else 0.0
-        metrics = {
-            "rows": n, "computed": computed, "cached": n - computed, "truncated": int(truncated.sum()),
-            "empty": int(empty.sum()), "docs_per_s": rate, "tokens_mean": float(tokens.mean()) if n else 0.0,
-            "padding_overhead": (enc_stats.padded_tokens / enc_stats.tokens - 1.0) if enc_stats.tokens else 0.0,
-            "batches": enc_stats.batches, "engine": ctx.engine, "workers": workers,
-        }
+        metrics = EmbedMetrics(
+            model=enc.label, dim=enc.dim, backend=enc.backend, precision=enc.precision, device=enc.device,
+            embedded=n, computed=computed, reused=n - computed, truncated=int(truncated.sum()), empty=int(empty.sum()),
+            docs_per_s=rate, tokens_mean=float(tokens.mean()) if n else 0.0,
+            padding_overhead=(enc_stats.padded_tokens / enc_stats.tokens - 1.0) if enc_stats.tokens else 0.0,
+            batches=enc_stats.batches, engine=ctx.engine, workers=workers,
+        )
         writer.meta.update({
             "model": enc.label, "dim": enc.dim, "dtype": request.dtype, "normalized": request.normalize,
             "backend": enc.backend, "precision": enc.precision, "device": enc.device,
             "max_seq_length": enc.max_seq_length, "corpus": request.corpus.model_dump(mode="json"),
-            "corpus_fingerprint": fingerprint(request.corpus), "metrics": metrics,
+            "corpus_fingerprint": fingerprint(request.corpus),
+            "metrics": metrics.manifest(rows=n, cached=n - computed),  # the names readers of older manifests use
             "rows": RowCounts(rows_in=n + sum(stats.skipped.values()), rows_out=n,
                               skipped=dict(stats.skipped)).model_dump(),
         })
@@ -244,16 +246,11 @@ def _embed(request: EmbedRequest, ctx: ToolContext, enc: Any, encode_fn: Any, en
     summary = (
         f"Embedded {n} documents with {enc.label} ({enc.dim}-d, {enc.backend} {enc.precision} on {enc.device}"
         f"{f', {workers} Ray actors' if ctx.engine == 'ray' else ''}): "
-        f"{computed} computed, {n - computed} from cache or repeated; {int(truncated.sum())} truncated at "
-        f"{enc.max_seq_length} tokens, {int(empty.sum())} empty; {rate:.0f} docs/s. Artifact {art_id}"
+        f"{computed} computed, {n - computed} from cache or repeated; {metrics.truncated} truncated at "
+        f"{enc.max_seq_length} tokens, {metrics.empty} empty; {rate:.0f} docs/s. Artifact {art_id}"
         + (f"; vector-store collection {collection}." if collection else ".")
     )
-    return EmbedResult(
-        summary=summary, artifacts={"embeddings": art_id}, rows=rows, model=enc.label, dim=enc.dim,
-        backend=enc.backend, precision=enc.precision, device=enc.device, embedded=n, computed=computed,
-        reused=n - computed, truncated=int(truncated.sum()), empty=int(empty.sum()), docs_per_s=rate,
-        collection=collection,
-    )
+    return EmbedResult.of(metrics, summary=summary, artifacts={"embeddings": art_id}, rows=rows, collection=collection)
 
 
 def _upsert_store(ctx: ToolContext, art_id: str, corpus_fp: str, label: str) -> str:
