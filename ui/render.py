@@ -75,49 +75,41 @@ def format_args(args: dict[str, Any] | None) -> str:
     return json.dumps(args, ensure_ascii=False, default=str, sort_keys=True)
 
 
+def _typed(rec: dict[str, Any] | None) -> Any:
+    """The proposal's typed record (agent.proposals), or None for an event that carries no record."""
+    if not rec or not rec.get("id"):
+        return None
+    from pydantic import ValidationError
+
+    from agent.proposals import parse_proposal
+
+    try:
+        return parse_proposal(rec)
+    except ValidationError:
+        return None
+
+
 def proposal_weights(rec: dict[str, Any] | None) -> dict[str, float]:
-    """Domain -> weight from a proposal record, whatever the exact key the agent used."""
-    rec = rec or {}
-    for key in ("weights", "domain_weights", "mixture", "domains"):
-        v = rec.get(key)
-        if isinstance(v, dict) and v and all(isinstance(x, int | float) for x in v.values()):
-            return {str(k): float(x) for k, x in v.items()}
-        if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
-            out = {}
-            for k, x in v.items():
-                w = x.get("weight", x.get("share"))
-                if isinstance(w, int | float):
-                    out[str(k)] = float(w)
-            if out:
-                return out
+    """Domain -> share of the proposal: its weights, else its selection's domain counts normalised."""
+    typed = _typed(rec)
+    if typed is not None and typed.weights:
+        return dict(typed.weights)
     counts = proposal_counts(rec)
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()} if total else {}
 
 
 def proposal_counts(rec: dict[str, Any] | None) -> dict[str, int]:
-    rec = rec or {}
-    for key in ("domain_counts", "counts"):
-        v = rec.get(key)
-        if isinstance(v, dict) and v:
-            return {str(k): int(x) for k, x in v.items() if isinstance(x, int | float)}
-    doms = rec.get("domains")
-    if isinstance(doms, dict) and doms and all(isinstance(x, dict) for x in doms.values()):
-        return {str(k): int(x.get("count", x.get("docs", 0)) or 0) for k, x in doms.items()}
-    return {}
+    """Domain -> documents of a selection proposal (a mixture proposal has none)."""
+    typed = _typed(rec)
+    return dict(getattr(typed, "counts", {}) or {})
 
 
 def export_path(rec: dict[str, Any] | None) -> str | None:
-    rec = rec or {}
-    for key in ("export_path", "export", "exported_to", "path"):
-        v = rec.get(key)
-        if isinstance(v, str) and v:
-            return v
-        if isinstance(v, dict):
-            for k2 in ("path", "export_path", "data"):
-                if isinstance(v.get(k2), str):
-                    return v[k2]
-    return None
+    """Where an approved proposal's data was exported."""
+    typed = _typed(rec)
+    path = (typed.export or {}).get("path") if typed is not None else None
+    return path if isinstance(path, str) and path else None
 
 
 def evidence_artifact_ids(rec: dict[str, Any] | None) -> list[str]:

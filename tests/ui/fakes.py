@@ -145,7 +145,7 @@ class FakeService:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text("{}\n")
             rec["status"] = "exported"
-            rec["export"] = {"data": path, "rows": 30, "format": "jsonl"}
+            rec["export"] = {"path": path, "manifest": str(Path(path).with_name("manifest.json")), "rows": 30}  # as decide()
             yield self._emit(tid, AgentEvent(kind="tool_end", thread_id=tid, tool="export", call_id="x1",
                                              status="done", duration_s=0.2, summary=f"exported 30 docs to {path}"))
             yield self._emit(tid, AgentEvent(kind="proposal", thread_id=tid, proposal=dict(rec)))

@@ -93,13 +93,18 @@ def test_data_text_is_escaped_everywhere():
 
 
 def test_proposal_helpers_read_real_record_shape():
-    rec = {"id": "prop-1", "counts": {"math": 3, "web": 1}, "weights": {"math": 0.75, "web": 0.25},
-           "export": {"data": "/ws/exports/prop-1/data.jsonl", "rows": 4}}
+    rec = {"id": "prop-1", "kind": "selection", "counts": {"math": 3, "web": 1}, "weights": {"math": 0.75, "web": 0.25},
+           "export": {"path": "/ws/exports/prop-1/data.jsonl", "manifest": "/ws/exports/prop-1/manifest.json",
+                      "rows": 4}}
     assert proposal_weights(rec) == {"math": 0.75, "web": 0.25}
     assert proposal_counts(rec) == {"math": 3, "web": 1}
     assert export_path(rec) == "/ws/exports/prop-1/data.jsonl"
-    assert proposal_weights({"counts": {"a": 1, "b": 3}}) == {"a": 0.25, "b": 0.75}
-    assert export_path({"export": None}) is None
+    assert proposal_weights({"id": "prop-2", "counts": {"a": 1, "b": 3}}) == {"a": 0.25, "b": 0.75}
+    assert export_path({"id": "prop-3", "export": None}) is None
+    mixture = {"id": "prop-4", "kind": "mixture", "weights": {"code": 0.4, "web": 0.6}}
+    assert proposal_weights(mixture) == {"code": 0.4, "web": 0.6} and proposal_counts(mixture) == {}
+    # an event that carries only the proposal's id and status has nothing to draw
+    assert proposal_weights({"id": "prop-5", "status": "pending"}) == {} and proposal_weights(None) == {}
 
 
 def test_history_replays_user_turns_once():
