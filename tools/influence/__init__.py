@@ -26,9 +26,9 @@ from tools.contract import RowCounts, ToolContext
 from tools.engine import ModelPool
 from tools.errors import BadInput, field_error
 from tools.influence import core
-from tools.influence.schema import SPEC, InfluenceRequest, InfluenceResult
+from tools.influence.schema import SPEC, InfluenceMetrics, InfluenceRequest, InfluenceResult
 
-__all__ = ["SPEC", "InfluenceRequest", "InfluenceResult", "run", "core"]
+__all__ = ["SPEC", "InfluenceMetrics", "InfluenceRequest", "InfluenceResult", "run", "core"]
 
 _TOOL = "influence"
 
@@ -66,12 +66,13 @@ def _unequal(tasks: list[str]) -> tuple[dict[str, int], list[str]]:
     return counts, warn
 
 
-def _write(ctx: ToolContext, fill: Any, N: int, M: int, ids: list[str], vids: list[str], tasks: list[str],
-           metrics: dict) -> str:
+def _write(ctx: ToolContext, fill: Any, ids: list[str], vids: list[str], tasks: list[str],
+           metrics: InfluenceMetrics) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with ctx.artifact("influence", "influence", metrics=metrics, rows=RowCounts(rows_in=N, rows_out=N)) as w:
+    N, M = metrics.n_train, metrics.n_val
+    with ctx.artifact("influence", "influence", metrics=metrics.manifest(), rows=RowCounts(rows_in=N, rows_out=N)) as w:
         A = np.lib.format.open_memmap(w.path("data.npy"), mode="w+", dtype=np.float32, shape=(N, M))
         fill(A)
         A.flush()
@@ -120,13 +121,13 @@ def _bring_your_own(request: InfluenceRequest, ctx: ToolContext) -> InfluenceRes
         for lo in range(0, N, 8192):
             out[lo : lo + 8192] = A[lo : lo + 8192]
 
-    metrics = {"source": inf.source, "tasks": counts, "warnings": warn}
-    art = _write(ctx, fill, N, M, ids, vids, tasks, metrics)
+    metrics = InfluenceMetrics(n_train=N, n_val=M, tasks=counts, source=inf.source, warnings=warn)
+    art = _write(ctx, fill, ids, vids, tasks, metrics)
     summary = (f"Wrapped an influence matrix computed elsewhere ({N} x {M}, {len(counts)} tasks: "
                + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6]) + f") as {art}."
                + (" " + warn[0][:150] if warn else ""))
-    return InfluenceResult(summary=summary, artifacts={"influence": art}, rows=RowCounts(rows_in=N, rows_out=N),
-                           n_train=N, n_val=M, tasks=counts, warnings=warn)
+    return InfluenceResult.of(metrics, summary=summary, artifacts={"influence": art},
+                              rows=RowCounts(rows_in=N, rows_out=N))
 
 
 def _tokenize(tok: Any, texts: list, max_length: int, prompts: list | None = None) -> tuple[list[list[int]], list[int]]:
@@ -337,23 +338,24 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
                 acc += weights[c] * (ft @ val_feats[c].T)
             A[lo : lo + acc.shape[0]] = acc
 
-    eps = rows_done / grad_s if grad_s > 0 else 0.0
-    metrics = {"model": request.model, "tasks": counts, "checkpoint_weights": weights.tolist(),
-               "mean_lrs": [c.mean_lr for c in ckpts], "lora_params": lp.dim, "target_modules": list(targets),
-               "proj_dim": request.proj_dim, "warmup_rows": int(n_warm), "device": device,
-               "precision": "bfloat16" if bf16 else "float32", "batched": batched, "examples_per_s": eps,
-               "blocks_computed": computed, "blocks_reused": reused, "warnings": warnings}
-    art = _write(ctx, fill, N, M, [str(x) for x in pool["id"]], [str(x) for x in val["id"]], tasks, metrics)
-    summary = (f"LESS influence of {N} training rows on {M} validation examples ({len(counts)} tasks: "
-               + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6])
-               + f"): LoRA r={request.lora_r} on {'/'.join(targets)} warmed up on {n_warm} rows for "
-               f"{len(ckpts)} epochs, {lp.dim} LoRA params projected to {request.proj_dim}, "
-               f"{'batched vmap' if batched else 'looped'} gradients at {eps:.1f} ex/s on {device}"
-               f"; {computed} feature blocks computed, {reused} reused. Influence {art}."
-               + (" " + warnings[0][:120] if warnings else ""))
-    return InfluenceResult(
-        summary=summary, artifacts={"influence": art}, rows=RowCounts(rows_in=N, rows_out=N), n_train=N, n_val=M,
-        tasks=counts, checkpoints=len(ckpts), checkpoint_weights=weights.tolist(), lora_params=lp.dim,
-        proj_dim=request.proj_dim, device=device, precision="bfloat16" if bf16 else "float32", batched=batched,
-        examples_per_s=eps, blocks_computed=computed, blocks_reused=reused, warnings=warnings,
+    # -- 4. the artifact --------------------------------------------------------------------------------
+    metrics = InfluenceMetrics(
+        n_train=N, n_val=M, tasks=counts, model=request.model, target_modules=list(targets), warmup_rows=int(n_warm),
+        checkpoints=len(ckpts), checkpoint_weights=weights.tolist(), mean_lrs=[c.mean_lr for c in ckpts],
+        lora_params=lp.dim, proj_dim=request.proj_dim, device=device, precision="bfloat16" if bf16 else "float32",
+        batched=batched, examples_per_s=rows_done / grad_s if grad_s > 0 else 0.0, blocks_computed=computed,
+        blocks_reused=reused, warnings=warnings,
     )
+    art = _write(ctx, fill, [str(x) for x in pool["id"]], [str(x) for x in val["id"]], tasks, metrics)
+    return InfluenceResult.of(metrics, summary=_summary(metrics, request.lora_r) + f" Influence {art}."
+                              + (" " + warnings[0][:120] if warnings else ""),
+                              artifacts={"influence": art}, rows=RowCounts(rows_in=N, rows_out=N))
+
+
+def _summary(m: InfluenceMetrics, lora_r: int) -> str:
+    return (f"LESS influence of {m.n_train} training rows on {m.n_val} validation examples ({len(m.tasks)} tasks: "
+            + ", ".join(f"{k} {v}" for k, v in list(m.tasks.items())[:6])
+            + f"): LoRA r={lora_r} on {'/'.join(m.target_modules)} warmed up on {m.warmup_rows} rows for "
+            f"{m.checkpoints} epochs, {m.lora_params} LoRA params projected to {m.proj_dim}, "
+            f"{'batched vmap' if m.batched else 'looped'} gradients at {m.examples_per_s:.1f} ex/s on {m.device}"
+            f"; {m.blocks_computed} feature blocks computed, {m.blocks_reused} reused.")

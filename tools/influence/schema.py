@@ -1,4 +1,4 @@
-"""influence request, result and spec (pydantic only)."""
+"""influence request, metrics, result and spec (pydantic only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tools.contract import ToolRequest, ToolResult, ToolSpec
+from tools.contract import ToolMetrics, ToolRequest, ToolResult, ToolSpec
 from tools.corpus import CorpusArg
 from tools.refs import ArtifactOrPath, ModelRef
 
@@ -70,12 +70,19 @@ class InfluenceRequest(ToolRequest):
         return self
 
 
-class InfluenceResult(ToolResult):
+class InfluenceMetrics(ToolMetrics):
+    """The influence run's evidence: written into the artifact manifest and carried by the result."""
+
     n_train: int = 0
     n_val: int = 0
     tasks: dict[str, int] = Field(default_factory=dict, description="validation columns per task")
+    source: str = Field("", description="the matrix wrapped (bring your own); empty when computed here")
+    model: str = Field("", description="the causal LM the gradients come from")
+    target_modules: list[str] = Field(default_factory=list, description="modules with LoRA adapters")
+    warmup_rows: int = Field(0, description="training rows of the LoRA warm-up")
     checkpoints: int = 0
     checkpoint_weights: list[float] = Field(default_factory=list)
+    mean_lrs: list[float] = Field(default_factory=list, description="mean learning rate of each warm-up epoch")
     lora_params: int = 0
     proj_dim: int = 0
     device: str = ""
@@ -85,6 +92,10 @@ class InfluenceResult(ToolResult):
     blocks_computed: int = 0
     blocks_reused: int = 0
     warnings: list[str] = Field(default_factory=list)
+
+
+class InfluenceResult(InfluenceMetrics, ToolResult):
+    """The N x M influence artifact of the training rows on the task-labelled validation columns."""
 
 
 def conformance_case(tmp_path: Path, corpus: Path) -> dict[str, Any]:
