@@ -483,6 +483,8 @@ class _Filler:
             if name == self.primary:
                 val = _path_for(name, ex, self.taken) if name != "corpus" else None
                 val = val or (self.corpus if self.corpus not in self.taken else ex.thread_corpus)
+                if "selection" in self.artifacts and not ex.corpus_from_text and refers_back(self.text, pronouns=False):
+                    val = self.artifacts["selection"]  # "profile the sample": the thread's selection is the corpus
             elif name == "target":
                 val = self.target
             else:
@@ -546,9 +548,13 @@ class _Filler:
         return None
 
 
-def refers_back(text: str) -> bool:
-    """The clause works on an earlier step's result ("then profile them", "dedup what's left"), not the pool."""
-    return _EARLIER_RESULT.search(text) is not None
+def refers_back(text: str, *, pronouns: bool = True) -> bool:
+    """The clause works on an earlier step's result ("then profile them", "dedup what's left"), not the pool.
+    ``pronouns=False``: only words that name the result ("the sample", "the selection", "what's left")."""
+    return any(not (m.group(0).lower() in _PRONOUNS and not pronouns) for m in _EARLIER_RESULT.finditer(text))
+
+
+_PRONOUNS = {"them", "it", "those", "these"}
 
 
 def fill_args(

@@ -76,3 +76,14 @@ def test_the_graph_profiles_the_sample_it_drew(make_service, demo_dir, tmp_path,
     assert prof.manifest["request"]["corpus"]["selection"].endswith(sel)
     assert prof.manifest["request"]["corpus"]["path"] == str(demo_dir / "pool.jsonl")
     assert "done" in kinds(events)
+
+
+def test_a_request_that_names_the_thread_selection_reads_it(planner):
+    arts = {"selection": "selection-0123456789ab"}
+    for text in ("profile the sample", "compute quality signals on the selected documents"):
+        d = planner.decide(text, inputs={"corpus": POOL}, artifacts=arts)
+        assert d.kind == "plan" and d.steps[-1]["args"]["corpus"] == arts["selection"], (text, d.steps)
+    d = planner.decide("profile the pool", inputs={"corpus": POOL}, artifacts=arts)
+    assert d.steps[-1]["args"]["corpus"] == POOL
+    d = planner.decide("profile the sample", inputs={"corpus": POOL})  # no selection in the thread: the pool
+    assert d.steps[-1]["args"]["corpus"] == POOL
