@@ -161,6 +161,28 @@ def _fingerprint_model(name: str) -> str:
     return fingerprint_input(p) if p.exists() else name
 
 
+def _warmup(request: InfluenceRequest, ctx: ToolContext, model: Any, seqs: list, starts: list, cache: Path,
+            device: str, autocast: Any) -> list[core.Checkpoint]:
+    """LESS's warm-up: LoRA trained on the warm-up rows, one checkpoint (weights + Adam state) per epoch,
+    each saved as it finishes; epochs saved by an earlier run are loaded, and training resumes after them."""
+    import torch
+
+    ck_path = [cache / f"ckpt-{e}.pt" for e in range(request.warmup_epochs)]
+    done = [p for p in ck_path if p.exists()]
+    ckpts: list[core.Checkpoint] = [core.Checkpoint(**torch.load(p, weights_only=False)) for p in done]
+    if len(done) < request.warmup_epochs:
+        def save(ck: core.Checkpoint) -> None:
+            _save_atomic(ck_path[ck.epoch], lambda t: torch.save(ck.__dict__, t))
+
+        steps = (request.warmup_epochs - len(done)) * -(-len(seqs) // request.batch_size)
+        with ctx.progress("influence: LoRA warm-up", total=steps, unit="steps") as bar:
+            ckpts += core.warmup(model, seqs, label_from=starts, epochs=request.warmup_epochs,
+                                 lr=request.lr, batch_size=request.batch_size, micro_batch=request.micro_batch,
+                                 seed=request.seed, device=device, autocast=autocast,
+                                 resume=ckpts[-1] if ckpts else None, on_epoch=save, on_step=bar.update)
+    return ckpts
+
+
 @SPEC.implement
 def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     if request.matrix is not None:
@@ -230,20 +252,8 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
     # -- 1. warm-up, resumable by epoch ------------------------------------------------------------
     n_warm = max(1, round(request.warmup_fraction * N))
     subset = np.sort(np.random.default_rng(request.seed).choice(N, n_warm, replace=False))
-    ck_path = [cache / f"ckpt-{e}.pt" for e in range(request.warmup_epochs)]
-    done = [p for p in ck_path if p.exists()]
-    ckpts: list[core.Checkpoint] = [core.Checkpoint(**torch.load(p, weights_only=False)) for p in done]
-    if len(done) < request.warmup_epochs:
-        def save(ck: core.Checkpoint) -> None:
-            _save_atomic(ck_path[ck.epoch], lambda t: torch.save(ck.__dict__, t))
-
-        steps = (request.warmup_epochs - len(done)) * -(-n_warm // request.batch_size)
-        with ctx.progress("influence: LoRA warm-up", total=steps, unit="steps") as bar:
-            ckpts += core.warmup(model, [train_seqs[i] for i in subset], label_from=[train_from[i] for i in subset],
-                                 epochs=request.warmup_epochs,
-                                 lr=request.lr, batch_size=request.batch_size, micro_batch=request.micro_batch,
-                                 seed=request.seed, device=device, autocast=autocast,
-                                 resume=ckpts[-1] if ckpts else None, on_epoch=save, on_step=bar.update)
+    ckpts = _warmup(request, ctx, model, [train_seqs[i] for i in subset], [train_from[i] for i in subset], cache,
+                    device, autocast)
     model.eval()
     lp = core.lora_params(model)
     weights = core.checkpoint_weights([c.mean_lr for c in ckpts])
