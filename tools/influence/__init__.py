@@ -183,28 +183,10 @@ def _warmup(request: InfluenceRequest, ctx: ToolContext, model: Any, seqs: list,
     return ckpts
 
 
-@SPEC.implement
-def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
-    if request.matrix is not None:
-        return _bring_your_own(request, ctx)
+def _lora_model(request: InfluenceRequest, device: str) -> tuple[Any, Any, list[str], bool]:
+    """(tokenizer, the causal LM with fresh LoRA adapters on ``device``, the adapted modules, whether to use bf16)."""
     import torch
 
-    from tools.artifacts import stable_hash
-    from tools.corpus import fingerprint as corpus_fp
-
-    extra = (request.prompt_field,) if request.prompt_field else ()
-    pool = _read(request.corpus, ctx, "corpus", extra)
-    val = _read(request.validation, ctx, "validation", (request.task_field, *extra))
-    tasks = _val_tasks(request, val[request.task_field])
-    if request.prompt_field:
-        for name, rows in (("corpus", pool), ("validation", val)):
-            if all(p is None for p in rows[request.prompt_field]):
-                raise field_error(_TOOL, "prompt_field", f"a field present in the {name} rows",
-                                  request.prompt_field)
-    counts, warnings = _unequal(tasks)
-    N, M = len(pool["id"]), len(tasks)
-
-    device = ctx.resolve_device()
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
@@ -231,6 +213,33 @@ def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
         request.precision == "auto" and device.startswith("cuda") and torch.cuda.is_bf16_supported())
     if bf16 and not device.startswith("cuda"):
         raise field_error(_TOOL, "precision", "'bfloat16' only on a CUDA device", request.precision)
+    return tok, model, list(targets), bf16
+
+
+@SPEC.implement
+def run(request: InfluenceRequest, ctx: ToolContext) -> InfluenceResult:
+    if request.matrix is not None:
+        return _bring_your_own(request, ctx)
+    import torch
+
+    from tools.artifacts import stable_hash
+    from tools.corpus import fingerprint as corpus_fp
+    from tools.influence import worker
+
+    extra = (request.prompt_field,) if request.prompt_field else ()
+    pool = _read(request.corpus, ctx, "corpus", extra)
+    val = _read(request.validation, ctx, "validation", (request.task_field, *extra))
+    tasks = _val_tasks(request, val[request.task_field])
+    if request.prompt_field:
+        for name, rows in (("corpus", pool), ("validation", val)):
+            if all(p is None for p in rows[request.prompt_field]):
+                raise field_error(_TOOL, "prompt_field", f"a field present in the {name} rows",
+                                  request.prompt_field)
+    counts, warnings = _unequal(tasks)
+    N, M = len(pool["id"]), len(tasks)
+
+    device = ctx.resolve_device()
+    tok, model, targets, bf16 = _lora_model(request, device)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else None
 
     pf = request.prompt_field
