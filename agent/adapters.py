@@ -153,6 +153,8 @@ def call_paths(spec: ToolSpec, args: dict[str, Any]) -> list[str]:
         elif isinstance(value, str) and value and kind != "artifact":
             if kind == "artifact_or_path" and is_artifact_id(value):
                 return
+            if kind == "corpus" and is_artifact_id(value) and not os.path.lexists(value):
+                return  # a selection named as the corpus: the runtime checks its source files against the roots
             if kind == "model" and not os.path.lexists(os.path.expanduser(value)):
                 return  # a model name, not a path
             out.append(value)

@@ -59,9 +59,9 @@ def test_a_later_step_that_does_not_point_back_reads_the_pool(planner):
 
 
 def test_the_graph_profiles_the_sample_it_drew(make_service, demo_dir, tmp_path, monkeypatch):
-    # the guard reads a corpus value as a path relative to the working folder (agent/adapters.call_paths);
-    # until it skips artifact ids, run from a data root. The runtime checks the selection's source itself.
-    monkeypatch.chdir(tmp_path)
+    # run from outside the data roots: the guard does not read a selection id as a relative path
+    # (agent/adapters.call_paths); the runtime checks the selection's source files itself
+    monkeypatch.chdir("/")
     svc = make_service(planner="offline")
     events = list(svc.stream("t", "sample 300 documents, then profile them", corpus=str(demo_dir / "pool.jsonl")))
     ends = [e for e in events if e.kind == "tool_end"]
