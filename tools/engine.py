@@ -167,27 +167,35 @@ class Resume:
     def _path(self, i: int) -> Any:
         return self.dir / f"{i:07d}.pkl"
 
-    def done(self, i: int) -> bool:
-        return self._path(i).exists()
-
-    def load(self, i: int) -> Any:
+    def try_load(self, i: int) -> tuple[bool, Any]:
+        """(True, the unit's result) when it is on disk, else (False, None). A unit that vanished or is
+        unreadable (a concurrent run of the same pass cleared the store) is simply computed again."""
         import pickle
 
-        with open(self._path(i), "rb") as fh:
-            value = pickle.load(fh)  # noqa: S301 - the workspace's own files
+        try:
+            with open(self._path(i), "rb") as fh:
+                value = pickle.load(fh)  # noqa: S301 - the workspace's own files
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return False, None
         self.reused += 1
-        return value
+        return True, value
 
     def save(self, i: int, value: Any) -> None:
+        """Keep a finished unit; best effort: a store cleared meanwhile by a concurrent run of the same
+        pass (its artifact is written) costs only the resume, never this run's result."""
         import pickle
         import uuid
 
+        self.computed += 1
         path = self._path(i)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        self.computed += 1
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
 
 def _name_dir(name: str) -> str:
@@ -266,8 +274,9 @@ def map_batches(
     if resume is not None:
         store = Resume(ctx, resume, fn, corpus, columns, batch_rows, check_ids, "batch")
         run_fn: Callable[[Any], Any] = functools.partial(_unless_done, fn)
+        loaded: dict[int, Any] = {}
         mapped: Callable[[Iterable[Any]], Iterator[Any]] = lambda bs: _resumed(  # noqa: E731
-            store, pool.map(run_fn, (None if store.done(i) else b for i, b in enumerate(bs))))
+            store, pool.map(run_fn, _dispatch(store, bs, loaded)), loaded)
     else:
         mapped = functools.partial(pool.map, fn)
     if desc is None:
@@ -290,11 +299,21 @@ def map_batches(
             yield result
 
 
-def _resumed(store: Resume, results: Iterator[Any]) -> Iterator[Any]:
-    """Results in order: finished units loaded from ``store``, fresh ones saved to it as they arrive."""
+def _dispatch(store: Resume, batches: Iterable[Any], loaded: dict[int, Any]) -> Iterator[Any]:
+    """The batches to compute; a finished unit is loaded here, as it is dispatched (so a store cleared
+    later cannot lose it), and the worker gets ``None`` for it."""
+    for i, b in enumerate(batches):
+        ok, value = store.try_load(i)
+        if ok:
+            loaded[i] = value
+        yield None if ok else b
+
+
+def _resumed(store: Resume, results: Iterator[Any], loaded: dict[int, Any]) -> Iterator[Any]:
+    """Results in order: finished units as loaded at dispatch, fresh ones saved as they arrive."""
     for i, r in enumerate(results):
         if isinstance(r, Done):
-            r = store.load(i)
+            r = loaded.pop(i)
         else:
             store.save(i, r)
         yield r

@@ -113,6 +113,19 @@ def _run_shard(fn: Callable[[Any], Any], spec: Any, columns: Sequence[str], batc
 # ----------------------------------------------------------------------------------- ordering
 
 
+def get_unwrapped(ref: Any) -> Any:
+    """``ray.get`` that raises a task's own exception (a BadInput stays a BadInput) instead of Ray's wrapper."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
+
+
 def _ordered(ray: Any, submit: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
     """``ray.get(submit(item))`` for every item, in order, with a bounded number of tasks in flight."""
     limit = _in_flight(ray)
@@ -121,13 +134,7 @@ def _ordered(ray: Any, submit: Callable[[Any], Any], items: Iterable[Any]) -> It
     def get(ref: Any) -> Any:
         if isinstance(ref, Ready):
             return ref.value
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, BaseException):
-                raise cause from None
-            raise
+        return get_unwrapped(ref)
 
     try:
         for item in items:
@@ -213,12 +220,18 @@ def _resumable(ray: Any, store: Any, submit: Callable[[Any], Any], items: Iterab
         yield from _ordered(ray, submit, items)
         return
 
+    fresh: set[int] = set()
+
     def sub(pair: tuple[int, Any]) -> Any:
         i, item = pair
-        return Ready(store.load(i)) if store.done(i) else submit(item)
+        ok, value = store.try_load(i)  # loaded now: a store cleared later cannot lose it
+        if ok:
+            return Ready(value)
+        fresh.add(i)
+        return submit(item)
 
     for i, out in enumerate(_ordered(ray, sub, enumerate(items))):
-        if not store.done(i):
+        if i in fresh:
             store.save(i, out)
         yield out
 
@@ -322,13 +335,7 @@ class ActorPool:
         def take() -> Any:
             ref, a = pending.popleft()
             busy[a] -= 1
-            try:
-                return ray.get(ref)
-            except ray.exceptions.RayTaskError as e:
-                cause = getattr(e, "cause", None)
-                if isinstance(cause, BaseException):
-                    raise cause from None
-                raise
+            return get_unwrapped(ref)
 
         try:
             for item in items:

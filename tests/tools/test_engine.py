@@ -263,3 +263,23 @@ def test_model_pool_locally_builds_once_in_this_process(tmp_path):
     assert Doubler.builds == ["cpu"]  # one build, with the context's device
     with pytest.raises(RuntimeError, match="outside its with-block"):
         list(pool.map([1]))
+
+
+def _double_ids(batch):  # top level: picklable for the resume key
+    return [i * 2 for i in range(batch.num_rows)]
+
+
+def test_a_store_cleared_by_a_concurrent_run_costs_only_the_resume(tmp_path):
+    """Two runs of the same pass share a resume store; the first to write its artifact clears it
+    (drop_resume) while the other is still saving and loading units: that run must still finish."""
+    from tools.engine import Resume, drop_resume
+
+    pool = write_jsonl(tmp_path / "p.jsonl", [{"id": f"d{i}", "text": f"t {i}"} for i in range(10)])
+    ctx = ToolContext(workspace_dir=tmp_path / "w", show_progress=False)
+    store = Resume(ctx, "race", _double_ids, str(pool), ["id"], 4, True, "batch")
+    store.save(0, ["a"])
+    assert store.try_load(0) == (True, ["a"])
+    drop_resume(ctx, "race")  # the other run finished
+    assert store.try_load(0) == (False, None)  # computed again, not an error
+    store.save(1, ["b"])  # the folder is made again
+    assert store.try_load(1) == (True, ["b"]) and store.computed == 2

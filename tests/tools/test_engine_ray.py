@@ -26,18 +26,6 @@ WORDS = ("river town trade history birds season route number math proof lemma co
          "the of and a to in").split()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    from tools import engine_ray
-
-    saved = os.environ.pop("RAY_ADDRESS", None)
-    engine_ray.ensure_ray()
-    yield ray
-    ray.shutdown()
-    if saved is not None:
-        os.environ["RAY_ADDRESS"] = saved
-
-
 @pytest.fixture
 def shards(tmp_path):
     """Four JSONL shards (one without ids: content-hash ids), two domains, a duplicate id across shards."""

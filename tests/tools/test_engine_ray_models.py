@@ -21,18 +21,6 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    from tools import engine_ray
-
-    saved = os.environ.pop("RAY_ADDRESS", None)
-    engine_ray.ensure_ray()
-    yield ray
-    ray.shutdown()
-    if saved is not None:
-        os.environ["RAY_ADDRESS"] = saved
-
-
 def _ctx(tmp_path: Path, name: str, engine: str) -> ToolContext:
     return ToolContext(workspace_dir=tmp_path / name, show_progress=False, num_workers=2, engine=engine,
                        device="cpu")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import write_jsonl
@@ -11,18 +9,6 @@ from tools.contract import ToolContext
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    from tools import engine_ray
-
-    saved = os.environ.pop("RAY_ADDRESS", None)
-    engine_ray.ensure_ray()
-    yield ray
-    ray.shutdown()
-    if saved is not None:
-        os.environ["RAY_ADDRESS"] = saved
 
 
 def test_profile_on_ray_equals_local(local_ray, tmp_path):

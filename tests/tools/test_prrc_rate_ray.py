@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -12,18 +11,6 @@ from tools.contract import LLMConfig, ToolContext
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    from tools import engine_ray
-
-    saved = os.environ.pop("RAY_ADDRESS", None)
-    engine_ray.ensure_ray()  # a local Ray with num_cpus=2
-    yield ray
-    ray.shutdown()
-    if saved is not None:
-        os.environ["RAY_ADDRESS"] = saved
 
 
 def _rate(tmp_path, server, engine, name, **kw):
