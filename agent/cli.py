@@ -72,20 +72,9 @@ def _parse_args(args: str) -> dict[str, Any]:
         except OSError as e:
             raise BadInput(f"cannot read it ({e.strerror})", where=where) from None
         if p.suffix in (".yaml", ".yml"):
-            import yaml
+            from agent.config import yaml_mapping
 
-            try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise BadInput(f"not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}{at})",
-                               where=where) from None
-            value = {} if value is None else value
-            if not isinstance(value, dict):
-                raise BadInput(f"must be a mapping of argument names to values; got {type(value).__name__}",
-                               where=where)
-            return value
+            return yaml_mapping(text, where, expected="a mapping of argument names to values")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -211,8 +211,8 @@ def _where(path: Path, loc: tuple[Any, ...], line: int | None = None) -> str:
     return f"{path}: {'.'.join(str(x) for x in loc) or '(top level)'}{at}"
 
 
-def parse_config(text: str, path: Path) -> CurateConfig:
-    """Validate a config document; the first problem becomes a :class:`ConfigError` naming file and field."""
+def yaml_mapping(text: str, where: str, *, expected: str, error: type[BadInput] = BadInput) -> dict[str, Any]:
+    """A YAML document that must be a mapping (empty = {}); a syntax error names its line and column."""
     import yaml
 
     try:
@@ -220,12 +220,17 @@ def parse_config(text: str, path: Path) -> CurateConfig:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}{at})",
-                          where=str(path)) from None
+        raise error(f"not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}{at})", where=where) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"must be a mapping of sections (llm, tool_llm, vector_store, engine, ...); "
-                          f"got {type(data).__name__}", where=str(path))
+        raise error(f"must be {expected}; got {type(data).__name__}", where=where)
+    return data
+
+
+def parse_config(text: str, path: Path) -> CurateConfig:
+    """Validate a config document; the first problem becomes a :class:`ConfigError` naming file and field."""
+    data = yaml_mapping(text, str(path), expected="a mapping of sections (llm, tool_llm, vector_store, engine, ...)",
+                        error=ConfigError)
     try:
         return CurateConfig.model_validate(data)
     except ValidationError as e:
