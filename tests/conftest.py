@@ -158,3 +158,54 @@ def openai_server():  # noqa: ANN201
         yield stub
     finally:
         stub.close()
+
+
+def free_port() -> int:
+    """A port nothing listens on (for servers the tests start on 127.0.0.1, and for dead endpoints)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChromaServer:
+    def __init__(self, port: int, proc: object):
+        self.port, self.proc, self.url = port, proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def chroma_server(tmp_path):  # noqa: ANN001, ANN201
+    """A real ``chroma run`` on 127.0.0.1 and a free port, answering heartbeats; stopped after the test."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    if not os.path.exists(exe):
+        pytest.skip("the chroma CLI is not installed")
+    import chromadb
+
+    port = free_port()
+    log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "served"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail(f"chroma run did not come up: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield ChromaServer(port, proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

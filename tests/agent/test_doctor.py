@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,12 +13,7 @@ from typer.testing import CliRunner
 
 from agent import config
 from agent.cli import app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 class ModelsServer:
@@ -173,46 +163,16 @@ def test_unknown_check_name_is_bad_input(clean_env):
     assert r.exit_code == 2 and "--skip: unknown check gpu" in r.output
 
 
-@pytest.fixture
-def chroma_server(tmp_path: Path):  # noqa: ANN201
-    """A real ``chroma run`` on 127.0.0.1 and a free port, stopped after the test."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not os.path.exists(exe):
-        pytest.skip("the chroma CLI is not installed")
-    port = free_port()
-    log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "served"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                pytest.fail(f"chroma run did not come up: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
 @pytest.mark.slow
-def test_real_chroma_server_torch_and_the_default_model(tmp_path: Path, clean_env, chroma_server: int):
+def test_real_chroma_server_torch_and_the_default_model(tmp_path: Path, clean_env, chroma_server):
     f = tmp_path / "curate.yaml"
-    f.write_text(f"vector_store: {{host: 127.0.0.1, port: {chroma_server}}}\n")
+    f.write_text(f"vector_store: {{host: 127.0.0.1, port: {chroma_server.port}}}\n")
     r = CliRunner().invoke(app, ["--config", str(f), "doctor", "--json", "--timeout", "10"])
     out = json.loads(r.stdout)
     c = rows(out)
     assert r.exit_code == 0, out
     assert c["vector_store"]["status"] == "ok" and "heartbeat ok" in c["vector_store"]["detail"]
-    assert c["vector_store"]["configured"] == f"chroma server http://127.0.0.1:{chroma_server}"
+    assert c["vector_store"]["configured"] == f"chroma server {chroma_server.url}"
     assert c["torch"]["status"] == "ok" and c["torch"]["configured"] in ("cpu", "cuda")
     assert c["embed_model"]["status"] == "ok" and "384-d" in c["embed_model"]["detail"]
     # the tools use the same server: the vector store opens an HttpClient to it

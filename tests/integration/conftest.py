@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def smollm2_server(n_ctx: int) -> Iterator[object]:
@@ -25,7 +20,7 @@ def smollm2_server(n_ctx: int) -> Iterator[object]:
         gguf = smollm2_gguf()
     except ResourceUnavailable as e:
         pytest.skip(str(e))
-    cmd = llamacpp_command(gguf, port=_free_port(), n_ctx=n_ctx, n_threads=2, served_name="smollm2")
+    cmd = llamacpp_command(gguf, port=free_port(), n_ctx=n_ctx, n_threads=2, served_name="smollm2")
     proc = start_server(cmd, wait_s=180)
     try:
         yield cmd

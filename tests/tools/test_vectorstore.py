@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import free_port
 from tools import vectorstore as vs
 from tools.errors import BadInput, ResourceUnavailable
 
@@ -24,12 +19,6 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(
@@ -136,43 +125,9 @@ def test_unreachable_server_is_resource_unavailable(ctx, monkeypatch):
         vs.open_store(ctx)
 
 
-@pytest.fixture
-def chroma_server(tmp_path):  # noqa: ANN001, ANN201
-    """A real `chroma run` server on 127.0.0.1 and a free port, stopped after the test."""
-    exe = shutil.which("chroma") or str(Path(os.sys.executable).with_name("chroma"))
-    if not os.path.exists(exe):
-        pytest.skip("the chroma CLI is not installed")
-    port = free_port()
-    log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(tmp_path / "served"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    import chromadb
-
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-            break
-        except Exception:  # noqa: BLE001
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                pytest.fail(f"chroma run did not come up: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}", proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
 @pytest.mark.slow
 def test_real_chroma_server(ctx, monkeypatch, chroma_server):
-    url, proc = chroma_server
+    url, proc = chroma_server.url, chroma_server.proc
     monkeypatch.setenv(vs.ENV_URL, url)
     client = vs.open_store(ctx)
     assert type(client).__name__ != "PersistentClient" and client.heartbeat()
