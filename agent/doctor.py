@@ -210,32 +210,44 @@ def check_engine(eff: dict[str, tuple[str, str]], file: str | None, timeout_s: f
                      hint="scale out with engine: ray (CURATE_ENGINE=ray, --engine ray) and RAY_ADDRESS")
     try:
         import ray
+        version = ray.__version__
     except ImportError:
-        status: Status = "down" if kind == "ray" else "warn"
-        return Check(service="engine", configured=kind, source=source, status=status,
-                     detail="ray is not installed", hint="pip install 'curation-assistant[ray]'")
+        ray, version = None, None
+    missing = dict(status="down" if kind == "ray" else "warn", hint="pip install 'curation-assistant[ray]'")
     if address is None:
+        if ray is None:
+            return Check(service="engine", configured=kind, source=source, detail="ray is not installed",
+                         **missing)
         return Check(service="engine", configured="ray (local)", source=source, status="ok",
-                     detail=f"no RAY_ADDRESS: each process starts a local Ray (ray {ray.__version__}, "
+                     detail=f"no RAY_ADDRESS: each process starts a local Ray (ray {version}, "
                             f"this machine: {_cpu_gpu()})",
                      hint="join a cluster: set engine.ray_address in the config file or RAY_ADDRESS")
     addr, addr_source = address
     target = addr.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     label = f"{kind} at {addr}" if kind == "ray" else f"local (RAY_ADDRESS={addr} set, unused)"
+    # The address is checked even without ray here, so one run of the doctor names both problems.
+    not_installed = "ray is not installed; " if ray is None else ""
     if not host or not port.isdigit():
+        if ray is None:
+            return Check(service="engine", configured=label, source=addr_source,
+                         detail=f"{not_installed}RAY_ADDRESS={addr}", **missing)
         return Check(service="engine", configured=label, source=addr_source, status="ok" if target in
                      ("auto", "local") else "warn", detail=f"RAY_ADDRESS={addr}: ray resolves it itself")
     try:
         ms = _tcp(host, int(port), timeout_s)
     except OSError as e:
+        fix = ("start one (ray start --head --port PORT) or fix "
+               f"{_where_set('RAY_ADDRESS', file if addr_source != 'env' else None, 'engine.ray_address')}")
         return Check(service="engine", configured=label, source=addr_source,
                      status="down" if kind == "ray" else "warn",
-                     detail=f"no Ray cluster answers at {addr}: {_failure(e, timeout_s)}",
-                     hint="start one (ray start --head --port PORT) or fix "
-                          f"{_where_set('RAY_ADDRESS', file if addr_source != 'env' else None, 'engine.ray_address')}")
+                     detail=f"{not_installed}no Ray cluster answers at {addr}: {_failure(e, timeout_s)}",
+                     hint=fix if ray is not None else f"{missing['hint']}; {fix}")
+    if ray is None:
+        return Check(service="engine", configured=label, source=addr_source, latency_ms=ms,
+                     detail=f"{not_installed}{addr} accepts connections (a TCP check)", **missing)
     return Check(service="engine", configured=label, source=addr_source, status="ok", latency_ms=ms,
-                 detail=f"{addr} accepts connections (a TCP check; ray {ray.__version__} here)",
+                 detail=f"{addr} accepts connections (a TCP check; ray {version} here)",
                  hint=f"ray status --address {target} lists the cluster's nodes, CPUs and GPUs")
 
 
