@@ -175,9 +175,17 @@ def drop_filler(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any]) ->
 
 
 def validate_steps(
-    raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any], request: str = ""
+    raw: Any, specs: dict[str, ToolSpec], inputs: dict[str, Any], request: str = "", *,
+    artifacts: dict[str, str] | None = None, chain: bool = False,
 ) -> tuple[list[PlanStep], list[str]]:
-    """Parse and validate a submitted plan; returns (steps, errors)."""
+    """Parse and validate a submitted plan; returns (steps, errors).
+
+    With ``chain`` (the JSON planner), the plan's consumed inputs are completed as the offline
+    planner's are (:func:`agent.chain.complete`): a step whose index, influence matrix or scores no
+    earlier step makes and the thread does not hold gets the step that makes it, and an artifact id
+    the model made up (neither in the thread nor in the request) is replaced. A request file's steps
+    are taken as written.
+    """
     errors: list[str] = []
     try:
         plan = JsonPlan.model_validate(raw if not isinstance(raw, str) else json.loads(raw))
@@ -185,25 +193,53 @@ def validate_steps(
         return [], [f"the plan is not of the form {{'steps': [{{'tool', 'args'}}]}}: {str(e)[:200]}"]
     if not plan.steps:
         return [], ["the plan has no steps"]
-    steps: list[PlanStep] = []
+    cleaned: list[dict[str, Any]] = []
     for i, step in enumerate(plan.steps, 1):
         spec = specs.get(step.tool)
         if spec is None:
             errors.append(f"step {i}: unknown tool {step.tool!r}; tools are {', '.join(specs)}")
             continue
         args, _ = drop_filler(spec, complete_args(spec, step.args, inputs, request), inputs)
+        if chain:
+            args = _drop_made_up_artifacts(spec, args, artifacts or {}, request)
+        cleaned.append({"tool": step.tool, "args": args})
+    if chain:
+        from agent.chain import complete
+
+        cleaned = complete(cleaned, specs, artifacts=dict(artifacts or {}),
+                           make_args=lambda spec, _produced: complete_args(spec, {}, inputs, request))
+    steps: list[PlanStep] = []
+    for step in cleaned:
+        spec = specs[step["tool"]]
         try:
-            spec.request_model.model_validate(args)
+            spec.request_model.model_validate(step["args"])
         except ValidationError as e:
             for err in e.errors()[:4]:
                 loc = ".".join(str(x) for x in err["loc"])
-                errors.append(f"step {i} ({step.tool}): {loc}: {err['msg']}")
+                errors.append(f"step {len(steps) + 1} ({step['tool']}): {loc}: {err['msg']}")
             continue
-        candidate = PlanStep(tool=step.tool, args=args)
+        candidate = PlanStep(tool=step["tool"], args=step["args"])
         if any(candidate == kept for kept in steps):  # a weak model repeats a step: running it twice changes nothing
             continue
         steps.append(candidate)
     return steps, errors
+
+
+def _drop_made_up_artifacts(spec: ToolSpec, args: dict[str, Any], artifacts: dict[str, str],
+                            request: str) -> dict[str, Any]:
+    """An artifact argument of a consumed kind that names no artifact of the thread and nothing in the
+    request is a guess: it is left for chaining to fill (``$kind``, a thread artifact, or a new step)."""
+    from agent.chain import consumer_field
+
+    out = dict(args)
+    known = set(artifacts.values())
+    for kind in spec.consumes:
+        fld = consumer_field(spec, kind)
+        value = out.get(fld) if fld else None
+        if (isinstance(value, str) and value and not value.startswith("$") and value not in known
+                and value not in request):
+            del out[fld]
+    return out
 
 
 def chaining_text(specs: list[ToolSpec]) -> str:
@@ -227,7 +263,7 @@ def _tool_names(steps_json: str) -> list[str]:
 
 def plan_with_llm(
     model: Any, request: str, specs: list[ToolSpec], inputs: dict[str, Any], *, repair: bool = True,
-    max_tokens: int = 300, strict: bool = True,
+    max_tokens: int = 300, strict: bool = True, artifacts: dict[str, str] | None = None,
 ) -> tuple[list[PlanStep], list[str], int]:
     """Ask ``model`` (a chat model) for a JSON plan; returns (steps, errors left, LLM calls made)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -243,6 +279,7 @@ def plan_with_llm(
                 examples=examples_text(specs),
                 corpus=inputs.get("corpus") or "(not given)",
                 target=inputs.get("target") or "(not given)",
+                artifacts=json.dumps(artifacts or {}),
                 request=request,
             )
         ),
@@ -258,7 +295,7 @@ def plan_with_llm(
         if tc is None:
             steps, errors = [], ["no submit_plan call in the reply"]
         else:
-            steps, errors = validate_steps(tc["args"], by_name, inputs, request)
+            steps, errors = validate_steps(tc["args"], by_name, inputs, request, artifacts=artifacts, chain=True)
         if not errors or attempt == 1:
             break
         # the repair turn restates the plan as text: some servers reject replayed tool-call turns

@@ -55,6 +55,7 @@ that answers the request. Use only these tools:
 
 Corpus (pool): {corpus}
 Target set: {target}
+Artifacts of this thread: {artifacts}
 Request: {request}"""
 
 JSON_REPAIR_PROMPT = """Your plan was not valid:

@@ -99,7 +99,8 @@ def json_steps(request: str, specs: dict[str, ToolSpec], state: dict[str, Any], 
     from agent.llm import load_chat_model
 
     steps, errors, calls = plan_with_llm(load_chat_model(ctx), request, list(specs.values()), state.get("inputs") or {},
-                                          strict=getattr(ctx, "plan_schema", "strict") == "strict")
+                                          strict=getattr(ctx, "plan_schema", "strict") == "strict",
+                                          artifacts=dict(state.get("artifacts") or {}))
     if errors and not steps:
         return [], "The JSON plan was not valid after one repair round: " + "; ".join(errors[:5]), calls
     return [_step(s.tool, s.args) for s in steps], None, calls

@@ -79,3 +79,16 @@ def test_dry_run_takes_the_explicit_k_like_a_run(make_service, demo_dir):
     finally:
         stream.close()
     assert event.text == dry["text"]
+
+
+def test_json_plan_gets_its_prerequisites_in_the_dry_run_and_the_graph(make_service, monkeypatch, demo_dir):
+    """A model that plans only the last step (trace_fact) gets the chain the offline planner would build."""
+    pool = str(demo_dir / "pool.jsonl")
+    plan = {"steps": [{"tool": "trace_fact", "args": {"queries": ["the pool has math documents"]}}]}
+    install(monkeypatch, ScriptedChat(replies=[call("submit_plan", plan), call("submit_plan", plan)]))
+    svc = make_service(planner="json", llm_base_url="http://fake/v1", llm_model="tiny")
+    dry = svc.dry_run("which documents say the pool has math documents?", corpus=pool)
+    assert [s["tool"] for s in dry["steps"]] == ["embed", "fact_index", "trace_fact"]
+    assert dry["steps"][2]["args"]["index"] == "$index"
+    event, steps = _first_answer(svc, "t", "which documents say the pool has math documents?", pool)
+    assert event.kind == "plan" and [t for t, _ in steps] == ["embed", "fact_index", "trace_fact"]

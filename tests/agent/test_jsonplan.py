@@ -58,3 +58,45 @@ def test_a_plan_written_as_text_is_read_when_the_call_is_missing():
     assert plan_from_text("I cannot help with that.") is None
     assert plan_from_text('{"tool": "sample"}') is None  # not a plan
     assert plan_from_text("{not json}") is None
+
+
+def _chained(raw: dict, artifacts: dict | None = None, request: str = "") -> tuple[list, list]:
+    from tools.registry import names
+
+    specs = {n: get(n) for n in names()}
+    return validate_steps(raw, specs, {"corpus": POOL}, request, artifacts=artifacts or {}, chain=True)
+
+
+def test_a_json_plan_that_skips_a_prerequisite_gets_the_step_that_makes_it():
+    steps, errors = _chained({"steps": [{"tool": "trace_fact", "args": {"queries": ["Paris is in France"]}}]})
+    assert not errors
+    assert [s.tool for s in steps] == ["embed", "fact_index", "trace_fact"]
+    assert steps[1].args == {"corpus": POOL, "embeddings": "$embeddings"}
+    assert steps[2].args["index"] == "$index"
+    # "$index" written by the model with no step that makes it: the step is added, not left dangling
+    steps, _ = _chained({"steps": [{"tool": "trace_fact", "args": {"queries": ["x"], "index": "$index"}}]})
+    assert [s.tool for s in steps] == ["embed", "fact_index", "trace_fact"]
+
+
+def test_json_plan_chaining_reuses_the_thread_and_replaces_made_up_ids():
+    arts = {"index": "art-0007", "embeddings": "art-0003"}
+    steps, errors = _chained({"steps": [{"tool": "trace_fact", "args": {"queries": ["x"], "index": "index_1"}}]}, arts)
+    assert not errors and [s.tool for s in steps] == ["trace_fact"] and steps[0].args["index"] == "art-0007"
+    # an id the request names is the user's, kept even though this thread does not hold it
+    steps, _ = _chained({"steps": [{"tool": "trace_fact", "args": {"queries": ["x"], "index": "art-0042"}}]},
+                        arts, request="trace x in index art-0042")
+    assert steps[0].args["index"] == "art-0042"
+    # a plan that already chains is left as it is
+    plan = {"steps": [{"tool": "quality_signals", "args": {"corpus": POOL}},
+                      {"tool": "meta_rater", "args": {"corpus": POOL, "scores": "$scores", "fraction": 0.2}}]}
+    steps, errors = _chained(plan)
+    assert not errors and [s.tool for s in steps] == ["quality_signals", "meta_rater"]
+
+
+def test_request_file_steps_are_not_chained():
+    from tools.registry import names
+
+    specs = {n: get(n) for n in names()}
+    steps, _ = validate_steps({"steps": [{"tool": "trace_fact", "args": {"queries": ["x"], "index": "art-1"}}]},
+                              specs, {"corpus": POOL})
+    assert [s.tool for s in steps] == ["trace_fact"] and steps[0].args["index"] == "art-1"
