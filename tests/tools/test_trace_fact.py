@@ -280,6 +280,82 @@ def test_demonyms_and_aliases() -> None:
     assert pm[("messmer",)] == "partial" and ("messmer",) not in {a.tokens for a in match.aliases("Pierre Messmer")}
 
 
+@pytest.mark.parametrize("text,subject,obj,ok", [
+    # a fragment of the subject that is also the object does not count twice
+    ("He moved to London in 1990.", "Transport for London", "London", False),
+    ("Transport for London runs the buses of London.", "Transport for London", "London", True),
+    ("Kidstreet is a Canadian trio from Canada.", "Young Canadians", "Canada", False),
+    ("The Athens Messenger is published in Athens.", "Athens County", "Athens", False),
+    # the same words are one mention, not two
+    ("Venus is the brightest planet.", "Venus", "Venus", False),
+    ("Venus was named after the goddess Venus.", "Venus", "Venus", True),
+    # a last name that is part of someone else's name is not the subject
+    ("Wardell Gray was a jazz saxophonist.", "Glen Gray", "saxophone", False),
+    ("By then Gray played the saxophone.", "Glen Gray", "saxophone", True),
+    ("Dylan Thomas played the harmonica.", "Bob Dylan", "harmonica", False),
+    # ... but middle names, titles and post-nominal letters in between are the subject's
+    ("Raymond Leo Flynn was the Mayor of Boston.", "Raymond Flynn", "Boston", True),
+    ("Daniel Cardinal DiNardo is an archbishop.", "Daniel DiNardo", "archbishop", True),
+    ("Dame Judith Mary Binney DNZM taught in Auckland.", "Judith Binney", "Auckland", True),
+    # fragments are names: capitalised; acronyms in capitals and of three letters or more
+    ("It aired on CBS at that time.", "Telephone Time", "CBS", False),
+    ("The JFA met in Tokyo.", "Japan Football Association", "Tokyo", True),
+    ("the jfa met in Tokyo.", "Japan Football Association", "Tokyo", False),
+    ("He talked at Paris about it.", "Adolphe Thiers", "Paris", False),
+    ("Henry IV was crowned in Rome.", "Innocent VII", "Rome", False),  # no two-letter "IV" of "Innocent VII"
+    # no surname after "of"/"for": the place is not the person
+    ("The archbishop of Mainz came.", "Adalbert of Mainz", "archbishop", False),
+    ("King Manuel I died in Lisbon.", "Manuel I of Portugal", "Lisbon", True),
+    # short capitals around a name, joined surnames, derived instrument players
+    ("He played for Bayern Munich, a club based in Munich.", "FC Bayern Munich", "Munich", True),
+    ("Smith played for Sheffield United in Sheffield.", "Sheffield United F.C.", "Sheffield", True),
+    ("Pasqual Maragall was Mayor of Barcelona.", "Pasqual Maragall i Mira", "Barcelona", True),
+    ("It was created by the cellist Jules Delsart.", "Jules Delsart", "cello", True),
+    ("Sloane married the violist Tabea Zimmermann.", "Tabea Zimmermann", "viola", True),
+])
+def test_offline_matcher_name_rules(text: str, subject: str, obj: str, ok: bool) -> None:
+    m = match.verify_offline(text, subject, obj)
+    assert m.supports is ok, (m.reason, m.subject_form, m.object_form)
+
+
+def test_offline_scores() -> None:
+    def score(text: str, subject: str, obj: str, **kw) -> float:  # noqa: ANN003
+        return match.verify_offline(text, subject, obj, **kw).score
+
+    assert score("Pierre Messmer was born in Vincennes.", "Pierre Messmer", "Vincennes") == 1.0
+    assert score("Messmer was born in Vincennes.", "Pierre Messmer", "Vincennes") == 0.6
+    assert score("Messmer was a French politician.", "Pierre Messmer", "France") == pytest.approx(0.54)
+    assert score("King Manuel I died in Lisbon.", "Manuel I of Portugal", "Lisbon") == 0.9
+    far = "Pierre Messmer " + "and then " * 11 + "Vincennes"  # 22 words between the two mentions
+    assert score(far, "Pierre Messmer", "Vincennes") == 0.8
+    # the last resort: one distinctive word of the subject, only when asked
+    assert not match.verify_offline("Samson was the bishop.", "Samson of Dol", "bishop").supports
+    assert score("Samson was the bishop.", "Samson of Dol", "bishop", last_resort=True) == 0.3
+    assert score("The oxides of lime", "calcium oxide", "lime", last_resort=True) == 0.3
+    assert not match.verify_offline("It is a type of oxide.", "calcium oxide", "oxygen", last_resort=True).supports
+    # a last name that fails the name rules is a word of the subject, as a last resort
+    assert score("Former goaltender Jessie Vetter", "Jessica Vetter", "goaltender", last_resort=True) == 0.3
+    assert not match.verify_offline("Former goaltender Jessie Vetter", "Jessica Vetter", "goaltender").supports
+
+
+def test_offline_verifier_ranks_within_a_fact() -> None:
+    facts = [core.make_fact("a", "Pierre Messmer was born in Vincennes.", "Pierre Messmer", "Vincennes"),
+             core.make_fact("b", "Samson of Dol was a bishop.", "Samson of Dol", "bishop")]
+    full, last, far = ("Pierre Messmer was born in Vincennes.", "Messmer lived in Vincennes.",
+                       "Pierre Messmer " + "and then " * 11 + "Vincennes")
+    v = core.OfflineVerifier()
+    got = v.verify(facts, [(0, full), (0, last), (0, far), (1, "Samson was the bishop."), (1, "A bishop.")])
+    assert [j.verdict for j in got] == ["supports", "rejected", "supports", "supports", "rejected"]
+    assert got[1].reason.startswith("weaker evidence (partial subject")
+    # alone, the last name is the best evidence the fact has
+    assert v.verify(facts, [(0, last)])[0].verdict == "supports"
+    # min_evidence_ratio=0 keeps every match; last_resort=False leaves a fact without a match empty
+    assert [j.verdict for j in core.OfflineVerifier(min_evidence_ratio=0).verify(facts, [(0, full), (0, last)])] \
+        == ["supports", "supports"]
+    assert core.OfflineVerifier(last_resort=False).verify(facts, [(1, "Samson was the bishop.")])[0].verdict \
+        == "rejected"
+
+
 @pytest.mark.parametrize("statement,subject,obj", [
     ("Paul Mounsey was born in Scotland.", "Paul Mounsey", "Scotland"),
     ("The native language of Pierre Messmer is French.", "Pierre Messmer", "French"),

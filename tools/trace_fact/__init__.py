@@ -38,8 +38,9 @@ from tools.trace_fact.schema import (
 __all__ = ["SPEC", "TraceFactMetrics", "TraceFactRequest", "TraceFactResult", "run", "core", "match", "read_facts"]
 
 OFFLINE_NOTE = ("offline FALLBACK verifier (no LLM): a document counts as supporting when it expresses both the "
-                "fact's subject and object (aliases, case, punctuation, light morphology normalised); it cannot "
-                "tell relations between the same two entities apart")
+                "fact's subject and object in separate mentions (aliases, case, punctuation, light morphology "
+                "normalised), and its evidence is close to the best among the fact's candidates (a full name "
+                "beats a last name alone); it cannot tell relations between the same two entities apart")
 
 
 def read_facts(queries: Any, where: str = "trace_fact.queries") -> list[core.Fact]:
@@ -119,8 +120,9 @@ def _make_verifier(request: TraceFactRequest, ctx: ToolContext) -> tuple[core.Ve
     if want == "auto":
         want = "llm" if has_llm(ctx) else "offline"
     if want == "offline":
-        return core.OfflineVerifier(partial_names=request.partial_names,
-                                    require_relation=request.require_relation), OFFLINE_NOTE
+        return core.OfflineVerifier(partial_names=request.partial_names, require_relation=request.require_relation,
+                                    min_evidence_ratio=request.min_evidence_ratio,
+                                    last_resort=request.last_resort), OFFLINE_NOTE
     if not has_llm(ctx):
         raise ResourceUnavailable("verifier='llm' needs a tool LLM", hint="set CURATE_TOOL_LLM_BASE_URL and "
                                   "CURATE_TOOL_LLM_MODEL (or CURATE_LLM_*), or use verifier='offline'")

@@ -241,25 +241,53 @@ class Verifier(abc.ABC):
 
 
 class OfflineVerifier(Verifier):
-    """FALLBACK verifier (no LLM): the subject and the object must both be expressed in the document."""
+    """FALLBACK verifier (no LLM): the subject and the object must both be expressed in the document.
+
+    Each supporting match has a score (:func:`match.verify_offline`: exact names 1, derived forms 0.9,
+    name fragments 0.6, far-apart mentions x 0.8). Within one fact, a candidate scoring below
+    ``min_evidence_ratio`` x the fact's best candidate is rejected: once a document names the subject in
+    full, one that only shares its last name is more likely about someone else; when no document does,
+    the fragments are the best evidence there is and count. 0 keeps every match. ``last_resort``: a
+    fact none of whose candidates matches gets a second pass in which one distinctive word of the subject
+    stands for it (weight 0.3, :func:`match.verify_offline`); an empty set is the worst answer a fact can
+    get, so its best weak candidates are returned instead, marked by their span.
+    """
 
     name = "offline"
 
-    def __init__(self, *, partial_names: bool = True, require_relation: bool = False):
+    def __init__(self, *, partial_names: bool = True, require_relation: bool = False,
+                 min_evidence_ratio: float = 0.8, last_resort: bool = True):
         self.partial_names = partial_names
         self.require_relation = require_relation
+        self.min_evidence_ratio = min_evidence_ratio
+        self.last_resort = last_resort
         self.calls = 0
 
+    def _match(self, fact: Fact, text: str, last_resort: bool = False) -> match.Match:
+        cues = tuple(relation_cues(fact)) if self.require_relation else ()
+        return match.verify_offline(text, fact.subject, fact.object, partial_names=self.partial_names,
+                                    relation_cues=cues, last_resort=last_resort)
+
     def verify(self, facts: Sequence[Fact], pairs: Sequence[tuple[int, str]]) -> list[Judgement]:
+        matches = [self._match(facts[f], text) for f, text in pairs]
+        supported = {f for (f, _), m in zip(pairs, matches, strict=True) if m.supports}
+        if self.last_resort and self.partial_names:  # facts with no match at all: one word of the subject will do
+            for k, (f, text) in enumerate(pairs):
+                if f not in supported:
+                    matches[k] = self._match(facts[f], text, last_resort=True)
+        best: dict[int, float] = {}
+        for (f, _), m in zip(pairs, matches, strict=True):
+            if m.supports:
+                best[f] = max(best.get(f, 0.0), m.score)
         out = []
-        for f, text in pairs:
-            fact = facts[f]
-            cues: tuple[str, ...] = ()
-            if self.require_relation:
-                cues = tuple(relation_cues(fact))
-            m = match.verify_offline(text, fact.subject, fact.object, partial_names=self.partial_names,
-                                     relation_cues=cues)
-            out.append(Judgement("supports", m.span) if m.supports else Judgement("rejected", "", m.reason))
+        for (f, _), m in zip(pairs, matches, strict=True):
+            if not m.supports:
+                out.append(Judgement("rejected", "", m.reason))
+            elif m.score < self.min_evidence_ratio * best[f] - 1e-9:
+                out.append(Judgement("rejected", "", f"weaker evidence ({m.subject_form} subject, {m.object_form} "
+                                                     f"object: {m.score:.2f}) than the fact's best ({best[f]:.2f})"))
+            else:
+                out.append(Judgement("supports", m.span))
         return out
 
 

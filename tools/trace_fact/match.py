@@ -13,9 +13,20 @@ must be *expressed*, after normalising:
 - derived forms of common nouns: "archaeology" ~ "archaeologist", "saxophone" ~ "saxophonist",
   "Christianity" ~ "Christian" (suffix rules plus a small table); number words as digits, "Sky2" = "Sky 2";
 - partial names of the subject (``partial_names=True``): "Pierre Messmer" ~ "Messmer" (the last
-  name-like token, capitalised in the label, at least 4 letters, not a generic word), a capitalised
-  head before lower-case descriptors ("Mamer railway station" ~ "Mamer"), initials of a capitalised
-  name ("Japan Football Association" ~ "JFA"), and corporate suffixes dropped ("UGS Corp." ~ "UGS").
+  name-like token, capitalised in the label, at least 4 letters, not a generic word, a roman numeral
+  or a nationality, and only when the words before it are names or name particles: "Transport for
+  London" and "Adalbert of Mainz" have no surname), a capitalised head before lower-case descriptors
+  ("Mamer railway station" ~ "Mamer"), the name before "of" ("Manuel I of Portugal" ~ "Manuel I"),
+  initials of three or more capitalised words ("Japan Football Association" ~ "JFA"), and
+  corporate suffixes or short capitals dropped ("UGS Corp." ~ "UGS", "FC Bayern Munich" ~ "Bayern Munich").
+
+A fragment (partial name, acronym) counts only as a name: capitalised in the text (an acronym in
+capitals), not part of someone else's name ("Wardell Gray" is no mention of Glen Gray; middle names
+and titles between are fine: "Raymond Leo Flynn", "Cardinal DiNardo"), and never one that is also the
+object ("Young Canadians" gives no "Canadian" when the object is Canada). Subject and object must be
+separate mentions. Each match has a ``score`` (full names 1, derived forms 0.9, fragments 0.6,
+mentions more than 20 words apart x 0.8) that :class:`..core.OfflineVerifier` ranks a fact's
+candidates by.
 
 Subject/object come from the fact, or :func:`extract_arguments` finds them in the statement: the
 first and last capitalised entity chunks, else the content words at either end.
@@ -84,7 +95,7 @@ DERIVED: dict[str, tuple[str, ...]] = {
 }
 _DERIV = (("ology", ("ologist", "ological", "ologic", "ologer")), ("istry", ("ist",)), ("ics", ("", "ist", "ian")),
           ("ism", ("ist", "ic", "")), ("ity", ("",)), ("y", ("er", "ist", "ical", "ic", "ian")),
-          ("e", ("ist", "er")), ("", ("ist", "er", "ic", "ian", "ical")))
+          ("e", ("ist", "er")), ("a", ("ist",)), ("o", ("ist",)), ("", ("ist", "er", "ic", "ian", "ical")))
 
 
 def derived(word: str) -> set[str]:
@@ -136,16 +147,21 @@ def stem(token: str) -> str:
     return t
 
 
+@lru_cache(maxsize=500_000)
+def _norm(token: str) -> str:
+    return stem(fold(token))
+
+
 def words(text: str) -> list[str]:
     """Normalised, stemmed word tokens (punctuation and hyphens separate words)."""
-    return [stem(fold(m.group())) for m in _TOKEN.finditer(text or "")]
+    return [_norm(m.group()) for m in _TOKEN.finditer(text or "")]
 
 
 @lru_cache(maxsize=200_000)  # candidate documents recur across facts
 def word_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     toks, spans = [], []
     for m in _TOKEN.finditer(text or ""):
-        toks.append(stem(fold(m.group())))
+        toks.append(_norm(m.group()))
         spans.append(m.span())
     return toks, spans
 
@@ -172,12 +188,36 @@ def demonyms(place: str) -> set[str]:
     return out
 
 
+# name particles that may sit inside a person's name ("Ludwig van Beethoven"); other lower-case words
+# ("Transport for London", "Adalbert of Mainz", "Chalonnes-sur-Loire") make the last word a place, not a surname
+_PARTICLES = frozenset({"de", "da", "di", "del", "della", "der", "van", "von", "den", "du", "des", "la", "le", "bin",
+                        "ibn", "al", "el", "y", "e", "i", "d", "ter", "ten", "dos", "das"})
+_ROMAN = re.compile(r"^[ivxlcdm]+$")
+# words that may stand right before a surname without making it someone else's ("Cardinal DiNardo")
+TITLES = frozenset(
+    """king queen prince princess emperor empress saint st pope cardinal archbishop bishop father sir lord lady dame
+    dr mr mrs ms miss president general captain colonel major professor prof mayor senator governor judge rev
+    reverend brother sister chancellor minister premier sheikh sultan shah tsar czar imam rabbi madame mme
+    monsieur don dom fr""".split()
+)
+
+
 @dataclass(frozen=True)
 class Alias:
     """One surface form of an argument, as stemmed tokens; ``kind`` says which rule produced it."""
 
     tokens: tuple[str, ...]
-    kind: str  # exact | qualifier | demonym | partial
+    kind: str  # exact | qualifier | demonym | derived | partial | acronym
+
+
+# how much a mention of each kind says about the argument (exact name > a rule's derived form > a fragment)
+KIND_WEIGHT = {"exact": 1.0, "qualifier": 0.9, "demonym": 0.9, "derived": 0.9, "acronym": 0.6, "partial": 0.6,
+               "word": 0.3}
+
+
+def _is_place_word(w: str) -> bool:
+    """A country/region name or a nationality adjective (folded): no surname."""
+    return w in IRREGULAR or w in _REVERSE or fold(w) in IRREGULAR or fold(w) in _REVERSE
 
 
 @lru_cache(maxsize=65536)
@@ -205,30 +245,83 @@ def aliases(label: str, *, partial: bool = False) -> tuple[Alias, ...]:
     if len(raw) >= 2 and fold(raw[-1]) in _CORP:  # "UGS Corp." -> "UGS"
         raw = raw[:-1]
         add(" ".join(raw), "qualifier")
+    # short capitals around a name: "FC Bayern Munich" -> "Bayern Munich", "Sheffield United F.C." -> "Sheffield United"
+    core_ = list(raw)
+    while len(core_) >= 3 and core_[0].isupper() and len(core_[0]) <= 3:
+        core_ = core_[1:]
+    while len(core_) >= 3 and core_[-1].isupper() and len(core_[-1]) <= 2:
+        core_ = core_[:-1]
+    if len(core_) >= 2 and core_ != raw:
+        add(" ".join(core_), "qualifier")
     if partial and len(raw) >= 2:
         last = raw[-1]
-        if last[:1].isupper() and len(last) >= 4 and fold(last) not in GENERIC and fold(last) not in STOP:
+        name_like = all(w[:1].isupper() or w[:1].isdigit() or fold(w) in _PARTICLES for w in raw[:-1])
+        if (last[:1].isupper() and len(last) >= 4 and fold(last) not in GENERIC and fold(last) not in STOP
+                and name_like and not _ROMAN.match(fold(last)) and not _is_place_word(fold(last))):
             add(last, "partial")
         caps = [w for w in raw if w[:1].isupper()]
-        if len(caps) >= 2 and len(caps) >= len(raw) - 1:  # "Japan Football Association" -> "JFA"
+        if len(caps) >= 3 and len(caps) >= len(raw) - 1:  # "Japan Football Association" -> "JFA"
             add("".join(w[0] for w in caps), "acronym")
         k = 0  # capitalised head before lower-case descriptors: "Mamer railway station" -> "Mamer"
         while k < len(raw) and raw[k][:1].isupper():
             k += 1
-        if 0 < k < len(raw) and all(w[:1].islower() for w in raw[k:]) and len(" ".join(raw[:k])) >= 4:
+        head = " ".join(raw[:k])
+        if (0 < k < len(raw) and all(w[:1].islower() for w in raw[k:]) and len(head) >= 4
+                and not _is_place_word(fold(head))):
+            add(head, "partial")
+        of = re.split(r"\s+of\s+", base or label, maxsplit=1)  # "Manuel I of Portugal" -> "Manuel I"
+        if len(of) == 2 and len(of[0].split()) >= 2 and of[0][:1].isupper():
+            add(of[0], "partial")
+        for w in raw:  # last resort, one distinctive word: "Samson of Dol" ~ "Samson", "calcium oxide" ~ "oxides"
+            fw = fold(w)
+            if (len(w) >= 4 and fw not in GENERIC and fw not in STOP and fw not in _PARTICLES and fw not in _CORP
+                    and not _ROMAN.match(fw) and not _is_place_word(fw)):
+                add(w, "word")
+        k = 0  # the names before a joining particle: "Pasqual Maragall i Mira" -> "Pasqual Maragall"
+        while k < len(raw) and raw[k][:1].isupper():
+            k += 1
+        if k >= 2 and k < len(raw) - 1 and fold(raw[k]) in _PARTICLES and raw[k + 1][:1].isupper():
             add(" ".join(raw[:k]), "partial")
     return tuple(out)
 
 
 def find(alias: Alias, toks: list[str]) -> int:
     """Start index of the first occurrence of ``alias`` in ``toks``, or -1."""
+    for i in find_all(alias, toks):
+        return i
+    return -1
+
+
+def find_all(alias: Alias, toks: list[str]) -> list[int]:
+    """Start indices of every occurrence of ``alias`` in ``toks``."""
     a = alias.tokens
     n = len(a)
     first = a[0]
-    for i, t in enumerate(toks):
-        if t == first and tuple(toks[i : i + n]) == a:
-            return i
-    return -1
+    return [i for i, t in enumerate(toks) if t == first and tuple(toks[i : i + n]) == a]
+
+
+def _related(a: str, b: str) -> bool:
+    """Same word, or one a prefix of the other (>= 3 letters): "alp" ~ "alpe", "canada" ~ "canadian"."""
+    if a == b:
+        return True
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    return len(short) >= 3 and long_.startswith(short)
+
+
+@lru_cache(maxsize=65536)
+def subject_aliases(subject: str, obj: str, partial: bool = True, last_resort: bool = False) -> tuple[Alias, ...]:
+    """The subject's forms, less the fragments (partial names, acronyms, words) that would also be the
+    object: "Transport for London" gives no "London" when the object is London, so a sentence that names
+    only the object does not count twice. Single words only with ``last_resort``."""
+    obj_toks = {t for al in aliases(obj) for t in al.tokens if not t.isdigit()}
+    out = []
+    for al in aliases(subject, partial=partial):
+        if al.kind == "word" and not last_resort:
+            continue
+        if al.kind in ("partial", "acronym", "word") and any(_related(t, o) for t in al.tokens for o in obj_toks):
+            continue
+        out.append(al)
+    return tuple(out)
 
 
 @dataclass
@@ -240,38 +333,119 @@ class Match:
     reason: str  # why rejected ("" when supported)
     subject_form: str
     object_form: str
+    score: float = 0.0  # strength of the evidence, 0 when rejected (see :func:`verify_offline`)
+    cue: bool = False  # a relation word of the statement occurs in the text
 
 
-def _locate(label: str, toks: list[str], partial: bool, tokset: set[str]) -> tuple[int, int, str] | None:
-    for al in aliases(label, partial=partial):
+def _fragment_ok(al: Alias, i: int, text: str, toks: list[str], spans: list[tuple[int, int]],
+                 own: frozenset[str]) -> bool:
+    """A partial name or acronym counts only as a name: capitalised (an acronym in capitals) and not the
+    tail or head of someone else's name ("Wardell Gray" is no mention of Glen Gray)."""
+    n = len(al.tokens)
+    surface = text[spans[i][0] : spans[i + n - 1][1]]
+    if al.kind == "acronym":
+        return surface.isupper()
+    if not all(text[a : b][:1].isupper() or text[a : b][:1].isdigit() for a, b in spans[i : i + n]):
+        return False
+    for j, gap in ((i - 1, (spans[i - 1][1], spans[i][0]) if i > 0 else None),
+                   (i + n, (spans[i + n - 1][1], spans[i + n][0]) if i + n < len(toks) else None)):
+        if gap is None or text[gap[0] : gap[1]].strip():
+            continue  # punctuation between: not the same name
+        w = text[spans[j][0] : spans[j][1]]
+        if j > i and w.isupper():
+            continue  # post-nominal letters after a name: "Binney DNZM"
+        if w[:1].isupper() and toks[j] not in own and fold(w) not in STOP and fold(w) not in TITLES:
+            if j < i and _own_before(i, text, toks, spans, own):
+                continue  # middle names: "Raymond Leo Flynn" is Raymond Flynn
+            return False
+    return True
+
+
+def _own_before(i: int, text: str, toks: list[str], spans: list[tuple[int, int]], own: frozenset[str]) -> bool:
+    """Whether the run of capitalised words just before token ``i`` (at most 3) holds a word of the name."""
+    j = i - 1
+    while j >= 0 and i - j <= 3 and not text[spans[j][1] : spans[j + 1][0]].strip() and text[spans[j][0]][:1].isupper():
+        if toks[j] in own:
+            return True
+        j -= 1
+    return False
+
+
+def _mentions(als: tuple[Alias, ...], text: str, toks: list[str], spans: list[tuple[int, int]],
+              tokset: set[str], own: frozenset[str], last_resort: bool = False) -> list[tuple[int, int, str, float]]:
+    """(start, end, kind, weight) of every mention, strongest first, then by position.
+
+    The weight is the kind's (:data:`KIND_WEIGHT`), except that a fragment of several words ("Manuel I")
+    weighs like a derived form, and a last name right after the first name with middle names or a title
+    between ("Raymond Leo Flynn", "Daniel Cardinal DiNardo") like the exact name. With ``last_resort``, a
+    last name that fails :func:`_fragment_ok` still counts, as a ``word``."""
+    out = []
+    for al in als:
         if al.tokens[0] not in tokset:
             continue
-        i = find(al, toks)
-        if i >= 0:
-            return i, i + len(al.tokens), al.kind
-    return None
+        for i in find_all(al, toks):
+            w = KIND_WEIGHT.get(al.kind, 0.5)
+            kind = al.kind
+            if al.kind in ("partial", "acronym"):
+                if not _fragment_ok(al, i, text, toks, spans, own):
+                    if not last_resort or al.kind == "acronym" or len(al.tokens) > 1:
+                        continue
+                    kind, w = "word", KIND_WEIGHT["word"]  # maybe someone else's name: the last resort only
+                elif len(al.tokens) >= 2:
+                    w = KIND_WEIGHT["qualifier"]
+                if kind == "partial" and _own_before(i, text, toks, spans, own):
+                    w = KIND_WEIGHT["exact"]
+            out.append((i, i + len(al.tokens), kind, w))
+    out.sort(key=lambda m: (-m[3], m[0]))
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _word_set(label: str) -> frozenset[str]:
+    return frozenset(words(label))
 
 
 def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = True,
-                   relation_cues: tuple[str, ...] = ()) -> Match:
-    """Whether ``text`` expresses both ``subject`` and ``obj``; the span covers both mentions.
+                   relation_cues: tuple[str, ...] = (), cues: tuple[str, ...] = (), last_resort: bool = False) -> Match:
+    """Whether ``text`` expresses both ``subject`` and ``obj`` (in separate mentions); the span covers both.
 
-    ``relation_cues`` (stemmed words): when given, at least one must also occur (off by default:
-    T-REx-style gold does not require it).
+    ``score`` in (0, 1]: the product of the two mentions' weights (:func:`_mentions`), times 0.8
+    when the two are more than 20 words apart. ``relation_cues`` (stemmed words): when given, at least
+    one must also occur (off by default: T-REx-style gold does not require it); ``cues``: only reported,
+    ``cue`` says whether one occurs. ``last_resort``: one distinctive word of the subject ("Samson" of
+    "Samson of Dol", "oxides" of "calcium oxide") also counts, weighing 0.3; meant for a fact none of
+    whose candidates names both arguments (see :class:`..core.OfflineVerifier`).
     """
     toks, spans = word_spans(text)
     tokset = set(toks)
-    s = _locate(subject, toks, partial_names, tokset)
-    o = _locate(obj, toks, False, tokset)
-    if s is None or o is None:
-        missing = " and ".join(n for n, v in (("subject", s), ("object", o)) if v is None)
-        return Match(False, "", -1, -1, f"{missing} not found", s[2] if s else "", o[2] if o else "")
-    if relation_cues and not set(relation_cues) & set(toks):
+    own = _word_set(subject)
+    s_all = _mentions(subject_aliases(subject, obj, partial_names, last_resort), text, toks, spans, tokset, own,
+                      last_resort)
+    o_all = _mentions(aliases(obj), text, toks, spans, tokset, _word_set(obj))
+    pair = None
+    for s in s_all:
+        for o in o_all:
+            if s[1] <= o[0] or o[1] <= s[0]:  # separate mentions
+                pair = (s, o)
+                break
+        if pair:
+            break
+    if pair is None:
+        if s_all and o_all:
+            return Match(False, "", -1, -1, "subject and object only as one mention", s_all[0][2], o_all[0][2])
+        missing = "object" if s_all else "subject and object" if not o_all else "subject"
+        return Match(False, "", -1, -1, f"{missing} not found", s_all[0][2] if s_all else "",
+                     o_all[0][2] if o_all else "")
+    s, o = pair
+    cue = bool(set(cues) & tokset)
+    if relation_cues and not set(relation_cues) & tokset:
         return Match(False, "", -1, -1, "relation not expressed", s[2], o[2])
     lo = min(s[0], o[0])
     hi = max(s[1], o[1]) - 1
     a, b = spans[lo][0], spans[hi][1]
-    return Match(True, text[a:b], a, b, "", s[2], o[2])
+    gap = max(s[0], o[0]) - min(s[1], o[1])
+    score = s[3] * o[3] * (0.8 if gap > 20 else 1.0)
+    return Match(True, text[a:b], a, b, "", s[2], o[2], round(score, 6), cue)
 
 
 # ------------------------------------------------------------------------ argument extraction

@@ -65,6 +65,14 @@ class TraceFactRequest(ToolRequest):
     require_relation: bool = Field(
         False, description="offline verifier: also require a relation word of the statement in the document"
     )
+    min_evidence_ratio: float = Field(
+        0.8, ge=0.0, le=1.0, description="offline verifier: a candidate needs this share of the evidence score of "
+        "the fact's best candidate (full names 1, fragments like a last name 0.6); 0 keeps every match",
+    )
+    last_resort: bool = Field(
+        True, description="offline verifier: for a fact none of whose candidates names both subject and object, "
+        "one distinctive word of the subject stands for it (instead of an empty set)",
+    )
     seed: int = Field(0, description="seed of an index built here")
 
     @model_validator(mode="after")
@@ -136,7 +144,7 @@ def conformance_case(tmp_path: Path, corpus: Path) -> dict:
 
 SPEC = ToolSpec(
     name="trace_fact",
-    version="1",
+    version="2",
     description="Fact tracing (FASTTRACK): for each fact, the training documents that support it, as a set: "
     "keyword + centroid retrieval of clusters from a fact_index, then batched verification of every candidate "
     "(the tool LLM, or an offline subject+object fallback). Spans, verdicts, rejected candidates and LLM calls.",
