@@ -297,6 +297,7 @@ def test_demonyms_and_aliases() -> None:
     ("Raymond Leo Flynn was the Mayor of Boston.", "Raymond Flynn", "Boston", True),
     ("Daniel Cardinal DiNardo is an archbishop.", "Daniel DiNardo", "archbishop", True),
     ("Dame Judith Mary Binney DNZM taught in Auckland.", "Judith Binney", "Auckland", True),
+    ("The Tracy Morgan Show aired on NBC.", "The Dinah Shore Chevy Show", "NBC", False),  # "The" is no name
     # fragments are names: capitalised; acronyms in capitals and of three letters or more
     ("It aired on CBS at that time.", "Telephone Time", "CBS", False),
     ("The JFA met in Tokyo.", "Japan Football Association", "Tokyo", True),
@@ -336,6 +337,9 @@ def test_offline_scores() -> None:
     # a last name that fails the name rules is a word of the subject, as a last resort
     assert score("Former goaltender Jessie Vetter", "Jessica Vetter", "goaltender", last_resort=True) == 0.3
     assert not match.verify_offline("Former goaltender Jessie Vetter", "Jessica Vetter", "goaltender").supports
+    # ... but a regnal number after it names someone else
+    assert not match.verify_offline("Pope Adrian III was a pope.", "Adrian V", "pope", last_resort=True).supports
+    assert score("Pope Adrian was elected pope.", "Adrian V", "pope", last_resort=True) == 0.3
 
 
 def test_offline_verifier_ranks_within_a_fact() -> None:

@@ -345,6 +345,13 @@ def _fragment_ok(al: Alias, i: int, text: str, toks: list[str], spans: list[tupl
     surface = text[spans[i][0] : spans[i + n - 1][1]]
     if al.kind == "acronym":
         return surface.isupper()
+    if al.kind == "word":  # a word of the subject: when it is capitalised here, it must not be another's name
+        if not surface[:1].isupper():
+            return True
+        if i + 1 < len(toks) and _ROMAN.match(toks[i + 1]) and toks[i + 1] not in own \
+                and text[spans[i + 1][0] : spans[i + 1][1]].isupper():
+            return False  # "Adrian III" is not Adrian V
+        return True
     if not all(text[a : b][:1].isupper() or text[a : b][:1].isdigit() for a, b in spans[i : i + n]):
         return False
     for j, gap in ((i - 1, (spans[i - 1][1], spans[i][0]) if i > 0 else None),
@@ -365,7 +372,7 @@ def _own_before(i: int, text: str, toks: list[str], spans: list[tuple[int, int]]
     """Whether the run of capitalised words just before token ``i`` (at most 3) holds a word of the name."""
     j = i - 1
     while j >= 0 and i - j <= 3 and not text[spans[j][1] : spans[j + 1][0]].strip() and text[spans[j][0]][:1].isupper():
-        if toks[j] in own:
+        if toks[j] in own and toks[j] not in STOP:
             return True
         j -= 1
     return False
@@ -386,11 +393,15 @@ def _mentions(als: tuple[Alias, ...], text: str, toks: list[str], spans: list[tu
         for i in find_all(al, toks):
             w = KIND_WEIGHT.get(al.kind, 0.5)
             kind = al.kind
+            if al.kind == "word" and not _fragment_ok(al, i, text, toks, spans, own):
+                continue
             if al.kind in ("partial", "acronym"):
                 if not _fragment_ok(al, i, text, toks, spans, own):
-                    if not last_resort or al.kind == "acronym" or len(al.tokens) > 1:
+                    # as a last resort, a last name in lower case is still a word of the subject
+                    if (not last_resort or al.kind == "acronym" or len(al.tokens) > 1
+                            or not _fragment_ok(Alias(al.tokens, "word"), i, text, toks, spans, own)):
                         continue
-                    kind, w = "word", KIND_WEIGHT["word"]  # maybe someone else's name: the last resort only
+                    kind, w = "word", KIND_WEIGHT["word"]
                 elif len(al.tokens) >= 2:
                     w = KIND_WEIGHT["qualifier"]
                 if kind == "partial" and _own_before(i, text, toks, spans, own):
