@@ -311,6 +311,15 @@ def test_demonyms_and_aliases() -> None:
     ("He played for Bayern Munich, a club based in Munich.", "FC Bayern Munich", "Munich", True),
     ("Smith played for Sheffield United in Sheffield.", "Sheffield United F.C.", "Sheffield", True),
     ("Pasqual Maragall was Mayor of Barcelona.", "Pasqual Maragall i Mira", "Barcelona", True),
+    # qualifiers: a comma or a spaced parenthesis, and the rest a name of four letters or more
+    ("He moved to Alexandra in Victoria.", "Alexandra, Victoria", "Victoria", True),
+    ("It reacts with copper and oxygen.", "copper(I) oxide", "oxygen", False),
+    ("Nickelodeon gave the go-ahead.", "Go, Diego, Go!", "Nickelodeon", False),
+    # short capitals: only before a name, and only two or more single letters after it
+    ("CBS Playhouse aired on CBS.", "NFL on CBS", "CBS", False),
+    ("60 Minutes aired on CBS.", "60 Minutes II", "CBS", False),
+    # the words before a last name must be other words of the name to make it the subject's
+    ("A biography of Khan Abdul Ghaffar Khan on Islam.", "Shakib Khan", "Islam", False),
     ("It was created by the cellist Jules Delsart.", "Jules Delsart", "cello", True),
     ("Sloane married the violist Tabea Zimmermann.", "Tabea Zimmermann", "viola", True),
 ])

@@ -233,8 +233,8 @@ def aliases(label: str, *, partial: bool = False) -> tuple[Alias, ...]:
             out.append(Alias(t, kind))
 
     add(label, "exact")
-    base = re.split(r"\s*[,(]", label, maxsplit=1)[0].strip()
-    if base and base != label:
+    base = re.split(r"\s*,|\s+\(", label, maxsplit=1)[0].strip()  # not "copper(I) oxide" -> "copper"
+    if base and base != label and len(base) >= 4:
         add(base, "qualifier")
     for form in sorted(demonyms(base or label)):
         add(form, "demonym")
@@ -247,11 +247,14 @@ def aliases(label: str, *, partial: bool = False) -> tuple[Alias, ...]:
         add(" ".join(raw), "qualifier")
     # short capitals around a name: "FC Bayern Munich" -> "Bayern Munich", "Sheffield United F.C." -> "Sheffield United"
     core_ = list(raw)
-    while len(core_) >= 3 and core_[0].isupper() and len(core_[0]) <= 3:
+    while len(core_) >= 3 and core_[0].isupper() and len(core_[0]) <= 3 and core_[1][:1].isupper():
         core_ = core_[1:]
-    while len(core_) >= 3 and core_[-1].isupper() and len(core_[-1]) <= 2:
-        core_ = core_[:-1]
-    if len(core_) >= 2 and core_ != raw:
+    k = len(core_)  # two or more single letters at the end ("F.C."), not a regnal number ("Manuel I")
+    while k > 0 and len(core_[k - 1]) == 1 and core_[k - 1].isupper():
+        k -= 1
+    if len(core_) - k >= 2 and k >= 2:
+        core_ = core_[:k]
+    if len(core_) >= 2 and core_ != raw and core_[-1][:1].isupper():
         add(" ".join(core_), "qualifier")
     if partial and len(raw) >= 2:
         last = raw[-1]
@@ -334,7 +337,6 @@ class Match:
     subject_form: str
     object_form: str
     score: float = 0.0  # strength of the evidence, 0 when rejected (see :func:`verify_offline`)
-    cue: bool = False  # a relation word of the statement occurs in the text
 
 
 def _fragment_ok(al: Alias, i: int, text: str, toks: list[str], spans: list[tuple[int, int]],
@@ -362,7 +364,7 @@ def _fragment_ok(al: Alias, i: int, text: str, toks: list[str], spans: list[tupl
         if j > i and w.isupper():
             continue  # post-nominal letters after a name: "Binney DNZM"
         if w[:1].isupper() and toks[j] not in own and fold(w) not in STOP and fold(w) not in TITLES:
-            if j < i and _own_before(i, text, toks, spans, own):
+            if j < i and _own_before(i, text, toks, spans, own - set(al.tokens)):
                 continue  # middle names: "Raymond Leo Flynn" is Raymond Flynn
             return False
     return True
@@ -404,7 +406,7 @@ def _mentions(als: tuple[Alias, ...], text: str, toks: list[str], spans: list[tu
                     kind, w = "word", KIND_WEIGHT["word"]
                 elif len(al.tokens) >= 2:
                     w = KIND_WEIGHT["qualifier"]
-                if kind == "partial" and _own_before(i, text, toks, spans, own):
+                if kind == "partial" and _own_before(i, text, toks, spans, own - set(al.tokens)):
                     w = KIND_WEIGHT["exact"]
             out.append((i, i + len(al.tokens), kind, w))
     out.sort(key=lambda m: (-m[3], m[0]))
@@ -417,15 +419,16 @@ def _word_set(label: str) -> frozenset[str]:
 
 
 def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = True,
-                   relation_cues: tuple[str, ...] = (), cues: tuple[str, ...] = (), last_resort: bool = False) -> Match:
+                   relation_cues: tuple[str, ...] = (), last_resort: bool = False) -> Match:
     """Whether ``text`` expresses both ``subject`` and ``obj`` (in separate mentions); the span covers both.
 
     ``score`` in (0, 1]: the product of the two mentions' weights (:func:`_mentions`), times 0.8
     when the two are more than 20 words apart. ``relation_cues`` (stemmed words): when given, at least
-    one must also occur (off by default: T-REx-style gold does not require it); ``cues``: only reported,
-    ``cue`` says whether one occurs. ``last_resort``: one distinctive word of the subject ("Samson" of
-    "Samson of Dol", "oxides" of "calcium oxide") also counts, weighing 0.3; meant for a fact none of
-    whose candidates names both arguments (see :class:`..core.OfflineVerifier`).
+    one must also occur (off by default: T-REx-style gold does not require it, nor, on the LAMA T-REx
+    dev relations, does a relation word make a match likelier to be gold). ``last_resort``: one
+    distinctive word of the subject ("Samson" of "Samson of Dol", "oxides" of "calcium oxide") also
+    counts, weighing 0.3; meant for a fact none of whose candidates names both arguments (see
+    :class:`..core.OfflineVerifier`).
     """
     toks, spans = word_spans(text)
     tokset = set(toks)
@@ -448,7 +451,6 @@ def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = T
         return Match(False, "", -1, -1, f"{missing} not found", s_all[0][2] if s_all else "",
                      o_all[0][2] if o_all else "")
     s, o = pair
-    cue = bool(set(cues) & tokset)
     if relation_cues and not set(relation_cues) & tokset:
         return Match(False, "", -1, -1, "relation not expressed", s[2], o[2])
     lo = min(s[0], o[0])
@@ -456,7 +458,7 @@ def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = T
     a, b = spans[lo][0], spans[hi][1]
     gap = max(s[0], o[0]) - min(s[1], o[1])
     score = s[3] * o[3] * (0.8 if gap > 20 else 1.0)
-    return Match(True, text[a:b], a, b, "", s[2], o[2], round(score, 6), cue)
+    return Match(True, text[a:b], a, b, "", s[2], o[2], round(score, 6))
 
 
 # ------------------------------------------------------------------------ argument extraction
