@@ -318,6 +318,10 @@ def test_demonyms_and_aliases() -> None:
     # short capitals: only before a name, and only two or more single letters after it
     ("CBS Playhouse aired on CBS.", "NFL on CBS", "CBS", False),
     ("60 Minutes aired on CBS.", "60 Minutes II", "CBS", False),
+    # an acronym label by its expansion (capitalised words spelling it, joiners between)
+    ("Remember WENN aired on American Movie Classics.", "Remember WENN", "AMC", True),
+    ("Remember WENN aired on American movie classics.", "Remember WENN", "AMC", False),
+    ("The Bank of England Museum is in London.", "BOE", "London", True),
     # the words before a last name must be other words of the name to make it the subject's
     ("A biography of Khan Abdul Ghaffar Khan on Islam.", "Shakib Khan", "Islam", False),
     ("It was created by the cellist Jules Delsart.", "Jules Delsart", "cello", True),
@@ -336,6 +340,8 @@ def test_offline_scores() -> None:
     assert score("Messmer was born in Vincennes.", "Pierre Messmer", "Vincennes") == 0.6
     assert score("Messmer was a French politician.", "Pierre Messmer", "France") == pytest.approx(0.54)
     assert score("King Manuel I died in Lisbon.", "Manuel I of Portugal", "Lisbon") == 0.9
+    assert score("Beatles fans met in Liverpool.", "The Beatles", "Liverpool") == 1.0  # the article dropped
+    assert score("It aired on American Movie Classics.", "It", "AMC") == 0.9
     far = "Pierre Messmer " + "and then " * 11 + "Vincennes"  # 22 words between the two mentions
     assert score(far, "Pierre Messmer", "Vincennes") == 0.8
     # the last resort: one distinctive word of the subject, only when asked

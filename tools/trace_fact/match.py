@@ -5,7 +5,9 @@ so it is what "the document expresses the triple" means on FTRACE-TREx-style dat
 "born in" from "died in" between the same two entities, which an LLM verifier can. Both arguments
 must be *expressed*, after normalising:
 
-- case, accents (NFKD), punctuation and hyphens ("Scottish-born" -> "scottish born");
+- case, accents (NFKD), punctuation and hyphens ("Scottish-born" -> "scottish born"); a leading
+  article ("The Beatles" ~ "Beatles"); an acronym label by its expansion ("AMC" ~ "American Movie
+  Classics");
 - light morphology: possessive ``'s`` and plural ``-s``/``-es`` are stripped on both sides;
 - qualifiers: "Alexandra, Victoria" and "Paris (France)" also match as "Alexandra" / "Paris";
 - nationality adjectives and languages for place names: "Scotland" ~ "Scottish", "Italy" ~
@@ -233,6 +235,8 @@ def aliases(label: str, *, partial: bool = False) -> tuple[Alias, ...]:
             out.append(Alias(t, kind))
 
     add(label, "exact")
+    if re.match(r"(?i)the\s+\S", label):  # the article is often dropped: "The Beatles" ~ "Beatles"
+        add(label[4:].strip(), "exact")
     base = re.split(r"\s*,|\s+\(", label, maxsplit=1)[0].strip()  # not "copper(I) oxide" -> "copper"
     if base and base != label and len(base) >= 4:
         add(base, "qualifier")
@@ -413,6 +417,34 @@ def _mentions(als: tuple[Alias, ...], text: str, toks: list[str], spans: list[tu
     return out
 
 
+_ACRONYM = re.compile(r"^[A-Z]{2,6}$")
+_JOINERS = frozenset({"of", "and", "the", "for", "de"})
+
+
+def _expansions(label: str, text: str, toks: list[str], spans: list[tuple[int, int]]) -> list[tuple[int, int, str, float]]:
+    """Mentions of an acronym label by its expansion: "AMC" ~ "American Movie Classics" (capitalised words
+    whose initials spell it; "of", "and", "the", "for" may sit between, or be spelt too)."""
+    if not _ACRONYM.match(label):
+        return []
+    out = []
+    first = label[0]
+    for i, (a, _) in enumerate(spans):
+        if text[a] != first:
+            continue
+        j, k = i, 0
+        while j < len(toks) and k < len(label):
+            w = text[spans[j][0] : spans[j][1]]
+            joiner = k > 0 and toks[j] in _JOINERS
+            if (w[:1] == label[k] and w[1:2].islower()) or (joiner and w[:1].upper() == label[k]):
+                k += 1  # "Bank of England" ~ "BOE" as well as "American Movie Classics" ~ "AMC"
+            elif not joiner:
+                break
+            j += 1
+        if k == len(label):
+            out.append((i, j, "acronym", KIND_WEIGHT["qualifier"]))
+    return out
+
+
 @lru_cache(maxsize=65536)
 def _word_set(label: str) -> frozenset[str]:
     return frozenset(words(label))
@@ -434,8 +466,10 @@ def verify_offline(text: str, subject: str, obj: str, *, partial_names: bool = T
     tokset = set(toks)
     own = _word_set(subject)
     s_all = _mentions(subject_aliases(subject, obj, partial_names, last_resort), text, toks, spans, tokset, own,
-                      last_resort)
-    o_all = _mentions(aliases(obj), text, toks, spans, tokset, _word_set(obj))
+                      last_resort) + _expansions(subject, text, toks, spans)
+    s_all.sort(key=lambda m: (-m[3], m[0]))
+    o_all = _mentions(aliases(obj), text, toks, spans, tokset, _word_set(obj)) + _expansions(obj, text, toks, spans)
+    o_all.sort(key=lambda m: (-m[3], m[0]))
     pair = None
     for s in s_all:
         for o in o_all:
