@@ -32,8 +32,11 @@ _WORD_FRACTION = {"half": 0.5, "a third": 1 / 3, "one third": 1 / 3, "a quarter"
                   "a tenth": 0.1, "one tenth": 0.1, "a fifth": 0.2, "one fifth": 0.2}
 _SEED = re.compile(r"\bseed\s*(?:=|of|:|is)?\s*(\d+)", re.I)
 _TARGET_CUE = re.compile(
-    r"(target|like|similar|resembl|match|close to|closer to|reference|towards|toward|against)"
+    r"(target|like|similar|resembl|match|close to|closer to|reference|towards|toward|against"
+    r"|validation|valdiation|\bval\b|dev[- ]set|eval(?:uation)?[- ]set|held[- ]out)"
     r"\W*(?:\w+\W+){0,3}$", re.I)
+_EVAL_SET_NAME = re.compile(r"(?:^|[/_.-])(?:target|val|valid|validation|dev|eval|heldout)(?:[/_.-]|$)", re.I)
+"""A path named like a target or an evaluation set (data/val_web.jsonl): never the pool when a pool is named too."""
 _DOMAIN_LIST = re.compile(
     r"\b(?:only|from|in|of|the|keep|drop|exclude|without)\s+(?:the\s+)?"
     r"((?:[a-z_]+)(?:\s*(?:,|and|or)\s*[a-z_]+)*)\s+domains?\b"
@@ -64,6 +67,10 @@ _EARLIER_RESULT = re.compile(
     re.I,
 )
 """Words that point at what an earlier step made: "then profile them", "rate the sample", "on what's left"."""
+_NOT_A_STATEMENT = re.compile(
+    r"(?:the|this|that|these|those|my|our|a|an|some|any)\s+(?:\w+\s+)?(?:facts?|claims?|statements?|sentences?|"
+    r"ones?|things?)(?:\s+(?:above|below|here|there|i\s+gave|you\s+know))?", re.I)
+"""A phrase that points at a fact without stating it ("support the fact?"): the planner asks for it."""
 _DOC_ID = re.compile(r"\b(?:doc(?:ument)?s?\s*(?:id)?|id)\s*[:=#]?\s*([A-Za-z][\w]*[-_]\d+|\d{2,})\b", re.I)
 _ID_LIKE = re.compile(r"\b([a-z][a-z0-9]*-\d{2,})\b")
 ARTIFACT_ID = re.compile(rf"\b((?:{'|'.join(sorted(ARTIFACT_KINDS, key=len, reverse=True))})-[0-9a-f]{{6,}})\b")
@@ -150,6 +157,40 @@ def _model_like(raw: str) -> bool:
     return bool(re.search(r"[A-Z]", org) or re.search(r"\d", name) or "-" in name)
 
 
+_UNIT_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_TENS_WORDS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_NUM_WORD = (rf"(?:(?:{'|'.join(_TENS_WORDS)})(?:[\s-](?:{'|'.join(list(_UNIT_WORDS)[1:10])}))?"
+             rf"|{'|'.join(sorted(_UNIT_WORDS, key=len, reverse=True))})")
+_SPELLED_SCALED = re.compile(rf"\b({_NUM_WORD}|a|an)\s+(hundred|thousand|million|billion)\b", re.I)
+_SPELLED_COUNT = re.compile(
+    rf"\b({_NUM_WORD})\b(?=\s+(?:[\w-]+\s+){{0,2}}?(?:docs?|documents?|examples?|rows?|samples?|items?|records?|"
+    r"texts?|results?|neighbou?rs?|matches|hits|entries|passages|sentences)\b)", re.I)
+_SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 10**9}
+_CITATION_BEFORE = re.compile(r"(?:\bet\s+al\.?,?|\band\s+others,?|\band\s+colleagues,?|\(|\b[A-Z][a-z]+,?)\s*$")
+
+
+def _word_value(words: str) -> int:
+    parts = re.split(r"[\s-]+", words.lower())
+    if parts[0] in ("a", "an"):
+        return 1
+    return sum(_TENS_WORDS.get(p, _UNIT_WORDS.get(p, 0)) for p in parts)
+
+
+def spelled_numbers_to_digits(text: str) -> str:
+    """"ten thousand docs" -> "10000 docs", "nearest five documents" -> "nearest 5 documents". Only
+    scaled numbers and numbers before a count noun are rewritten: "one of the tasks" stays words."""
+    text = _SPELLED_SCALED.sub(lambda m: str(_word_value(m.group(1)) * _SCALE[m.group(2).lower()]), text)
+    return _SPELLED_COUNT.sub(lambda m: str(v) if (v := _word_value(m.group(1))) >= 2 else m.group(0), text)
+
+
+def _citation_year(value: float, suffix: str | None, before: str, after: str) -> bool:
+    """"Xie et al. 2023", "Liu and others 2024", "(2024)": a year that cites a paper, not a count."""
+    return (suffix is None and value.is_integer() and 1900 <= value <= 2039 and not _COUNT_NOUNS.match(after)
+            and bool(_CITATION_BEFORE.search(before)))
+
+
 def _numbers(text: str) -> list[Number]:
     """Every number with a score for how much it reads as a document count ("select 2k docs")."""
     out: list[Number] = []
@@ -162,6 +203,8 @@ def _numbers(text: str) -> list[Number]:
         value = float(digits.replace(",", "")) * (_MULT[suffix.lower()] if suffix else 1)
         n = Number(value, m.start(), m.end(), "." in digits and not suffix)
         before, after = text[max(0, m.start() - 40): m.start()], text[m.end(): m.end() + 30]
+        if _citation_year(value, suffix, before, after):
+            continue
         n.tokens = bool(_TOKENS_AFTER.match(after)) or bool(re.search(r"tokens?\s*(?:budget)?\s*(?:of|=|:|is)?\s*$",
                                                                       before, re.I))
         if re.search(r"\bk\s*=\s*$", before, re.I):
@@ -202,14 +245,18 @@ def _path_spans(rest: str) -> list[tuple[str, int]]:
 
 
 def _place_paths(ex: Extracted, rest: str, spans: list[tuple[str, int]]) -> None:
-    """Each path is the corpus or the target, by its words ("like data/t.jsonl") or by order."""
+    """Each path is the corpus or the target: by its name (targets/t.jsonl, data/val.jsonl), else by its
+    words ("like data/t.jsonl"), else by order."""
+    by_name = any("target" in raw.lower() or _EVAL_SET_NAME.search(raw) for raw, _ in spans
+                  if not re.search(r"\.npy$|\.npz$", raw, re.I))
     for raw, start in spans:
         ex.paths.append(raw)
         ex.path_spans.append((raw, start))
         before = rest[max(0, start - 40): start]
         if re.search(r"\.npy$|\.npz$", raw, re.I):
             continue  # arrays: never a corpus or target
-        if ("target" in raw.lower() or _TARGET_CUE.search(before)) and ex.target is None:
+        named_target = ("target" in raw.lower() or _EVAL_SET_NAME.search(raw)) if by_name else False
+        if (named_target or (not by_name and _TARGET_CUE.search(before))) and ex.target is None:
             ex.target = raw
         elif ex.corpus is None:
             ex.corpus = raw
@@ -274,6 +321,7 @@ def extract(text: str, *, corpus: str | None = None, target: str | None = None) 
         ex.seed = int(ms.group(1))
         rest = rest[: ms.start()] + " " + rest[ms.end():]
     ex.fraction, rest = _fraction(rest)
+    rest = spelled_numbers_to_digits(rest)  # quotes are blanked: a quoted statement keeps its words
     nums = _numbers(rest)
     ex.tokens = [int(n.value) for n in nums if n.tokens]
     ex.decimals = [n.value for n in nums if n.decimal]
@@ -304,6 +352,14 @@ def _literal_values(annotation: Any) -> list[str]:
         elif typing.get_origin(a) in (list, tuple, set):
             out += _literal_values(typing.get_args(a)[0]) if typing.get_args(a) else []
     return list(dict.fromkeys(out))
+
+
+def _only_list(annotation: Any) -> bool:
+    """A list field that takes no single value (``list[CorpusRef] | None``)."""
+    args = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
+    if typing.get_origin(annotation) is list:
+        return True
+    return bool(args) and all(typing.get_origin(a) is list for a in args)
 
 
 def _is_list(annotation: Any) -> bool:
@@ -427,6 +483,9 @@ class _Filler:
                 ex.corpus != ex.thread_corpus:
             self.corpus, self.target = ex.thread_corpus, ex.corpus  # one path named next to a known pool: the target
         self.count_fields = [n for n in self.fields if n in COUNT_FIELDS and int in _base_types(self.fields[n].annotation)]
+        takes_two = len(corpus_fields) > 1 or spec.needs_target
+        if not takes_two and ex.target and not ex.corpus_from_text and ex.target in ex.paths:
+            self.corpus = ex.target  # "embed the target set t.jsonl": the one path named is what this tool reads
 
     def fill(self) -> dict[str, Any]:
         for name, f in self.fields.items():
@@ -488,10 +547,13 @@ class _Filler:
             elif name == "target":
                 val = self.target
             else:
-                val = _path_for(name, ex, self.taken) or (self.target if self.target not in self.taken else None)
+                val = _path_for(name, ex, self.taken)
+                secondary = [n for n, r in self.refs.items() if r.kind == "corpus" and n != self.primary]
+                if val is None and self.target not in self.taken and (len(secondary) == 1 or names_field(self.text, name)):
+                    val = self.target  # the one other corpus this tool reads (influence's validation set)
             if val:
                 self.taken.add(val)
-            return val or None
+            return ([val] if val and name != self.primary and _only_list(f.annotation) else val) or None
         if name in QUERY_FIELDS and _is_list(f.annotation):
             path = _path_for(name, ex, self.taken) or next(
                 (p for p in ex.paths if p not in self.taken and p not in (self.corpus, self.target)
@@ -516,7 +578,9 @@ class _Filler:
         return None
 
     def statements(self) -> list[str] | None:
-        return self.ex.quoted or [m.group(1).strip() for m in _THAT_CLAUSE.finditer(self.text)][:1] or None
+        said = [m.group(1).strip() for m in _THAT_CLAUSE.finditer(self.text)]
+        said = [t for t in said if len(t.split()) >= 3 and not _NOT_A_STATEMENT.fullmatch(t)]
+        return self.ex.quoted or said[:1] or None
 
     def choice(self, values: list[str], f: Any) -> str | None:
         default = f.get_default(call_default_factory=True) if not f.is_required() else None

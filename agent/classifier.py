@@ -59,6 +59,17 @@ def arg_aliases() -> dict[str, list[str]]:
 _NEGATED = re.compile(r"(?:instead\s+of|rather\s+than|than|not|no|without|unlike|compared\s+(?:to|with)|"
                       r"vs\.?|versus|last\s+time)\W+(?:\w+\W+){0,2}$", re.I)
 _CITED = re.compile(r"\s+(?:paper|authors|article)\b", re.I)
+_OWN_RESULT_BEFORE = re.compile(r"\b(?:my|our|your|the|those|these)\s+$", re.I)
+_OWN_RESULT_AFTER = re.compile(r"\s+(?:picks|selections?|results?|outputs?|subsets?|runs?|rankings?|baseline)\b", re.I)
+_NARRATED = re.compile(r"\s+(?:keeps|kept|gave|is\s+giving|was\s+giving|returned|has\s+been\s+giving)\b", re.I)
+
+
+def _not_asked(text: str, start: int, end: int) -> bool:
+    """The method named as context, not as the request: "instead of dsir", "the Meta-rater paper",
+    "compare against my DSIR picks", "DSIR keeps giving me near-duplicates"."""
+    before, after = text[max(0, start - 30): start], text[end: end + 16]
+    return bool(_NEGATED.search(before) or _CITED.match(after) or _NARRATED.match(after)
+                or (_OWN_RESULT_BEFORE.search(before) and _OWN_RESULT_AFTER.match(after)))
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -87,8 +98,7 @@ class Cue:
     def find(self, text: str, tokens: list[str]) -> bool:
         found = list(self.pattern.finditer(text))
         if found:  # "instead of dsir", "the Meta-rater paper" do not ask for the method
-            return any(not _NEGATED.search(text[max(0, m.start() - 30): m.start()])
-                       and not _CITED.match(text[m.end(): m.end() + 12]) for m in found)
+            return any(not _not_asked(text, m.start(), m.end()) for m in found)
         if self.exact or not any(len(w) >= 5 for w in self.words):
             return False
         n = len(self.words)
@@ -140,6 +150,12 @@ def names_tool(name: str, text: str) -> bool:
     tokens = _tokens(text)
     own = _compiled_cues(name)[-2:] if "_" in name else _compiled_cues(name)[-1:]
     return any(c.pattern.search(text) and c.find(text, tokens) for c in own)
+
+
+def only_as_context(name: str, text: str) -> bool:
+    """The text names the tool, but only as context ("not just nearest neighbours", "my DSIR picks")."""
+    own = _compiled_cues(name)[-2:] if "_" in name else _compiled_cues(name)[-1:]
+    return any(c.pattern.search(text) for c in own) and not names_tool(name, text)
 
 
 def _cache_dir() -> Path:

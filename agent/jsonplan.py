@@ -125,6 +125,7 @@ def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], 
             out[name] = inputs[name]
     if inputs.get("k") and "k" in fields and spec.family == "selection":  # an explicit k wins
         out["k"] = int(inputs["k"])
+        out.pop("fraction", None)  # one budget: the explicit count
     return out
 
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.arguments import COUNT_FIELDS, extract, fill_args, missing_required, names_field, refers_back
-from agent.classifier import NONE, names_tool
+from agent.classifier import NONE, names_tool, only_as_context
 from agent.router import Router, split_clauses
 from tools.contract import ToolSpec
 
+_SIMILARITY = re.compile(r"\b(?:similar|resembl\w*|matching|closest|close to|look(?:s|ing)? like|more like|in the style of)\b", re.I)
+"""Words that say the user compares with something: a selector that needs a target, not a random sample."""
 OFFTOPIC_MIN = 0.22
 """A request whose best tool scores below this (and names no tool) is not about curation."""
 CLAUSE_MIN = 0.30
@@ -164,7 +166,9 @@ class OfflinePlanner:
         """One step per clause that is clearly about a tool, in order; None when fewer than two are."""
         chosen: list[tuple[str, str]] = []
         for c, sc in zip(clauses, scored, strict=True):
-            cands = [(n, v["score"]) for n, v in sc.items() if n != NONE]
+            cands = [(n, v["score"]) for n, v in sc.items() if n != NONE and not only_as_context(n, c)]
+            if not cands:
+                continue  # "not just nearest neighbours": the clause says what the user does not want
             named_c = [n for n, _ in cands if names_tool(n, c)]
             name = named_c[0] if named_c else cands[0][0]
             if (named_c or cands[0][1] >= CLAUSE_MIN) and next(iter(sc)) != NONE or named_c:
@@ -175,7 +179,7 @@ class OfflinePlanner:
         from agent.chain import consumer_field, makes
 
         steps, produced = [], set()
-        for name, c in self._fold_own_samples(chosen):
+        for name, c in self._by_data_flow(self._fold_own_samples(chosen)):
             spec = self.specs[name]
             args = self._args(spec, c, clause_reading(c, whole), artifacts, produced)
             fld = consumer_field(spec, "selection") if "selection" in produced else None
@@ -214,7 +218,9 @@ class OfflinePlanner:
                 return self._tie(by_name[a], by_name[b], top_scores)
             if eff - ranked[1][0] < TIE_MARGIN and not lifted:
                 return self._tie(ranked[0], ranked[1], top_scores)
-            if raw[0][3] and raw[0][1] != name and whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0) > FLIP_MARGIN:
+            wants_target = any("target" in f for _, f in raw[0][3]) and bool(_SIMILARITY.search(request))  # "pick 500 similar examples"
+            if raw[0][3] and raw[0][1] != name and (
+                    whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0) > FLIP_MARGIN or wants_target):
                 # the request is clearly about a tool it cannot fill: ask for its input, offer the runnable one
                 return self._ask_missing(raw[0][2], raw[0][3], top_scores, [a, name])
         if miss:
@@ -249,6 +255,23 @@ class OfflinePlanner:
                     return down
                 return up if not up[3] else None
         return None
+
+    def _by_data_flow(self, chosen: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A clause about the input of an earlier clause's tool goes first: "balance the selection across
+        tasks; the influence matrix is at m.npy" loads the matrix, then runs bids on it."""
+        out = list(chosen)
+        for _ in range(len(out)):
+            moved = False
+            for i in range(len(out)):
+                needs = set(self.specs[out[i][0]].consumes)
+                j = next((j for j in range(i + 1, len(out)) if needs & set(self.specs[out[j][0]].produces)), None)
+                if j is not None:
+                    out.insert(i, out.pop(j))
+                    moved = True
+                    break
+            if not moved:
+                break
+        return out
 
     def _fold_own_samples(self, chosen: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """A selection clause that only draws the sample the next tool draws itself is part of that tool's
@@ -319,8 +342,19 @@ def answer_to_question(question: dict[str, Any], reply: str, specs: dict[str, To
     if len(text.split()) > 12:  # a new request, not an answer
         return (text, None)
     missing = [m for m in question.get("missing") or [] if "." not in m and " " not in m]
+    if not missing and choices and question.get("reason") == "missing":
+        missing = _fields_named_in(question.get("missing") or [], specs[choices[0]])  # "give exactly one of k or ..."
     if question.get("reason") == "missing" and missing and not re.search(
         rf"\b{re.escape(missing[0].replace('_', ' '))}\b|\b{re.escape(missing[0])}\b", text, re.I
     ):
         text = f"{missing[0]}={text}" if re.fullmatch(r"[\d.,]+\s*[kKmM]?", text) else f"{missing[0]} {text}"
     return (f"{original} {text}".strip(), choices[0] if question.get("reason") == "missing" and choices else None)
+
+
+def _fields_named_in(messages: list[str], spec: ToolSpec) -> list[str]:
+    """The request fields a validator's message names, in order ("give exactly one of k (documents) or
+    fraction ..." -> ["k", "fraction"]): a bare number answering it goes to the first."""
+    text = " ".join(messages)
+    found = [(m.start(), n) for n in spec.request_model.model_fields
+             if (m := re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.])", text))]
+    return [n for _, n in sorted(found)]

@@ -135,6 +135,7 @@ def plan_request(request: str, specs: dict[str, ToolSpec], state: dict[str, Any]
         for st in steps:
             if specs[st.tool].family == "selection" and "k" in specs[st.tool].request_model.model_fields:
                 st.args["k"] = int(inputs["k"])
+                st.args.pop("fraction", None)  # one budget: the explicit count
     text = plan_text(label, steps) if steps else why or ""
     return Planned(label, "plan", steps, text, request=request, llm_calls=calls)
 

@@ -37,9 +37,9 @@ HELDOUT = Path(__file__).with_name("heldout_requests.yaml")
 POOL = "data/pool.jsonl"
 
 
-def load_split(split: str) -> list[dict[str, Any]]:
+def load_split(split: str, path: Path = HELDOUT) -> list[dict[str, Any]]:
     """The items of one half ("dev" or "test"); the other half is never returned."""
-    items = yaml.safe_load(HELDOUT.read_text(encoding="utf-8"))
+    items = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [i for i in items if i["split"] == split]
 
 
@@ -178,25 +178,27 @@ def make_service(planner: str, *, standins: bool, base_url: str | None = None, m
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=["dev", "test"], default="dev")
+    ap.add_argument("--file", type=Path, default=HELDOUT, help="the held-out set (heldout_requests_b.yaml: a second one)")
     ap.add_argument("--planner", default="offline", choices=["offline", "json", "llm"])
     ap.add_argument("--base-url")
     ap.add_argument("--model")
     ap.add_argument("--standins", action="store_true", help="stand-in specs for tools not registered yet")
     ap.add_argument("--subset", type=int, default=0, help="a seeded random subset of this many items")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="bench/results/heldout_{planner}_{split}.json")
+    ap.add_argument("--out", default="bench/results/heldout{set}_{planner}_{split}.json")
     ap.add_argument("--quiet", action="store_true", help="only the tables (no per-request lines)")
     a = ap.parse_args()
     svc, specs = make_service(a.planner, standins=a.standins, base_url=a.base_url, model=a.model)
-    items = load_split(a.split)
+    items = load_split(a.split, a.file)
     if a.subset:
         items = random.Random(a.seed).sample(items, min(a.subset, len(items)))
-    out = Path(a.out.format(planner=a.planner, split=a.split))
+    suffix = a.file.stem.removeprefix("heldout_requests")  # "" for the first set, "_b" for the second
+    out = Path(a.out.format(set=suffix, planner=a.planner, split=a.split))
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".rows.jsonl")
     log.unlink(missing_ok=True)
     res = evaluate(svc, items, names={s.name for s in specs}, log=log, redact=a.split == "test")
-    res.update(planner=a.planner if a.planner == "offline" else f"{a.planner}:{a.model}", split=a.split,
+    res.update(planner=a.planner if a.planner == "offline" else f"{a.planner}:{a.model}", split=a.split, file=a.file.name,
                standins=a.standins, subset=a.subset, seed=a.seed)
     out.write_text(json.dumps(res, indent=2))
     if not a.quiet and a.split == "dev":  # the test half's requests are not printed

@@ -173,3 +173,22 @@ def test_an_index_named_by_id_is_used_not_rebuilt(planner):  # noqa: ANN001
                        inputs={"corpus": "p.jsonl"})
     assert d.kind == "plan", d.question
     assert _tools(d) == ["trace_fact"] and d.steps[0]["args"]["index"] == "index-0a1b2c3d4e5f"
+
+
+def test_a_clause_about_an_earlier_steps_input_runs_first(planner):  # noqa: ANN001
+    """"balance it ...; the matrix is at m.npy" reads the matrix before bids, and bids is the last step."""
+    req = ("My LESS selection is dominated by one task. Can you balance the selection across tasks? "
+           "The influence matrix is at runs/inf/matrix.npy and I need 15% of the pool.")
+    d = planner.decide(req, inputs={"corpus": "data/pool.jsonl"})
+    tools = _tools(d)
+    assert tools[-1] == "bids" and tools.count("influence") <= 1, tools
+    if "influence" in tools:
+        assert tools.index("influence") < tools.index("bids")
+        assert d.steps[tools.index("influence")]["args"].get("matrix") == "runs/inf/matrix.npy"
+
+
+def test_similar_without_a_target_asks_instead_of_sampling(planner):  # noqa: ANN001
+    d = planner.decide("pick 500 similar examples", inputs={"corpus": "p.jsonl"})
+    assert d.kind == "ask" and "target" in " ".join(d.question_record("x")["missing"]), d.steps
+    d = planner.decide("pick 500 random examples", inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and _tools(d) == ["sample"] and d.steps[0]["args"]["k"] == 500

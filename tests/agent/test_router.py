@@ -46,7 +46,8 @@ def test_fill_args_for_sample_reads_enums_and_synonyms():
     ex = extract("sample 300 documents from each domain equally", corpus="pool.jsonl")
     args = fill_args(spec, "sample 300 documents from each domain equally", ex)
     assert args == {"corpus": "pool.jsonl", "k": 300, "mode": "stratified", "allocation": "equal"}
-    assert missing_required(spec, {"corpus": "p"}) == ["k"]
+    assert missing_required(spec, {"corpus": "p"}) == ["give exactly one of k (documents) or fraction (share of the pool)"]
+    assert fill_args(spec, "take 5% of the pool at random", extract("take 5% of the pool at random"))["fraction"] == 0.05
     spec.request_model.model_validate(args)
 
 
@@ -136,3 +137,52 @@ def test_words_around_domain_that_name_no_domain():
     assert extract("stratified so the domain proportions match the pool").domains == []
     assert extract("propose domain weights per stage").domains == []
     assert extract("only the legal and medical domains").domains == ["legal", "medical"]
+
+
+def test_spelled_counts_are_read_and_cited_years_are_not():
+    assert extract("Draw a stratified sample of ten thousand docs").numbers == [10000]
+    assert extract("the nearest five documents to this one").numbers == [5]
+    assert extract("pick twenty-five examples").numbers == [25]
+    assert extract("one of the five eval tasks dominates").numbers == []  # no count noun: words stay words
+    # a year that cites a paper is not a count; a year-like count of documents is
+    assert extract("the selection of Liu et al. 2024 for 7 thousand examples").numbers == [7000]
+    assert extract("n-gram selection (like Xie 2023) of 5k examples").numbers == [5000]
+    assert extract("keep 2024 docs").numbers == [2024] and extract("Select 2000 documents").numbers == [2000]
+    # quoted statements keep their words
+    assert extract("which docs say 'the seven wonders of the world'?").quoted == ["the seven wonders of the world"]
+
+
+def test_a_phrase_that_only_points_at_a_fact_is_not_a_statement():
+    from tools.registry import get
+
+    spec = get("trace_fact")
+    assert "queries" not in fill_args(spec, "which documents support the fact?", extract("which documents support the fact?"))
+    text = "which documents support that insulin was discovered in 1921?"
+    assert fill_args(spec, text, extract(text))["queries"] == ["insulin was discovered in 1921"]
+
+
+def test_paths_named_as_target_or_evaluation_sets():
+    from tools.registry import get
+
+    # a tool that reads one corpus reads the one path named, even when it is called a target
+    text = "embed the target set targets/math_target.jsonl"
+    assert fill_args(get("embed"), text, extract(text, corpus="data/pool.jsonl"))["corpus"] == "targets/math_target.jsonl"
+    # a validation set named by its path is never the pool, whatever words stand before the pool
+    text = "learn the weights against validation loss for data/pool.jsonl (val: data/val_web.jsonl)"
+    ex = extract(text, corpus="data/pool.jsonl")
+    assert (ex.corpus, ex.target) == ("data/pool.jsonl", "data/val_web.jsonl")
+    args = fill_args(get("meta_rater"), text, ex)
+    assert args["corpus"] == "data/pool.jsonl" and args["validation"] == "data/val_web.jsonl"
+    # a tool with several optional corpora does not get the target in one it was not asked for
+    assert "dsir_targets" not in fill_args(get("quality_signals"), text, ex)
+    text = "quality signals with a DSIR weight column: dsir targets targets/wiki.jsonl"
+    assert fill_args(get("quality_signals"), text, extract(text))["dsir_targets"] == ["targets/wiki.jsonl"]
+
+
+def test_a_tool_named_only_as_context_is_not_asked_for():
+    from agent.classifier import names_tool, only_as_context
+
+    assert names_tool("dsir", "run dsir on the pool")
+    for text in ("compare against my DSIR picks", "DSIR keeps giving me near-duplicates", "instead of dsir"):
+        assert not names_tool("dsir", text) and only_as_context("dsir", text), text
+    assert not only_as_context("dsir", "select 500 documents like the target")

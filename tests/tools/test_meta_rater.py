@@ -273,7 +273,7 @@ def _real_pool(raw: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_real_documents_bigram_proxy(shared_raw, tmp_path, ctx):
     corpus, target, sig = _real_pool(shared_raw, tmp_path)
-    res = _run(ctx, corpus=str(corpus), scores=str(sig), target=str(target), proxy="bigram", n_proxies=24,
+    res = _run(ctx, corpus=str(corpus), scores=str(sig), validation=str(target), proxy="bigram", n_proxies=24,
                proxy_tokens=30_000, fraction=0.25, n_search=20_000)
     assert res.learned_loss < res.random_loss
     assert res.domain_counts.get("wiki", 0) > 0.4 * res.k  # the target is Wikipedia prose
@@ -282,7 +282,7 @@ def test_real_documents_bigram_proxy(shared_raw, tmp_path, ctx):
 @pytest.mark.slow
 def test_real_documents_transformer_proxy(shared_raw, tmp_path, ctx):
     corpus, target, sig = _real_pool(shared_raw, tmp_path)
-    res = _run(ctx, corpus=str(corpus), scores=str(sig), target=str(target), proxy="transformer", n_proxies=16,
+    res = _run(ctx, corpus=str(corpus), scores=str(sig), validation=str(target), proxy="transformer", n_proxies=16,
                proxy_tokens=40_000, fraction=0.25, n_search=20_000, max_validation_docs=40)
     assert res.learned_loss < res.random_loss
 
@@ -294,7 +294,7 @@ def test_real_documents_chain_from_quality_signals(shared_raw, tmp_path, ctx):
 
     corpus, target, _ = _real_pool(shared_raw, tmp_path)
     qs = quality_signals.run({"corpus": str(corpus)}, ctx)
-    res = _run(ctx, corpus=str(corpus), scores=qs.artifacts["scores"], target=str(target), proxy="bigram",
+    res = _run(ctx, corpus=str(corpus), scores=qs.artifacts["scores"], validation=str(target), proxy="bigram",
                n_proxies=48, proxy_tokens=30_000, fraction=0.25, n_search=20_000)
     assert res.learned_loss < res.random_loss and res.search_loss < res.random_loss
     assert "gopher_pass" in res.weights or "gopher_pass" in res.dropped_signals

@@ -76,3 +76,22 @@ def test_profile_on_demo_pool_finds_injected_noise(demo_dir, ctx):
     res = profile.run({"corpus": str(demo_dir / "pool.jsonl")}, ctx)
     assert len(res.domains) == 8 and res.empty_rows == 12 and res.garbled_rows >= 12
     assert 0.01 < res.exact_duplicate_rate < 0.05
+
+
+def test_a_fraction_is_the_same_sample_as_its_k(tmp_path, tiny_corpus, ctx):
+    """fraction f draws exactly the sample of k = round(f * pool) (of the chosen domains), same seed."""
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": f"d{i}", "text": f"t{i}"} for i in range(12)])
+
+    def ids(args: dict) -> list[str]:
+        res = sample.run({"corpus": str(p), **args}, ctx)
+        return ctx.workspace.get(res.artifacts["selection"]).table()["id"].to_pylist()
+
+    assert ids({"fraction": 0.25, "seed": 3}) == ids({"k": 3, "seed": 3})
+    assert len(ids({"fraction": 0.01})) == 1  # never an empty sample
+    n_code = sample.run({"corpus": str(tiny_corpus), "k": 1, "domains": ["code"]}, ctx).pool_size
+    res = sample.run({"corpus": str(tiny_corpus), "fraction": 0.5, "domains": ["code"]}, ctx)
+    assert res.k == round(0.5 * n_code) and res.domain_counts == {"code": res.k}
+    assert "0.5 of the pool" in res.summary and "Domains: code" in res.summary and "{" not in res.summary
+    for bad in ({"k": 3, "fraction": 0.5}, {}, {"fraction": 1.5}):
+        with pytest.raises(BadInput, match="sample"):
+            sample.run({"corpus": str(p), **bad}, ctx)

@@ -205,21 +205,21 @@ class _Validation:
 
 
 def _validation(request: MetaRaterRequest, ctx: ToolContext, pool: _Pool) -> _Validation:
-    """The target's texts (a seeded sample), else a seeded held-out share of the pool."""
+    """The validation set's texts (a seeded sample), else a seeded held-out share of the pool."""
     from tools.corpus import read_table
 
     n = len(pool.ids)
-    if request.target is not None:
-        tt = read_table(request.target, ("id", "text"), allowed_roots=ctx.data_roots)
+    if request.validation is not None:
+        tt = read_table(request.validation, ("id", "text"), allowed_roots=ctx.data_roots)
         t_ids = tt.column("id").to_pylist()
         t_texts = tt.column("text").to_pylist()
         ok = [i for i, t in enumerate(t_texts) if t and t.strip()]
         if not ok:
-            raise BadInput("the target has no non-empty texts", where="meta_rater.target")
+            raise BadInput("the validation set has no non-empty texts", where="meta_rater.validation")
         order = _hash_rank([t_ids[i] for i in ok], request.seed)[: request.max_validation_docs]
         val_texts = [t_texts[ok[i]] for i in order]
         val_key = hashlib.blake2b("\x00".join(val_texts).encode(), digest_size=16).hexdigest()
-        return _Validation(val_texts, val_key, np.arange(n), f"target of {len(val_texts)} texts")
+        return _Validation(val_texts, val_key, np.arange(n), f"validation set of {len(val_texts)} texts")
     n_hold = max(5, int(round(request.holdout * n)))
     if n - n_hold < 5:
         raise BadInput(f"the pool has {n} usable documents: too few to hold out {n_hold} for validation",

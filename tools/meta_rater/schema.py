@@ -20,11 +20,12 @@ class MetaRaterRequest(ToolRequest):
         "(quality_signals, dsir, prrc_rate outputs); several are joined on id"
     )
     columns: list[str] | None = Field(None, description="signal columns to combine; default: every numeric column")
-    target: CorpusRef | None = Field(
-        None, description="validation texts the proxies are scored on; default: a held-out sample of the pool"
+    validation: CorpusRef | None = Field(
+        None, description="validation texts the proxies are scored on (the target domain); default: a held-out "
+        "sample of the pool"
     )
     holdout: float = Field(0.05, gt=0, lt=0.5, description="share of the pool held out as validation when "
-                           "no target is given (never selected for proxy training)")
+                           "no validation set is given (never selected for proxy training)")
     max_validation_docs: int = Field(400, ge=5, description="validation texts scored per proxy (a seeded sample)")
     fraction: float | None = Field(0.3, gt=0, le=1, description="final selection: this share of the pool's tokens")
     k: int | None = Field(None, ge=1, description="final selection: this many documents (overrides fraction)")

@@ -7,6 +7,7 @@ Notebook use::
 
     from tools import sample
     res = sample.run(corpus="pool.jsonl", k=1000, mode="stratified")
+    res = sample.run(corpus="pool.jsonl", fraction=0.05)   # 5% of the pool
 """
 
 from __future__ import annotations
@@ -24,10 +25,22 @@ __all__ = ["SPEC", "SampleMetrics", "SampleRequest", "SampleResult", "SmallestKe
            "uniform_keys"]
 
 
-def _smallest_keys(request: SampleRequest, ctx: ToolContext, stats: ReadStats) -> SmallestKeys:
+def _pool_size(request: SampleRequest, ctx: ToolContext) -> int:
+    """Rows of the pool (of ``request.domains`` when given): a fraction needs it before the sampling pass."""
+    wanted = set(request.domains) if request.domains else None
+    n = 0
+    with ctx.progress("sample: counting", unit="docs") as bar:
+        for batch in read_batches(request.corpus, ("id", "domain"), allowed_roots=ctx.data_roots, stats=ReadStats()):
+            doms = batch.column("domain").to_pylist()
+            n += len(doms) if wanted is None else sum(d in wanted for d in doms)
+            bar.update(batch.num_rows)
+    return n
+
+
+def _smallest_keys(request: SampleRequest, ctx: ToolContext, stats: ReadStats, k: int) -> SmallestKeys:
     """One pass over the pool (only ``request.domains`` when given), keeping the k smallest keys."""
     wanted = set(request.domains) if request.domains else None
-    keys = SmallestKeys(request.k, by_domain=request.mode == "stratified")
+    keys = SmallestKeys(k, by_domain=request.mode == "stratified")
     with ctx.progress("sample", unit="docs") as bar:
         for batch in read_batches(request.corpus, ("id", "domain"), allowed_roots=ctx.data_roots, stats=stats):
             ids, doms = batch.column("id").to_pylist(), batch.column("domain").to_pylist()
@@ -42,13 +55,16 @@ def _smallest_keys(request: SampleRequest, ctx: ToolContext, stats: ReadStats) -
 @SPEC.implement
 def run(request: SampleRequest, ctx: ToolContext) -> SampleResult:
     stats = ReadStats()
-    keys = _smallest_keys(request, ctx, stats)
+    k = request.k
+    if k is None:  # a share of the pool: count it first (ids and domains only)
+        k = max(1, round(request.fraction * _pool_size(request, ctx)))
+    keys = _smallest_keys(request, ctx, stats, k)
     pool = sum(keys.sizes.values())
     if pool == 0:
         raise BadInput(f"no documents in domains {sorted(request.domains or [])}", where="sample.domains")
-    if request.k > pool:
-        raise BadInput(f"must be at most the pool size {pool}; got {request.k}", where="sample.k")
-    quota = allocate(dict(keys.sizes), request.k, request.allocation) if request.mode == "stratified" else None
+    if k > pool:
+        raise BadInput(f"must be at most the pool size {pool}; got {k}", where="sample.k")
+    quota = allocate(dict(keys.sizes), k, request.allocation) if request.mode == "stratified" else None
     ids, doms, key = keys.take(quota)
 
     metrics = SampleMetrics(mode=request.mode)
@@ -59,7 +75,9 @@ def run(request: SampleRequest, ctx: ToolContext) -> SampleResult:
     summary = (
         f"Sampled {len(ids)} of {pool} documents ({request.mode}"
         + (f", {request.allocation}" if request.mode == "stratified" else "")
-        + f", seed {request.seed}). Domains: {format_domain_counts(sel.domain_counts)}. Selection {sel.id}."
+        + f", seed {request.seed}"
+        + (f"; {request.fraction:.4g} of the pool" if request.fraction is not None else "")
+        + f"). Domains: {format_domain_counts(sel.domain_counts)}. Selection {sel.id}."
     )
     return SampleResult.of(metrics, summary=summary, artifacts={"selection": sel.id}, rows=rows, k=len(ids),
                            pool_size=pool, domain_counts=sel.domain_counts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tools.contract import SelectionResult, ToolMetrics, ToolRequest, ToolSpec
 from tools.corpus import CorpusArg
@@ -13,7 +13,10 @@ from tools.corpus import CorpusArg
 
 class SampleRequest(ToolRequest):
     corpus: CorpusArg = Field(description="the pool to sample from")
-    k: int = Field(description="number of documents to sample", ge=1)
+    k: int | None = Field(None, description="number of documents to sample", ge=1)
+    fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="or this share of the pool (of the chosen domains): 0.05 = 5%"
+    )
     mode: Literal["random", "stratified"] = Field(
         "random", description="'random': uniform without replacement; 'stratified': per-domain quotas"
     )
@@ -22,6 +25,12 @@ class SampleRequest(ToolRequest):
     )
     domains: list[str] | None = Field(None, description="only sample from these domains")
     seed: int = Field(0, description="random seed")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> SampleRequest:
+        if (self.k is None) == (self.fraction is None):
+            raise ValueError("give exactly one of k (documents) or fraction (share of the pool)")
+        return self
 
 
 class SampleMetrics(ToolMetrics):
@@ -40,8 +49,8 @@ def conformance_case(tmp_path: Path, corpus: Path) -> dict:
 SPEC = ToolSpec(
     name="sample",
     conformance="tools.sample.schema:conformance_case",
-    description="Draw a random or domain-stratified sample of k documents with a seed: the baseline "
-    "to compare every selector with.",
+    description="Draw a random or domain-stratified sample of k documents (or a share of the pool) with a "
+    "seed: the baseline to compare every selector with.",
     request_model=SampleRequest,
     result_model=SampleResult,
     family="selection",
@@ -51,5 +60,6 @@ SPEC = ToolSpec(
         "give me a stratified sample of 500 documents balanced across domains",
         "randomly pick 2000 examples as a baseline",
         "sample 300 documents from each domain equally",
+        "take 10% of the pool at random",
     ),
 )
