@@ -206,8 +206,10 @@ def test_bad_inputs(tiny_setup, tmp_path, ctx):
     unlabeled = write_jsonl(tmp_path / "v.jsonl", [{"id": "x", "text": "a1 a2 => a1 a2"}])
     with pytest.raises(BadInput, match=r"influence.validation.*task label in field 'task'"):
         influence.run({**base, "validation": str(unlabeled)}, ctx)
-    with pytest.raises(BadInput, match="give model and validation"):
+    with pytest.raises(BadInput, match=r"give validation \(to compute"):  # only what is missing is named
         influence.run({"corpus": str(tiny_setup["pool"]), "model": tiny_setup["model"]}, ctx)
+    with pytest.raises(BadInput, match=r"give model and validation \(to compute"):
+        influence.run({"corpus": str(tiny_setup["pool"])}, ctx)
     with pytest.raises(BadInput, match="target_modules"):
         influence.run({**base, "target_modules": ["nope"]}, ctx)
 

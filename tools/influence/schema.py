@@ -64,7 +64,9 @@ class InfluenceRequest(ToolRequest):
     def _source(self) -> InfluenceRequest:
         if self.matrix is None:
             if self.model is None or self.validation is None:
-                raise ValueError("give model and validation (to compute the matrix) or matrix (computed elsewhere)")
+                lacking = " and ".join(n for n in ("model", "validation") if getattr(self, n) is None)
+                raise ValueError(f"give {lacking} (to compute the matrix; model: a causal LM by name or path) "
+                                 "or matrix (computed elsewhere)")
         elif self.model is not None:
             raise ValueError("give either model (compute) or matrix (bring your own), not both")
         return self
