@@ -263,18 +263,21 @@ class OfflineVerifier(Verifier):
         self.last_resort = last_resort
         self.calls = 0
 
-    def _match(self, fact: Fact, text: str, last_resort: bool = False) -> match.Match:
-        cues = tuple(relation_cues(fact)) if self.require_relation else ()
-        return match.verify_offline(text, fact.subject, fact.object, partial_names=self.partial_names,
-                                    relation_cues=cues, last_resort=last_resort)
-
     def verify(self, facts: Sequence[Fact], pairs: Sequence[tuple[int, str]]) -> list[Judgement]:
-        matches = [self._match(facts[f], text) for f, text in pairs]
+        cues: dict[int, tuple[str, ...]] = {}
+
+        def one(f: int, text: str, last_resort: bool = False) -> match.Match:
+            if f not in cues:
+                cues[f] = tuple(relation_cues(facts[f])) if self.require_relation else ()
+            return match.verify_offline(text, facts[f].subject, facts[f].object, partial_names=self.partial_names,
+                                        relation_cues=cues[f], last_resort=last_resort)
+
+        matches = [one(f, text) for f, text in pairs]
         supported = {f for (f, _), m in zip(pairs, matches, strict=True) if m.supports}
         if self.last_resort and self.partial_names:  # facts with no match at all: one word of the subject will do
             for k, (f, text) in enumerate(pairs):
                 if f not in supported:
-                    matches[k] = self._match(facts[f], text, last_resort=True)
+                    matches[k] = one(f, text, last_resort=True)
         best: dict[int, float] = {}
         for (f, _), m in zip(pairs, matches, strict=True):
             if m.supports:
