@@ -292,8 +292,10 @@ def _model(text: str) -> str | None:
     mm = _MODEL.search(text)
     while mm:
         cand = (mm.group(1) or mm.group(2) or "").rstrip(".,;:")
+        explicit = bool(re.match(r"\w+\s*(?:=|:|is\b|named\b|called\b)", text[mm.start():]))
+        looks_named = bool(re.search(r"[\d/.-]|[A-Z]", cand))  # gpt2, Qwen/Qwen2.5-0.5B; not "our model certain facts"
         if cand and not re.search(rf"\.{_DATA_SUFFIX}$", cand, re.I) and cand.lower() not in _NOT_MODELS and (
-            re.search(r"[\d/-]", cand) or mm.group(1)
+            looks_named or (mm.group(1) and explicit)
         ) and not ARTIFACT_ID.fullmatch(cand):
             return cand
         mm = _MODEL.search(text, mm.start() + 1)  # "encoder model=gpt2": the next keyword may start inside
@@ -399,7 +401,8 @@ def _near_alias(text: str, name: str, pattern: str) -> re.Match[str] | None:
     for a in _aliases(name):
         ea = re.escape(a)
         flags = 0 if len(a) == 1 else re.I  # "T=0.7" but not "t" inside words
-        m = re.search(rf"(?<![\w]){ea}\s*(?:=|:|of|is|at|to)?\s*(?:~|about)?\s*({pattern})(?![\w.])", text, flags)
+        m = re.search(rf"(?<![\w]){ea}(?:\s*(?:=|:|<=|≤)|\s+(?:of|is|at|to|has|have|holds?|with|up|most|max|maximum)\b)*"
+                      rf"\s*(?:~|about)?\s*({pattern})(?![\w.])", text, flags)
         if m:
             return m
         m = re.search(rf"(?<![\w.])({pattern})\s+{ea}\b", text, flags)
@@ -424,10 +427,11 @@ def _kind_of_field(name: str, ref: Any) -> str | None:
     return None
 
 
-def _path_for(name: str, ex: Extracted, taken: set[str]) -> str | None:
-    """A path in the text that follows one of the field's aliases (``val data/v.jsonl``)."""
+def _path_for(name: str, ex: Extracted, taken: set[str], *, corpus: bool = False) -> str | None:
+    """A path in the text that follows one of the field's aliases (``val data/v.jsonl``); for a corpus
+    field never an array (``.npy``: a matrix or vectors, not documents)."""
     for raw, start in ex.path_spans:
-        if raw in taken:
+        if raw in taken or (corpus and re.search(r"\.(?:npy|npz)$", raw, re.I)):
             continue
         before = (ex.masked or ex.text)[max(0, start - 50): start].lower()
         for a in _aliases(name):
@@ -540,14 +544,14 @@ class _Filler:
         ex = self.ex
         if ref.kind == "corpus":
             if name == self.primary:
-                val = _path_for(name, ex, self.taken) if name != "corpus" else None
+                val = _path_for(name, ex, self.taken, corpus=True) if name != "corpus" else None
                 val = val or (self.corpus if self.corpus not in self.taken else ex.thread_corpus)
                 if "selection" in self.artifacts and not ex.corpus_from_text and refers_back(self.text, pronouns=False):
                     val = self.artifacts["selection"]  # "profile the sample": the thread's selection is the corpus
             elif name == "target":
                 val = self.target
             else:
-                val = _path_for(name, ex, self.taken)
+                val = _path_for(name, ex, self.taken, corpus=True)
                 secondary = [n for n, r in self.refs.items() if r.kind == "corpus" and n != self.primary]
                 if val is None and self.target not in self.taken and (len(secondary) == 1 or names_field(self.text, name)):
                     val = self.target  # the one other corpus this tool reads (influence's validation set)

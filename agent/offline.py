@@ -214,7 +214,8 @@ class OfflinePlanner:
         eff, name, steps, miss = ranked[0]
         if len(ranked) > 1 and force is None and not named:
             a, b = raw[0][1], raw[1][1]
-            if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN:
+            runnable_one = bool(by_name[a][3]) != bool(by_name[b][3])  # what the request fills decides it
+            if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN and not runnable_one:
                 return self._tie(by_name[a], by_name[b], top_scores)
             if eff - ranked[1][0] < TIE_MARGIN and not lifted:
                 return self._tie(ranked[0], ranked[1], top_scores)
@@ -244,13 +245,14 @@ class OfflinePlanner:
                        and set(self.specs[n].produces) <= made else 0.0) for n, v in scores.items()}
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
-    @staticmethod
-    def _nested(x: tuple, y: tuple) -> tuple | None:
-        """Two tied tools where one's plan runs the other first (trace_fact's plan builds the fact_index): the
-        downstream tool when the request fills it ("which documents support the fact ..."), else the upstream
-        one alone ("index the corpus for fact tracing"); None when neither can run (then ask)."""
+    def _nested(self, x: tuple, y: tuple) -> tuple | None:
+        """Two tied tools where one's plan runs the other first (trace_fact's plan builds the fact_index), or
+        one consumes what the other makes (bids on the influence matrix the request names): the downstream
+        tool when the request fills it ("which documents support the fact ..."), else the upstream one alone
+        ("index the corpus for fact tracing"); None when neither can run (then ask)."""
         for down, up in ((x, y), (y, x)):
-            if up[1] in [s["tool"] for s in down[2][:-1]]:
+            feeds = set(self.specs[up[1]].produces) & set(self.specs[down[1]].consumes)
+            if up[1] in [s["tool"] for s in down[2][:-1]] or feeds:
                 if not down[3]:
                     return down
                 return up if not up[3] else None

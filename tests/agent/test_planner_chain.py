@@ -192,3 +192,14 @@ def test_similar_without_a_target_asks_instead_of_sampling(planner):  # noqa: AN
     assert d.kind == "ask" and "target" in " ".join(d.question_record("x")["missing"]), d.steps
     d = planner.decide("pick 500 random examples", inputs={"corpus": "p.jsonl"})
     assert d.kind == "plan" and _tools(d) == ["sample"] and d.steps[0]["args"]["k"] == 500
+
+
+def test_what_the_request_fills_breaks_a_near_tie(planner):  # noqa: ANN001
+    """bids on a matrix the request names, not "did you mean influence or bids?"; quality_signals with its
+    DSIR column, not a dsir selection that has no k."""
+    d = planner.decide("iterative pick of the example with the highest normalised influence on the most "
+                       "under-served validation instance; matrix runs/m.npy, n=800", inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and _tools(d) == ["bids"] and d.steps[0]["args"]["influence"] == "runs/m.npy"
+    d = planner.decide("data/pool.jsonl -> quality_signals, and add a DSIR weight column against targets/wiki.jsonl")
+    assert d.kind == "plan" and _tools(d) == ["quality_signals"]
+    assert d.steps[0]["args"]["dsir_targets"] == ["targets/wiki.jsonl"]

@@ -186,3 +186,23 @@ def test_a_tool_named_only_as_context_is_not_asked_for():
     for text in ("compare against my DSIR picks", "DSIR keeps giving me near-duplicates", "instead of dsir"):
         assert not names_tool("dsir", text) and only_as_context("dsir", text), text
     assert not only_as_context("dsir", "select 500 documents like the target")
+
+
+def test_field_values_after_filler_words_and_model_names_that_look_like_names():
+    from tools.registry import get
+
+    spec = get("fact_index")
+    for text, want in (("recursive k-means until every leaf has at most 200 docs", 200),
+                       ("build the index with leaves of 300", 300), ("max_leaf=64", 64)):
+        assert fill_args(spec, text, extract(text))["max_leaf"] == want, text
+    assert extract("which docs taught our model certain facts").model is None  # a plain word is no model name
+    assert extract("influence with the model gpt2").model == "gpt2"
+    assert extract("model=pythia").model == "pythia" and extract("model Qwen/Qwen2.5-0.5B").model == "Qwen/Qwen2.5-0.5B"
+
+
+def test_an_array_is_never_a_corpus():
+    from tools.registry import get
+
+    text = "highest influence on the most under-served validation instance; matrix runs/m.npy"
+    args = fill_args(get("influence"), text, extract(text, corpus="data/pool.jsonl"))
+    assert args.get("validation") != "runs/m.npy" and args.get("matrix") == "runs/m.npy"
