@@ -120,7 +120,8 @@ def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], 
         if name not in fields or not inputs.get(name):
             continue
         value = out.get(name)
-        made_up = isinstance(value, str) and value != inputs[name] and value not in request
+        placeholder = isinstance(value, str) and value.startswith("$")  # "$selection": an earlier step's output
+        made_up = isinstance(value, str) and not placeholder and value != inputs[name] and value not in request
         if not value or made_up:
             out[name] = inputs[name]
     if inputs.get("k") and "k" in fields and spec.family == "selection":  # an explicit k wins
@@ -210,8 +211,15 @@ def validate_steps(
         cleaned = complete(cleaned, specs, artifacts=dict(artifacts or {}),
                            make_args=lambda spec, _produced: complete_args(spec, {}, inputs, request))
     steps: list[PlanStep] = []
+    made = set(artifacts or {})
     for step in cleaned:
         spec = specs[step["tool"]]
+        dangling = [f"{k}={v}" for k, v in step["args"].items()
+                    if isinstance(v, str) and v.startswith("$") and v[1:] not in made]
+        if chain and dangling:
+            errors.append(f"step {len(steps) + 1} ({step['tool']}): {', '.join(dangling)} names no earlier step's "
+                          "output and nothing in this thread")
+            continue
         try:
             spec.request_model.model_validate(step["args"])
         except ValidationError as e:
@@ -223,6 +231,9 @@ def validate_steps(
         if any(candidate == kept for kept in steps):  # a weak model repeats a step: running it twice changes nothing
             continue
         steps.append(candidate)
+        from agent.chain import makes
+
+        made |= makes(spec)
     return steps, errors
 
 

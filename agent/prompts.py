@@ -23,6 +23,8 @@ CHAINING_RULES = """Chaining:
 - A tool that consumes an artifact kind needs it first. If "Artifacts of this thread" has that kind, pass
   its id (never recompute it); else call the tool that produces it first and pass "$<kind>" (e.g.
   "$index") as the argument: it is replaced by the new artifact's id when the step runs.
+- A later step that works on an earlier step's selection ("then profile them") passes "$selection" as its
+  corpus.
 - What each tool consumes -> produces:
 {flows}
 - If a required argument is not in the request or the thread (no target for a target-based selector,
@@ -39,6 +41,9 @@ PLAN_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("profile the pool, then remove near-duplicates at 0.9",
      '[{"tool": "profile", "args": {"corpus": "<pool>"}}, '
      '{"tool": "semantic_dedup", "args": {"corpus": "<pool>", "threshold": 0.9}}]'),
+    ("sample 300 documents, then profile them",
+     '[{"tool": "sample", "args": {"corpus": "<pool>", "k": 300}}, '
+     '{"tool": "profile", "args": {"corpus": "$selection"}}]'),
     ("keep the best 20% by a learned combination of quality scores",
      '[{"tool": "quality_signals", "args": {"corpus": "<pool>"}}, '
      '{"tool": "meta_rater", "args": {"corpus": "<pool>", "scores": "$scores", "fraction": 0.2}}]'),

@@ -244,3 +244,15 @@ def test_request_file_steps_run_as_given_under_the_llm_planner(make_service, mon
     assert not [e.text for e in events if e.kind == "error"]
     assert [(e.tool, e.status) for e in events if e.kind == "tool_end"] == [("profile", "done"), ("sample", "done")]
     assert model.seen == []
+
+
+def test_json_plan_runs_a_selection_chain(make_service, monkeypatch, demo_dir):
+    """sample -> profile(corpus="$selection"): the profile runs on the sample, not on the pool."""
+    pool = str(demo_dir / "pool.jsonl")
+    plan = {"steps": [{"tool": "sample", "args": {"k": 40, "seed": 1}}, {"tool": "profile", "args": {"corpus": "$selection"}}]}
+    install(monkeypatch, ScriptedChat(replies=[call("submit_plan", plan)]))
+    svc = make_service(planner="json", llm_base_url="http://fake/v1", llm_model="tiny")
+    events = list(svc.stream("t", "sample 40 docs, then profile them", corpus=pool))
+    ends = [e for e in events if e.kind == "tool_end"]
+    assert [(e.tool, e.status) for e in ends] == [("sample", "done"), ("profile", "done")], [e.text for e in events]
+    assert ends[1].args["corpus"] == ends[0].artifacts["selection"]

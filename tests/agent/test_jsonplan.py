@@ -100,3 +100,17 @@ def test_request_file_steps_are_not_chained():
     steps, _ = validate_steps({"steps": [{"tool": "trace_fact", "args": {"queries": ["x"], "index": "art-1"}}]},
                               specs, {"corpus": POOL})
     assert [s.tool for s in steps] == ["trace_fact"] and steps[0].args["index"] == "art-1"
+
+
+def test_a_json_plan_chains_a_selection_into_the_next_step():
+    plan = {"steps": [{"tool": "sample", "args": {"corpus": POOL, "k": 300}},
+                      {"tool": "profile", "args": {"corpus": "$selection"}}]}
+    steps, errors = _chained(plan)
+    assert not errors and [(s.tool, s.args["corpus"]) for s in steps] == [("sample", POOL), ("profile", "$selection")]
+    # "$selection" with nothing that makes one is an error for the repair round, not a silent run on the pool
+    steps, errors = _chained({"steps": [{"tool": "profile", "args": {"corpus": "$selection"}}]})
+    assert not steps and "names no earlier step" in errors[0]
+    # the thread's own selection satisfies it
+    steps, errors = _chained({"steps": [{"tool": "profile", "args": {"corpus": "$selection"}}]},
+                             {"selection": "selection-0a1b2c3d4e5f"})
+    assert not errors and steps[0].args["corpus"] == "$selection"
