@@ -29,6 +29,26 @@ Status = Literal["pending", "approved", "rejected", "exported"]
 STATUSES = ("pending", "approved", "rejected", "exported")
 
 
+class Evidence(BaseModel):
+    """One step's evidence in a proposal: what the tool said and measured, and what it wrote."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool: str
+    summary: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlanCall(BaseModel):
+    """A step that ran, as the export manifest records it (``curate tool <tool> --args <args>`` reruns it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class ProposalBase(BaseModel):
     """Fields every proposal record has (records are stored as JSON; unknown keys are kept)."""
 
@@ -39,9 +59,9 @@ class ProposalBase(BaseModel):
     request: str = ""
     planner: str = ""
     weights: dict[str, float] = Field(default_factory=dict, description="domain -> share of the whole proposal")
-    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
-    plan: list[dict[str, Any]] = Field(default_factory=list)
+    plan: list[PlanCall] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
     policy: str = ""
     problems: list[str] = Field(default_factory=list)

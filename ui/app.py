@@ -395,17 +395,16 @@ def _metrics_md(rec: dict[str, Any]) -> str:
     prop = parse_proposal(rec)
     if prop.evidence:
         lines.append("**Evidence**")
-        for step in prop.evidence[:12]:  # build_proposal's records: tool, summary, metrics, artifacts
-            metrics = step.get("metrics") or {}
+        for step in prop.evidence[:12]:
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in list(metrics.items())[:12] if not isinstance(v, dict | list))
-            head = f"{step['tool']}: " if step.get("tool") else ""
-            lines.append(f"- {plain(head + str(step.get('summary') or ''), 400)}"
+                              for k, v in list(step.metrics.items())[:12] if not isinstance(v, dict | list))
+            head = f"{step.tool}: " if step.tool else ""
+            lines.append(f"- {plain(head + step.summary, 400)}"
                          + (f" ({plain(shown, 400)})" if shown else ""))
     if prop.problems:
         lines.append("**Policy problems**\n\n" + "\n".join(f"- {plain(p, 300)}" for p in prop.problems))
     if prop.plan:  # the done steps, as the manifest records them: tool and args
-        lines.append("**Plan**: " + plain("; ".join(str(c.get("tool")) for c in prop.plan), 600))
+        lines.append("**Plan**: " + plain("; ".join(c.tool for c in prop.plan), 600))
     if prop.note:
         lines.append("**Note**: " + plain(prop.note, 600))
     path = export_path(rec)

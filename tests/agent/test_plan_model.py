@@ -39,6 +39,14 @@ def test_a_graph_plan_has_exactly_the_models_keys(make_service, demo_dir: Path):
 
     md = _metrics_md(svc.proposal(prop["id"]))
     assert "**Plan**: sample" in md and plain(f"sample: {step.summary}"[:30]) in md
+    from agent.proposals import Evidence, PlanCall, parse_proposal
+
+    typed = parse_proposal(svc.proposal(prop["id"]))
+    assert isinstance(typed.evidence[0], Evidence) and typed.evidence[0].tool == "sample"
+    assert typed.evidence[0].artifacts["selection"] == step.artifacts["selection"]
+    assert isinstance(typed.plan[0], PlanCall) and typed.plan[0].args["k"] == step.args["k"]
+    with pytest.raises(ValidationError, match="plan.0.tool"):  # a record without a step's tool is refused by name
+        parse_proposal({**svc.proposal(prop["id"]), "plan": [{"args": {}}]})
     # the review node writes the plan back through the model as well
     list(svc.review("t", prop["id"], "reject", note="no"))
     after = _state_plan(svc, "t")
