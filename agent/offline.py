@@ -215,13 +215,18 @@ class OfflinePlanner:
         if len(ranked) > 1 and force is None and not named:
             a, b = raw[0][1], raw[1][1]
             runnable_one = bool(by_name[a][3]) != bool(by_name[b][3])  # what the request fills decides it
-            if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN and not runnable_one:
+            if whole_scores.get(a, 0.0) - whole_scores.get(b, 0.0) < TIE_MARGIN and (
+                    not runnable_one or self._nested(by_name[a], by_name[b]) is not None):
                 return self._tie(by_name[a], by_name[b], top_scores)
             if eff - ranked[1][0] < TIE_MARGIN and not lifted:
                 return self._tie(ranked[0], ranked[1], top_scores)
             wants_target = any("target" in f for _, f in raw[0][3]) and bool(_SIMILARITY.search(request))  # "pick 500 similar examples"
-            if raw[0][3] and raw[0][1] != name and (
-                    whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0) > FLIP_MARGIN or wants_target):
+            if miss and not ranked[1][3] and self._nested(ranked[0], ranked[1]) is ranked[1] and \
+                    whole_scores.get(name, 0.0) - whole_scores.get(ranked[1][1], 0.0) < 2 * FLIP_MARGIN:
+                # "index the corpus for fact tracing": nothing to trace is given, the index is what can run
+                return Decision("plan", steps=ranked[1][2], scores=top_scores)
+            gap = whole_scores.get(a, 0.0) - whole_scores.get(name, 0.0)
+            if raw[0][3] and raw[0][1] != name and (gap > FLIP_MARGIN or wants_target):
                 # the request is clearly about a tool it cannot fill: ask for its input, offer the runnable one
                 return self._ask_missing(raw[0][2], raw[0][3], top_scores, [a, name])
         if miss:

@@ -203,3 +203,11 @@ def test_what_the_request_fills_breaks_a_near_tie(planner):  # noqa: ANN001
     d = planner.decide("data/pool.jsonl -> quality_signals, and add a DSIR weight column against targets/wiki.jsonl")
     assert d.kind == "plan" and _tools(d) == ["quality_signals"]
     assert d.steps[0]["args"]["dsir_targets"] == ["targets/wiki.jsonl"]
+
+
+def test_preparing_for_a_tool_plans_its_prerequisite_and_a_missing_input_asks(planner):  # noqa: ANN001
+    d = planner.decide("index the training corpus for fact tracing", inputs={"corpus": "p.jsonl"})
+    assert d.kind == "plan" and _tools(d)[-1] == "fact_index", (d.kind, _tools(d))
+    for text in ("trace this fact", "which documents in the pool support the fact?"):
+        d = planner.decide(text, inputs={"corpus": "p.jsonl"})
+        assert d.kind == "ask" and _tools(d)[-1] == "trace_fact", text
