@@ -45,6 +45,8 @@ NAMED_BONUS = 0.25
 MADE_PENALTY = 0.25
 """Subtracted from a tool whose every product the request already names ("trace ... with index index-3f2a..."):
 the user has that artifact and wants what uses it."""
+CONTEXT_PENALTY = 0.25
+"""Taken from a tool the request names only as context ("instead of dsir", "my DSIR picks")."""
 CANDIDATES = 4
 
 
@@ -153,6 +155,7 @@ class OfflinePlanner:
         if not tools or (not named and (next(iter(whole_scores)) == NONE or best_score < OFFTOPIC_MIN)):
             return Decision("none", scores=top_scores)
         whole_scores = self._demote_made(whole_scores, whole.artifact_ids)
+        whole_scores = self._demote_context(whole_scores, request)
         tools = [n for n in whole_scores if n != NONE]
         if len(clauses) > 1:
             multi = self._multi_step(request, whole, clauses, scored[1:], artifacts, top_scores)
@@ -240,6 +243,14 @@ class OfflinePlanner:
         if nested is None:
             return self._ask_tie(first, second, scores)
         return Decision("plan", steps=nested[2], scores=scores)
+
+    def _demote_context(self, scores: dict[str, float], request: str) -> dict[str, float]:
+        """Scores (best first) with :data:`CONTEXT_PENALTY` taken from tools the request names only as
+        context ("instead of dsir", "DSIR keeps giving me near-duplicates"): their name still pulls the
+        embedding toward them."""
+        out = {n: v - (CONTEXT_PENALTY if n in self.specs and only_as_context(n, request) else 0.0)
+               for n, v in scores.items()}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def _demote_made(self, scores: dict[str, float], named: dict[str, str]) -> dict[str, float]:
         """Scores (best first) with :data:`MADE_PENALTY` taken from tools that only make what the request names."""

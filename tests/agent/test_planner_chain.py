@@ -211,3 +211,12 @@ def test_preparing_for_a_tool_plans_its_prerequisite_and_a_missing_input_asks(pl
     for text in ("trace this fact", "which documents in the pool support the fact?"):
         d = planner.decide(text, inputs={"corpus": "p.jsonl"})
         assert d.kind == "ask" and _tools(d)[-1] == "trace_fact", text
+
+
+@pytest.mark.parametrize("text", [
+    "DSIR keeps giving me near-duplicates; I want the optimal-transport selection with a diversity term, 500 docs like data/t.jsonl",
+    "this time use the transport-based selection instead of dsir: 500 docs like data/t.jsonl",
+])
+def test_a_tool_named_as_context_does_not_win(planner, text: str):  # noqa: ANN001
+    d = planner.decide(text, inputs={"corpus": "p.jsonl"})
+    assert _tools(d)[-1] == "tsds", (d.kind, _tools(d), d.scores)
