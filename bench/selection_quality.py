@@ -2,6 +2,7 @@
 random sampling and the reference DSIR package, side by side on held-out target sets.
 
     .venv/bin/python bench/selection_quality.py [--cases dev|test|all] [--quick] [--work DIR]
+                                                [--methods tsds,cosine] [--out NAME]
 
 The pool (bench/selection_cases.py): twelve public sources from ../shared/data/raw, about 15k
 documents (``--quick``: about 4k), each labelled with its source in ``domain``. Each case is a
@@ -171,8 +172,9 @@ def _cell(v) -> str:  # noqa: ANN001
     return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def print_table(split: str, rows: list[dict]) -> None:
+def print_table(split: str, rows: list[dict], methods: tuple[str, ...] = METHODS) -> None:
     """Rows: cases; columns: metric groups, one column per method inside each (methods side by side)."""
+    METHODS = methods  # noqa: N806 - the methods that ran (--methods), in the default order
     w = 7
     lead = f"{'case':<22}{'k':>5}{'tgt':>5}{'ceil':>5} |"
     print(f"\n== {split} split ({len(rows)} cases) ==")
@@ -187,7 +189,7 @@ def print_table(split: str, rows: list[dict]) -> None:
                 res = r["methods"][m]
                 cells.append("ERR" if "error" in res else _cell(res[x]))
             groups.append("".join(f"{c:>{w}}" for c in cells))
-        errors += [f"{r['case']} / {m}: {res['error']}" for m, res in r["methods"].items() if "error" in res]
+        errors += [f"{r['case']} / {m}: {res['error']}" for m, res in r["methods"].items() if "error" in res and m in METHODS]
         print(f"{r['case']:<22}{r['k']:>5}{r['n_target']:>5}{r['ceiling']:>5.2f} |" + "|".join(groups))
     groups = []
     for x in SHOWN:
@@ -220,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/selection_quality"),
                     help="work folder: pool, targets, workspace, embedding cache (kept between runs)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    ap.add_argument("--out", default="selection_quality",
+                    help="result name: bench/results/NAME.json (default selection_quality)")
     args = ap.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)
@@ -286,9 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("dev", "test"):
         rows = [r for r in results if r["split"] == split]
         if rows:
-            print_table(split, rows)
-    path = write_result("selection_quality", {
-        "quick": args.quick, "cases_arg": args.cases, "pool_docs": len(built.pool_rows), "sources": built.sizes,
+            print_table(split, rows, tuple(m for m in METHODS if m in methods))
+    path = write_result(args.out, {
+        "quick": args.quick, "cases_arg": args.cases, "methods_run": methods, "pool_docs": len(built.pool_rows), "sources": built.sizes,
         "embed_pool_s": embed_s, "embedding_shape": list(matrix.shape), "metrics": {
             "prec": "share of selected rows from the target's source", "klr": "KL reduction, hashed uni+bigrams (nats)",
             "ot": f"W1 target->selection, MiniLM, <= {OT_POINTS} points per side", "div": "mean pairwise cosine "

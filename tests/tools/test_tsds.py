@@ -299,7 +299,10 @@ def test_tool_without_replacement_and_embedding_artifacts(tiny_corpus, ctx, tmp_
     target_path = tmp_path / "t.jsonl"
     target_path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids[:3], texts[:3], strict=True)))
     args = {"corpus": str(tiny_corpus), "target": str(target_path), "k": 3, "embeddings": pool_art}
-    res = tsds.run({**args, "target_embeddings": target_art, "replace": False, "alpha": 0.99, "sigma": 0.0}, ctx)
+    # evidence off: the point here is the LP and the id alignment (the evidence step's discriminator,
+    # fitted on 3 targets against 36 near-identical hashed texts, may swap 'math-1' for 'math-10')
+    res = tsds.run({**args, "target_embeddings": target_art, "replace": False, "alpha": 0.99, "sigma": 0.0,
+                    "evidence": False}, ctx)
     assert res.distinct == 3 and res.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
     # alpha -> 1 and each target is its own nearest neighbour: the selection is the targets themselves
     table = ctx.workspace.get(res.artifacts["selection"]).table()
@@ -454,3 +457,78 @@ def test_lazy_density_gives_the_same_probabilities(sigma):
     assert lazy.truncated == upfront.truncated == 0
     assert lazy.level == pytest.approx(upfront.level, rel=1e-12)
     assert np.abs(lazy.probs - upfront.probs).sum() < 1e-12
+
+
+# ------------------------------------------------------------------------ the evidence step
+
+
+def confusable_pool(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets and 'A' pool documents share a spread along e1..e4 around a centre; 'B' documents sit
+    tightly at the centre but moved along e5, a direction the target never varies in. B is nearer the
+    (shrunk) targets (about 0.25) than the typical A document (about 0.7), so the transport picks B,
+    while a target-vs-pool discriminator separates B by its e5 offset."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    centre = np.zeros(d)
+    centre[0] = 1.0
+
+    def a_like(n: int) -> np.ndarray:
+        x = np.tile(centre, (n, 1))
+        x[:, 1:5] += 0.35 * rng.standard_normal((n, 4))
+        return x
+
+    targets = a_like(40)
+    pool_a = a_like(800)
+    pool_b = centre + 0.05 * rng.standard_normal((200, d))
+    pool_b[:, 5] += 0.2
+    pool = np.concatenate([pool_a, pool_b])
+    source = np.r_[np.zeros(800, dtype=int), np.ones(200, dtype=int)]
+    return targets.astype(np.float32), pool.astype(np.float32), source
+
+
+def test_evidence_step_drops_a_confusable_source_that_nearest_neighbours_prefer():
+    xq, xb, source = confusable_pool()
+    k = 120
+    kw = dict(calibrate="auto", C=None, sigma=None, k=k, index="flat", cap_by_pool=False)
+    plain = tsds.tsds_probabilities(xq, xb, evidence=False, **kw)
+    withe = tsds.tsds_probabilities(xq, xb, **kw)  # on by default with calibrate="auto"
+    prec = {}
+    for name, out in (("plain", plain), ("evidence", withe)):
+        idx, _ = tsds.draw(out.probs, k, replace=False, seed=0)
+        prec[name] = float(np.mean(source[idx] == 0))
+    assert prec["plain"] < 0.5  # the transport alone follows the nearer B copies
+    assert prec["evidence"] > 0.9
+    assert withe.evidence_support >= 4 * k > plain.evidence_support == 0
+    assert np.count_nonzero(withe.probs) == k and abs(withe.probs.sum() - 1) < 1e-12
+
+
+def test_evidence_keeps_the_lp_support_and_weights_it_by_the_density_ratio():
+    xq, xb, _ = confusable_pool(1)
+    p = tsds.tsds_probabilities(xq, xb, calibrate="auto", C=None, sigma=None, k=200, evidence=False).probs
+    kept = tsds.keep_most_target_like(p, xq, xb, 50)
+    support = np.flatnonzero(p > 0)
+    assert np.count_nonzero(kept) == 50 and set(np.flatnonzero(kept)) <= set(support)
+    z = tsds.target_log_odds(xq, xb, support)
+    score = np.log(p[support]) + z
+    top = support[np.argsort(-score, kind="stable")[:50]]
+    assert set(np.flatnonzero(kept)) == set(top)
+    ratio = kept[top] / p[top]  # proportional to exp(z): the importance weight
+    assert np.allclose(ratio / ratio[0], np.exp(z[np.argsort(-score, kind="stable")[:50]] - z[np.argsort(-score, kind="stable")[0]]))
+    assert tsds.keep_most_target_like(p, xq, xb, len(support)) is p  # nothing to cut
+
+
+def test_paper_mode_has_no_evidence_step():
+    xq, xb, _ = confusable_pool(2)
+    paper = tsds.tsds_probabilities(xq, xb, calibrate="paper", k=50)
+    off = tsds.tsds_probabilities(xq, xb, calibrate="paper", k=50, evidence=False)
+    assert paper.evidence_support == 0 and np.array_equal(paper.probs, off.probs)
+    assert np.array_equal(paper.probs, tsds.tsds_probabilities(xq, xb).probs)  # k plays no part in 'paper'
+
+
+def test_log_odds_are_scale_free():
+    """Features are scaled to unit RMS norm: the same vectors x5 give the same discriminator."""
+    xq, xb, _ = confusable_pool(3)
+    rows = np.arange(0, 1000, 7)
+    z1 = tsds.target_log_odds(xq, xb, rows)
+    z5 = tsds.target_log_odds(5 * xq, 5 * xb, rows)
+    assert np.allclose(z1, z5, atol=1e-4)

@@ -32,7 +32,9 @@ from tools.tsds.core import (
     draw,
     effective_sample_size,
     kde_density,
+    keep_most_target_like,
     objective,
+    target_log_odds,
     transport_probabilities,
     tsds_probabilities,
 )
@@ -48,9 +50,11 @@ __all__ = [
     "draw",
     "effective_sample_size",
     "kde_density",
+    "keep_most_target_like",
     "objective",
     "ot_distance",
     "run",
+    "target_log_odds",
     "transport_probabilities",
     "tsds_probabilities",
 ]
@@ -120,6 +124,7 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
             kde_K=request.kde_K, index=request.index, nprobe=request.nprobe, cap_by_pool=request.cap_by_pool,
             seed=request.seed, device=ctx.resolve_device(), progress=progress,
             calibrate=request.calibrate, shrink=request.shrink, k=request.k,
+            evidence=request.evidence,
         )
     p = out.probs
     support = int(np.count_nonzero(p))
@@ -142,6 +147,7 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
     metrics = TsdsMetrics(
         target_size=m, alpha=request.alpha, C=out.C, sigma=out.sigma, shrink=out.shrink, calibrate=request.calibrate,
         effective_neighbours=float(out.effective_neighbours.mean()), calibration_steps=out.calibration_steps,
+        evidence_support=out.evidence_support,
         K=out.K, kde_K=out.kde_K, level=out.level, effective_sample_size=ess, support=support, distinct=len(idx),
         neighbours_mean=float(used.mean()), neighbours_max=int(used.max()), truncated_queries=out.truncated,
         union_size=out.union_size, index_kind=out.index_kind, domain_mass=domain_mass, pool_domain_share=pool_share,
@@ -174,6 +180,9 @@ def run(request: TsdsRequest, ctx: ToolContext) -> TsdsResult:
         f"shrink {out.shrink:.2f}, K {out.K}): {len(idx)} distinct, support {support}, ESS {ess:.0f}. "
         f"Mass per target spread over {out.effective_neighbours.mean():.1f} effective candidates (k/M "
         f"{request.k / m:.1f}; neighbours used mean {used.mean():.1f}, max {int(used.max())})"
+        + (f"; the {request.k} most probable of {out.evidence_support} kept after weighting by the target "
+           f"density ratio"
+           if out.evidence_support > request.k else "")
         + (f"; {out.truncated} targets hit K (more neighbours: max_K, cap_by_pool=false)" if out.truncated else "")
         + f".{ot_txt} Mass: {dom_txt}. Selection {sel_id}, scores {scores_id}."
     )

@@ -54,6 +54,11 @@ class TsdsRequest(ToolRequest):
         "transport (0 = the paper; 1 = every target at the centroid); unset: 'auto' uses W/(W+B), the "
         "targets' within spread over their spread about the pool mean, 'paper' uses 0"
     )
+    evidence: bool | None = Field(
+        None, description="true: solve for 4k candidates, weight them by the target density ratio of a "
+        "target-vs-pool logistic discriminator and keep the k most probable; unset: on with 'auto', off "
+        "with 'paper'"
+    )
     max_K: int = Field(5000, ge=2, description="neighbours prefetched per target example; paper default 5000")
     kde_K: int = Field(1000, ge=1, description="neighbours used for the density estimate; paper default 1000")
     cap_by_pool: bool = Field(
@@ -102,6 +107,9 @@ class TsdsMetrics(ToolMetrics):
     sigma: float = Field(0.0, description="the KDE radius used")
     shrink: float = Field(0.0, description="the weight of the target centre used")
     calibrate: str = ""
+    evidence_support: int = Field(
+        0, description="candidates with mass before the target-likeness step kept k of them (0: no step)"
+    )
     effective_neighbours: float = Field(
         0.0, description="effective candidates per target example, mean of 1 / sum_i (M gamma_ji)^2"
     )
@@ -134,6 +142,7 @@ SPEC = ToolSpec(
     needs_target=True,
     gpu="optional",
     deterministic=True,
+    version="2",
     examples=(
         "select 1000 documents from the pool that look like my target examples",
         "find training data similar to these math problems using embeddings",
