@@ -142,6 +142,13 @@ class AgentService:
         yield AgentEvent(kind="message", thread_id=thread_id, text=_outcome_text(out), proposal=out)
         yield AgentEvent(kind="done", thread_id=thread_id, text=out["outcome"])
 
+    def _last_calls(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The last AI message's tool calls in the stored state: a resumed run (an approval) whose plan
+        update was streamed before the interrupt."""
+        state = self.graph.get_state(config)
+        ai = next((x for x in reversed(state.values.get("messages", [])) if isinstance(x, AIMessage)), None)
+        return list(ai.tool_calls) if ai else []
+
     def _interrupts(self, thread_id: str) -> list[Any]:
         state = self.graph.get_state(self._config(thread_id))
         return [i for t in state.tasks for i in (t.interrupts or ())]
@@ -151,6 +158,7 @@ class AgentService:
         calls: dict[str, dict[str, Any]] = {}
         running: dict[str, str] = {}  # tool name -> call id currently running
         last_plan_text = ""
+        pending_calls: list[dict[str, Any]] = []  # tool calls of the plan node's last update
         status = "complete"
         planner = None
         busy = self._claim(thread_id)
@@ -180,6 +188,7 @@ class AgentService:
                             planner = plan.planner
                         for m in upd.get("messages", []) or []:
                             if node == "plan" and isinstance(m, AIMessage) and m.tool_calls:
+                                pending_calls = list(m.tool_calls)
                                 for tc in m.tool_calls:
                                     calls[tc["id"]] = {"tool": tc["name"], "args": tc.get("args") or {}}
                                 text = plan.text if plan is not None else ""
@@ -198,15 +207,15 @@ class AgentService:
                                 yield AgentEvent(kind="message", thread_id=thread_id, text=content_text(m.content),
                                                  planner=planner)
                         if node == "guard" and not upd.get("messages"):
-                            state = self.graph.get_state(config)
-                            ai = next((x for x in reversed(state.values.get("messages", []))
-                                       if isinstance(x, AIMessage)), None)
-                            for tc in (ai.tool_calls if ai else []):
+                            # the calls the guard let through: those of the plan node's last update (not read
+                            # back from the checkpointer, whose writes may still be in flight)
+                            for tc in pending_calls or self._last_calls(config):
                                 calls[tc["id"]] = {"tool": tc["name"], "args": tc.get("args") or {},
                                                    "t0": time.perf_counter()}
                                 running[tc["name"]] = tc["id"]
                                 yield AgentEvent(kind="tool_start", thread_id=thread_id, tool=tc["name"],
                                                  call_id=tc["id"], args=tc.get("args") or {}, status="pending")
+                            pending_calls = []
             except CurateError as e:
                 status = "error"
                 yield AgentEvent(kind="error", thread_id=thread_id, text=e.render(), error_kind=e.kind)

@@ -256,3 +256,25 @@ def test_json_plan_runs_a_selection_chain(make_service, monkeypatch, demo_dir):
     ends = [e for e in events if e.kind == "tool_end"]
     assert [(e.tool, e.status) for e in ends] == [("sample", "done"), ("profile", "done")], [e.text for e in events]
     assert ends[1].args["corpus"] == ends[0].artifacts["selection"]
+
+
+def test_tool_start_does_not_wait_for_the_checkpointer(make_service, monkeypatch, demo_dir):
+    """The tool_start event comes from the streamed plan update, not from state read back from the
+    checkpointer (its writes are asynchronous: under load the read saw the state before the plan, and
+    CI once got plan, tool_end with no tool_start)."""
+    pool, _ = _pool(demo_dir)
+    install(monkeypatch, ScriptedChat(replies=[call("sample", {"corpus": pool, "k": 20, "seed": 1}),
+                                               AIMessage(content="Sampled.")]))
+    svc = make_service(llm_base_url="http://fake/v1", llm_model="scripted")
+    real = svc.graph.get_state
+
+    class Stale:  # what a lagging checkpoint read returns: no messages yet
+        values: dict = {"messages": []}
+        tasks: tuple = ()
+
+    monkeypatch.setattr(svc.graph, "get_state", lambda *a, **k: Stale())
+    events = list(svc.stream("t", "sample 20 documents", corpus=pool))
+    monkeypatch.setattr(svc.graph, "get_state", real)
+    assert [e.kind for e in events if e.kind in ("tool_start", "tool_end")] == ["tool_start", "tool_end"]
+    start = next(e for e in events if e.kind == "tool_start")
+    assert start.tool == "sample" and start.args["k"] == 20
