@@ -35,7 +35,15 @@ _TARGET_CUE = re.compile(
     r"(target|like|similar|resembl|match|close to|closer to|reference|towards|toward|against"
     r"|validation|valdiation|\bval\b|dev[- ]set|eval(?:uation)?[- ]set|held[- ]out)"
     r"\W*(?:\w+\W+){0,3}$", re.I)
-_EVAL_SET_NAME = re.compile(r"(?:^|[/_.-])(?:target|val|valid|validation|dev|eval|heldout)(?:[/_.-]|$)", re.I)
+_EVAL_SET_NAME = re.compile(r"(?:^|[_.-])(?:target|val|valid|validation|dev|eval|heldout)(?:[_.-]|$)", re.I)
+
+
+def _named_target(raw: str) -> bool:
+    """The file's own name says target or evaluation set (not its folder: /mnt/dev/pool.jsonl is a pool)."""
+    if "target" in raw.lower():  # targets/qa.jsonl, data/math_target.jsonl
+        return True
+    name = raw.rstrip("/").rsplit("/", 1)[-1].lower()
+    return bool(_EVAL_SET_NAME.search(name)) and not re.search(r"pool|train|corpus", name)
 """A path named like a target or an evaluation set (data/val_web.jsonl): never the pool when a pool is named too."""
 _DOMAIN_LIST = re.compile(
     r"\b(?:only|from|in|of|the|keep|drop|exclude|without)\s+(?:the\s+)?"
@@ -163,26 +171,49 @@ _UNIT_WORDS = {w: i for i, w in enumerate(
 _TENS_WORDS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _NUM_WORD = (rf"(?:(?:{'|'.join(_TENS_WORDS)})(?:[\s-](?:{'|'.join(list(_UNIT_WORDS)[1:10])}))?"
              rf"|{'|'.join(sorted(_UNIT_WORDS, key=len, reverse=True))})")
-_SPELLED_SCALED = re.compile(rf"\b({_NUM_WORD}|a|an)\s+(hundred|thousand|million|billion)\b", re.I)
-_SPELLED_COUNT = re.compile(
-    rf"\b({_NUM_WORD})\b(?=\s+(?:[\w-]+\s+){{0,2}}?(?:docs?|documents?|examples?|rows?|samples?|items?|records?|"
-    r"texts?|results?|neighbou?rs?|matches|hits|entries|passages|sentences)\b)", re.I)
 _SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 10**9}
-_CITATION_BEFORE = re.compile(r"(?:\bet\s+al\.?,?|\band\s+others,?|\band\s+colleagues,?|\(|\b[A-Z][a-z]+,?)\s*$")
+_WORD = rf"(?:{_NUM_WORD}|{'|'.join(_SCALE)})"
+_SPELLED_RUN = re.compile(  # starts with a number word, or "a"/"an" before a scale ("5 thousand" is _NUM's)
+    rf"\b(?:{_NUM_WORD}|(?:a|an)\s+(?:{'|'.join(_SCALE)}))(?:(?:[\s-]+|\s+and\s+){_WORD})*\b", re.I)
+_COUNT_AFTER = re.compile(
+    r"\s+(?:[\w-]+\s+){0,2}?(?:docs?|documents?|examples?|rows?|samples?|items?|records?|texts?|results?|"
+    r"neighbou?rs?|matches|hits|entries|passages|sentences)\b", re.I)
+_CITATION_BEFORE = re.compile(
+    r"(?:\bet\s+al\.?,?|\band\s+others,?|\band\s+colleagues,?|\(|\b[A-Z][a-z]+,"
+    r"|\b(?:like|as\s+in|from|see|per|following|by)\s+[A-Z][a-z]+)\s*$")
+"""Before a year that cites a paper: "et al.", "and others", "(", "Xie,", "like Xie" (not "Sample 2000")."""
 
 
-def _word_value(words: str) -> int:
-    parts = re.split(r"[\s-]+", words.lower())
-    if parts[0] in ("a", "an"):
-        return 1
-    return sum(_TENS_WORDS.get(p, _UNIT_WORDS.get(p, 0)) for p in parts)
+def _run_value(words: str) -> tuple[int, bool]:
+    """("two thousand five hundred") -> (2500, True): the value and whether a scale word was in it."""
+    total = current = 0
+    scaled = False
+    for w in re.split(r"[\s-]+", words.lower()):
+        if w in ("and",):
+            continue
+        if w in ("a", "an"):
+            current = max(current, 1)
+        elif w in _SCALE:
+            scaled = True
+            current = max(current, 1) * _SCALE[w]
+            if _SCALE[w] >= 1000:
+                total, current = total + current, 0
+        else:
+            current += _TENS_WORDS.get(w, _UNIT_WORDS.get(w, 0))
+    return total + current, scaled
 
 
 def spelled_numbers_to_digits(text: str) -> str:
-    """"ten thousand docs" -> "10000 docs", "nearest five documents" -> "nearest 5 documents". Only
-    scaled numbers and numbers before a count noun are rewritten: "one of the tasks" stays words."""
-    text = _SPELLED_SCALED.sub(lambda m: str(_word_value(m.group(1)) * _SCALE[m.group(2).lower()]), text)
-    return _SPELLED_COUNT.sub(lambda m: str(v) if (v := _word_value(m.group(1))) >= 2 else m.group(0), text)
+    """"two thousand five hundred docs" -> "2500 docs", "nearest five documents" -> "nearest 5
+    documents". Only scaled numbers and numbers before a count noun are rewritten: "one of the tasks"
+    stays words."""
+    def sub(m: re.Match[str]) -> str:
+        value, scaled = _run_value(m.group(0))
+        if scaled or (value >= 2 and _COUNT_AFTER.match(text, m.end())):
+            return str(value)
+        return m.group(0)
+
+    return _SPELLED_RUN.sub(sub, text)
 
 
 def _citation_year(value: float, suffix: str | None, before: str, after: str) -> bool:
@@ -247,15 +278,15 @@ def _path_spans(rest: str) -> list[tuple[str, int]]:
 def _place_paths(ex: Extracted, rest: str, spans: list[tuple[str, int]]) -> None:
     """Each path is the corpus or the target: by its name (targets/t.jsonl, data/val.jsonl), else by its
     words ("like data/t.jsonl"), else by order."""
-    by_name = any("target" in raw.lower() or _EVAL_SET_NAME.search(raw) for raw, _ in spans
-                  if not re.search(r"\.npy$|\.npz$", raw, re.I))
+    named = [raw for raw, _ in spans if not re.search(r"\.npy$|\.npz$", raw, re.I) and _named_target(raw)]
+    by_name = bool(named)
     for raw, start in spans:
         ex.paths.append(raw)
         ex.path_spans.append((raw, start))
         before = rest[max(0, start - 40): start]
         if re.search(r"\.npy$|\.npz$", raw, re.I):
             continue  # arrays: never a corpus or target
-        named_target = ("target" in raw.lower() or _EVAL_SET_NAME.search(raw)) if by_name else False
+        named_target = raw in named if by_name else False
         if (named_target or (not by_name and _TARGET_CUE.search(before))) and ex.target is None:
             ex.target = raw
         elif ex.corpus is None:
@@ -488,7 +519,8 @@ class _Filler:
             self.corpus, self.target = ex.thread_corpus, ex.corpus  # one path named next to a known pool: the target
         self.count_fields = [n for n in self.fields if n in COUNT_FIELDS and int in _base_types(self.fields[n].annotation)]
         takes_two = len(corpus_fields) > 1 or spec.needs_target
-        if not takes_two and ex.target and not ex.corpus_from_text and ex.target in ex.paths:
+        pool_in_words = re.search(r"\b(?:pool|corpus|dataset)\b", ex.masked or text, re.I)
+        if not takes_two and ex.target and not ex.corpus_from_text and ex.target in ex.paths and not pool_in_words:
             self.corpus = ex.target  # "embed the target set t.jsonl": the one path named is what this tool reads
 
     def fill(self) -> dict[str, Any]:

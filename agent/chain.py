@@ -76,13 +76,13 @@ def complete(
             have = step["args"].get(fld) if fld else None
             if isinstance(have, str) and not have.startswith("$"):
                 continue  # a path or an id the request named
+            if kind in produced:  # an earlier step of this plan makes it: that one, not an older artifact
+                if fld:
+                    step["args"][fld] = f"${kind}"
+                continue
             if kind in artifacts:
                 if fld:
                     step["args"][fld] = artifacts[kind]  # reuse what the thread already has
-                continue
-            if kind in produced:
-                if fld:
-                    step["args"][fld] = f"${kind}"
                 continue
             if depth >= MAX_DEPTH:
                 continue

@@ -57,10 +57,12 @@ def arg_aliases() -> dict[str, list[str]]:
 
 
 _NEGATED = re.compile(r"(?:instead\s+of|rather\s+than|than|not|no|without|unlike|compared\s+(?:to|with)|"
-                      r"vs\.?|versus|last\s+time)\W+(?:\w+\W+){0,2}$", re.I)
+                      r"vs\.?|versus|last\s+time)[^\w,;.]+(?:\w+[^\w,;.]+){0,2}$", re.I)
+"""Words before a tool's name that say it is not wanted, within the same clause ("instead of dsir, use
+tsds": tsds is wanted)."""
 _CITED = re.compile(r"\s+(?:paper|authors|article)\b", re.I)
 _OWN_RESULT_BEFORE = re.compile(r"\b(?:my|our|your|the|those|these)\s+$", re.I)
-_OWN_RESULT_AFTER = re.compile(r"\s+(?:picks|selections?|results?|outputs?|subsets?|runs?|rankings?|baseline)\b", re.I)
+_OWN_RESULT_AFTER = re.compile(r"\s+(?:picks|selections?|results?|outputs?|subsets?|runs?|rankings?)\b", re.I)
 _NARRATED = re.compile(r"\s+(?:keeps|kept|gave|is\s+giving|was\s+giving|returned|has\s+been\s+giving)\b", re.I)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agent import prompts
-from tools.contract import ToolSpec
+from tools.contract import ARTIFACT_KINDS, ToolSpec
 from tools.refs import Ref, ref_fields
 
 
@@ -124,6 +124,8 @@ def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], 
         made_up = isinstance(value, str) and not placeholder and value != inputs[name] and value not in request
         if not value or made_up:
             out[name] = inputs[name]
+    if "validation" in fields and "target" not in fields and inputs.get("target") and not out.get("validation"):
+        out["validation"] = inputs["target"]  # the thread's target set is what a validation field scores against
     if inputs.get("k") and "k" in fields and spec.family == "selection":  # an explicit k wins
         out["k"] = int(inputs["k"])
         out.pop("fraction", None)  # one budget: the explicit count
@@ -212,12 +214,12 @@ def validate_steps(
                            make_args=lambda spec, _produced: complete_args(spec, {}, inputs, request))
     steps: list[PlanStep] = []
     made = set(artifacts or {})
-    for step in cleaned:
+    for n, step in enumerate(cleaned, 1):
         spec = specs[step["tool"]]
         dangling = [f"{k}={v}" for k, v in step["args"].items()
-                    if isinstance(v, str) and v.startswith("$") and v[1:] not in made]
+                    if isinstance(v, str) and v[1:] in ARTIFACT_KINDS and v.startswith("$") and v[1:] not in made]
         if chain and dangling:
-            errors.append(f"step {len(steps) + 1} ({step['tool']}): {', '.join(dangling)} names no earlier step's "
+            errors.append(f"step {n} ({step['tool']}): {', '.join(dangling)} names no earlier step's "
                           "output and nothing in this thread")
             continue
         try:
@@ -225,7 +227,7 @@ def validate_steps(
         except ValidationError as e:
             for err in e.errors()[:4]:
                 loc = ".".join(str(x) for x in err["loc"])
-                errors.append(f"step {len(steps) + 1} ({step['tool']}): {loc}: {err['msg']}")
+                errors.append(f"step {n} ({step['tool']}): {loc}: {err['msg']}")
             continue
         candidate = PlanStep(tool=step["tool"], args=step["args"])
         if any(candidate == kept for kept in steps):  # a weak model repeats a step: running it twice changes nothing
@@ -249,7 +251,7 @@ def _drop_made_up_artifacts(spec: ToolSpec, args: dict[str, Any], artifacts: dic
         fld = consumer_field(spec, kind)
         value = out.get(fld) if fld else None
         if (isinstance(value, str) and value and not value.startswith("$") and value not in known
-                and value not in request):
+                and value not in request and value.removeprefix("./") not in request):
             del out[fld]
     return out
 

@@ -282,7 +282,8 @@ class OfflinePlanner:
             moved = False
             for i in range(len(out)):
                 needs = set(self.specs[out[i][0]].consumes)
-                j = next((j for j in range(i + 1, len(out)) if needs & set(self.specs[out[j][0]].produces)), None)
+                j = next((j for j in range(i + 1, len(out)) if needs & set(self.specs[out[j][0]].produces)
+                          and self._provides_input(out[j][1])), None)
                 if j is not None:
                     out.insert(i, out.pop(j))
                     moved = True
@@ -290,6 +291,14 @@ class OfflinePlanner:
             if not moved:
                 break
         return out
+
+    @staticmethod
+    def _provides_input(clause: str) -> bool:
+        """A clause that hands over an input (names an array or artifact: "the matrix is at m.npy"), or at
+        least does not work on an earlier result ("..., then score the selection" stays after it)."""
+        ex = extract(clause)
+        named = bool(ex.artifact_ids) or any(re.search(r"\.(?:npy|npz|parquet)$", p, re.I) for p in ex.paths)
+        return named or not refers_back(clause)
 
     def _fold_own_samples(self, chosen: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """A selection clause that only draws the sample the next tool draws itself is part of that tool's

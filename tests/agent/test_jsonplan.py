@@ -114,3 +114,25 @@ def test_a_json_plan_chains_a_selection_into_the_next_step():
     steps, errors = _chained({"steps": [{"tool": "profile", "args": {"corpus": "$selection"}}]},
                              {"selection": "selection-0a1b2c3d4e5f"})
     assert not errors and steps[0].args["corpus"] == "$selection"
+
+
+def test_review_cases_for_json_plans():
+    # a value that merely starts with "$" is the user's text, not a placeholder
+    steps, errors = _chained({"steps": [{"tool": "neighbors", "args": {"query": "$5 lunch deals", "k": 5}}]})
+    assert not errors and steps[0].args["query"] == "$5 lunch deals"
+    # "./data/m.npy" for the request's "data/m.npy" is the user's matrix, not a made-up id
+    steps, errors = _chained({"steps": [{"tool": "bids", "args": {"influence": "./data/m.npy", "k": 10}}]},
+                             request="run bids on data/m.npy, 10 rows")
+    assert not errors and [s.tool for s in steps] == ["bids"]
+    # an earlier step's output wins over an older artifact of the thread
+    plan = {"steps": [{"tool": "quality_signals", "args": {"corpus": POOL}},
+                      {"tool": "meta_rater", "args": {"corpus": POOL, "scores": "$scores", "fraction": 0.2}}]}
+    steps, errors = _chained(plan, {"scores": "scores-0123456789ab"})
+    assert not errors and steps[1].args["scores"] == "$scores"
+
+
+def test_the_threads_target_fills_a_validation_field():
+    from agent.jsonplan import complete_args
+
+    args = complete_args(get("meta_rater"), {"scores": "$scores"}, {"corpus": POOL, "target": "/data/val.jsonl"})
+    assert args["validation"] == "/data/val.jsonl" and args["corpus"] == POOL

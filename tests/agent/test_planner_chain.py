@@ -220,3 +220,10 @@ def test_preparing_for_a_tool_plans_its_prerequisite_and_a_missing_input_asks(pl
 def test_a_tool_named_as_context_does_not_win(planner, text: str):  # noqa: ANN001
     d = planner.decide(text, inputs={"corpus": "p.jsonl"})
     assert _tools(d)[-1] == "tsds", (d.kind, _tools(d), d.scores)
+
+
+def test_a_clause_on_the_earlier_selection_is_not_moved_before_it(planner):  # noqa: ANN001
+    d = planner.decide("keep the top 20% with meta-rater, then compute quality signals on the selection",
+                       inputs={"corpus": "p.jsonl"}, artifacts={"scores": "scores-abc123def456"})
+    tools = _tools(d)
+    assert tools[-1] == "quality_signals" and d.steps[-1]["args"]["corpus"] == "$selection", d.steps

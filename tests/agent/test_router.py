@@ -206,3 +206,27 @@ def test_an_array_is_never_a_corpus():
     text = "highest influence on the most under-served validation instance; matrix runs/m.npy"
     args = fill_args(get("influence"), text, extract(text, corpus="data/pool.jsonl"))
     assert args.get("validation") != "runs/m.npy" and args.get("matrix") == "runs/m.npy"
+
+
+def test_review_cases_counts_paths_and_context():
+    """Cases a reviewer found after the set-B changes: each worked before them and must keep working."""
+    from agent.classifier import names_tool
+    from tools.registry import get
+
+    # a capitalised word before a count is not a citation
+    assert extract("Sample 2000 from the pool").numbers == [2000]
+    assert extract("Dsir 2000 target data/target.jsonl").numbers == [2000]
+    # compound spelled counts
+    assert extract("sample one hundred and fifty documents").numbers == [150]
+    assert extract("select two thousand five hundred docs like data/t.jsonl").numbers == [2500]
+    # a folder named dev/ or a pool named val_pool is not an evaluation set
+    for text in ("select 1000 docs from /mnt/dev/pool.jsonl like /mnt/dev/target.jsonl",
+                 "dsir select 1000 from data/dev_pool.jsonl using data/math_target.jsonl"):
+        ex = extract(text)
+        assert "pool" in ex.corpus and "target" in ex.target, (text, ex.corpus, ex.target)
+    # "the pool" said in words stays the corpus of a one-corpus tool
+    text = "profile the pool and compare it with data/target.jsonl"
+    assert fill_args(get("profile"), text, extract(text, corpus="data/pool.jsonl"))["corpus"] == "data/pool.jsonl"
+    # "instead of dsir, use tsds": tsds is asked for
+    assert names_tool("tsds", "instead of dsir, use tsds on the pool")
+    assert names_tool("dsir", "run the DSIR baseline: 1000 docs like data/t.jsonl")

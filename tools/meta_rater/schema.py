@@ -122,7 +122,7 @@ def conformance_case(tmp_path: Path, corpus: Path) -> dict:
 
 SPEC = ToolSpec(
     name="meta_rater",
-    version="1",
+    version="2",  # 2: the validation set is the field `validation` (was `target`)
     description="Meta-rater (Zhuang et al. 2025): learn weights for K quality scores from proxy LM runs "
     "(random weights -> top documents -> tiny LM -> validation loss; LightGBM/ridge fit; RegMix search) and "
     "select the best documents by the weighted score; writes weights, scores, a selection and plots.",
