@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.chain import placeholder_kind
 from tools.contract import ARTIFACT_KINDS, ToolSpec
 
 _DATA_SUFFIX = r"(?:jsonl|json|parquet|csv|tsv|arrow|npy|npz|txt)(?:\.gz|\.zst)?"
@@ -175,9 +176,6 @@ _SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 10
 _WORD = rf"(?:{_NUM_WORD}|{'|'.join(_SCALE)})"
 _SPELLED_RUN = re.compile(  # starts with a number word, or "a"/"an" before a scale ("5 thousand" is _NUM's)
     rf"\b(?:{_NUM_WORD}|(?:a|an)\s+(?:{'|'.join(_SCALE)}))(?:(?:[\s-]+|\s+and\s+){_WORD})*\b", re.I)
-_COUNT_AFTER = re.compile(
-    r"\s+(?:[\w-]+\s+){0,2}?(?:docs?|documents?|examples?|rows?|samples?|items?|records?|texts?|results?|"
-    r"neighbou?rs?|matches|hits|entries|passages|sentences)\b", re.I)
 _CITATION_BEFORE = re.compile(
     r"(?:\bet\s+al\.?,?|\band\s+others,?|\band\s+colleagues,?|\(|\b[A-Z][a-z]+,"
     r"|\b(?:like|as\s+in|from|see|per|following|by)\s+[A-Z][a-z]+)\s*$")
@@ -209,7 +207,7 @@ def spelled_numbers_to_digits(text: str) -> str:
     stays words."""
     def sub(m: re.Match[str]) -> str:
         value, scaled = _run_value(m.group(0))
-        if scaled or (value >= 2 and _COUNT_AFTER.match(text, m.end())):
+        if scaled or (value >= 2 and _COUNT_NOUNS.match(text[m.end():])):
             return str(value)
         return m.group(0)
 
@@ -679,7 +677,7 @@ def missing_required(spec: ToolSpec, args: dict[str, Any]) -> list[str]:
         missing.append("target")  # a target-based selector without any target
     if missing:
         return missing
-    probe = {k: (v if not (isinstance(v, str) and v.startswith("$")) else "placeholder") for k, v in args.items()}
+    probe = {k: "placeholder" if placeholder_kind(v) else v for k, v in args.items()}
     try:
         spec.request_model.model_validate(probe)
     except ValidationError as e:

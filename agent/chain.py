@@ -13,9 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tools.contract import ToolSpec
+from tools.contract import ARTIFACT_KINDS, ToolSpec
 
 MAX_DEPTH = 4
+
+
+def placeholder_kind(value: Any) -> str | None:
+    """The artifact kind a ``"$kind"`` argument stands for ("$index" -> "index"), else None: a value
+    such as "$5 lunch deals" is the user's text."""
+    if isinstance(value, str) and value.startswith("$") and value[1:] in ARTIFACT_KINDS:
+        return value[1:]
+    return None
 
 
 def producers(kind: str, specs: dict[str, ToolSpec], *, exclude: set[str] | None = None) -> list[ToolSpec]:
@@ -74,7 +82,7 @@ def complete(
         for kind in spec.consumes:
             fld = consumer_field(spec, kind)
             have = step["args"].get(fld) if fld else None
-            if isinstance(have, str) and not have.startswith("$"):
+            if isinstance(have, str) and placeholder_kind(have) is None:
                 continue  # a path or an id the request named
             if kind in produced:  # an earlier step of this plan makes it: that one, not an older artifact
                 if fld:

@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agent import prompts
-from tools.contract import ARTIFACT_KINDS, ToolSpec
+from agent.chain import complete, consumer_field, makes, placeholder_kind
+from tools.contract import ToolSpec
 from tools.refs import Ref, ref_fields
 
 
@@ -120,8 +121,8 @@ def complete_args(spec: ToolSpec, args: dict[str, Any], inputs: dict[str, Any], 
         if name not in fields or not inputs.get(name):
             continue
         value = out.get(name)
-        placeholder = isinstance(value, str) and value.startswith("$")  # "$selection": an earlier step's output
-        made_up = isinstance(value, str) and not placeholder and value != inputs[name] and value not in request
+        made_up = (isinstance(value, str) and placeholder_kind(value) is None  # "$selection" is an earlier step's
+                   and value != inputs[name] and value not in request)
         if not value or made_up:
             out[name] = inputs[name]
     if "validation" in fields and "target" not in fields and inputs.get("target") and not out.get("validation"):
@@ -208,8 +209,6 @@ def validate_steps(
             args = _drop_made_up_artifacts(spec, args, artifacts or {}, request)
         cleaned.append({"tool": step.tool, "args": args})
     if chain:
-        from agent.chain import complete
-
         cleaned = complete(cleaned, specs, artifacts=dict(artifacts or {}),
                            make_args=lambda spec, _produced: complete_args(spec, {}, inputs, request))
     steps: list[PlanStep] = []
@@ -217,7 +216,7 @@ def validate_steps(
     for n, step in enumerate(cleaned, 1):
         spec = specs[step["tool"]]
         dangling = [f"{k}={v}" for k, v in step["args"].items()
-                    if isinstance(v, str) and v[1:] in ARTIFACT_KINDS and v.startswith("$") and v[1:] not in made]
+                    if (kind := placeholder_kind(v)) and kind not in made]
         if chain and dangling:
             errors.append(f"step {n} ({step['tool']}): {', '.join(dangling)} names no earlier step's "
                           "output and nothing in this thread")
@@ -233,8 +232,6 @@ def validate_steps(
         if any(candidate == kept for kept in steps):  # a weak model repeats a step: running it twice changes nothing
             continue
         steps.append(candidate)
-        from agent.chain import makes
-
         made |= makes(spec)
     return steps, errors
 
@@ -243,14 +240,12 @@ def _drop_made_up_artifacts(spec: ToolSpec, args: dict[str, Any], artifacts: dic
                             request: str) -> dict[str, Any]:
     """An artifact argument of a consumed kind that names no artifact of the thread and nothing in the
     request is a guess: it is left for chaining to fill (``$kind``, a thread artifact, or a new step)."""
-    from agent.chain import consumer_field
-
     out = dict(args)
     known = set(artifacts.values())
     for kind in spec.consumes:
         fld = consumer_field(spec, kind)
         value = out.get(fld) if fld else None
-        if (isinstance(value, str) and value and not value.startswith("$") and value not in known
+        if (isinstance(value, str) and value and placeholder_kind(value) is None and value not in known
                 and value not in request and value.removeprefix("./") not in request):
             del out[fld]
     return out

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from agent import prompts
 from agent.adapters import active_policy, tool_context
+from agent.chain import placeholder_kind
 from agent.nodes.common import (
     content_text,
     context_of,
@@ -230,8 +231,7 @@ class PlanNode:
         if nxt is None:
             return self.finish(state, ctx, plan, usage)
         arts = state.get("artifacts") or {}
-        nxt.args = {k: (arts.get(v[1:], v) if isinstance(v, str) and v.startswith("$") else v)
-                    for k, v in nxt.args.items()}
+        nxt.args = {k: arts.get(kind, v) if (kind := placeholder_kind(v)) else v for k, v in nxt.args.items()}
         nxt.status = "running"
         usage["rounds"] += 1
         msg = AIMessage(content=plan.text if first else "",
